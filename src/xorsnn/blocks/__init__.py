@@ -1,0 +1,40 @@
+"""Residual block families: Spiking ResNet, SEW-ResNet, MS-ResNet, OA and XOR (XOResNet-style)."""
+
+from .common import NeuronFactory, needs_projection, zero_norm_
+from .families import FAMILIES, BlockFamily, get_family
+from .fc import MembraneShortcutBlock, OABlock, SEWBlock, SpikingBlock, XORBlock
+from .ms import MSBasicBlock, MSBottleneck
+from .oa import DOWN_MERGES, OABasicBlock, OABottleneck
+from .sew import SEW_CONNECTS, SEWBasicBlock, SEWBottleneck, sew_connect
+from .spiking import SpikingBasicBlock, SpikingBottleneck
+from .stage import ResidualStage
+from .xor import XOR_MODES, XORBasicBlock, XORBottleneck
+
+__all__ = [
+    "NeuronFactory",
+    "needs_projection",
+    "zero_norm_",
+    "BlockFamily",
+    "FAMILIES",
+    "get_family",
+    "SpikingBasicBlock",
+    "SpikingBottleneck",
+    "SEWBasicBlock",
+    "SEWBottleneck",
+    "SEW_CONNECTS",
+    "sew_connect",
+    "MSBasicBlock",
+    "MSBottleneck",
+    "OABasicBlock",
+    "OABottleneck",
+    "DOWN_MERGES",
+    "XORBasicBlock",
+    "XORBottleneck",
+    "XOR_MODES",
+    "ResidualStage",
+    "SpikingBlock",
+    "SEWBlock",
+    "MembraneShortcutBlock",
+    "OABlock",
+    "XORBlock",
+]

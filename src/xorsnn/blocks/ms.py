@@ -1,0 +1,112 @@
+"""MS-ResNet blocks (Hu et al., TNNLS 2024): membrane shortcut, pre-activation.
+
+The residual stream is real-valued (membrane potential): the branch is ``LIF -> conv -> BN``
+twice and the output is ``F(x) + shortcut(x)`` with **no neuron on the shortcut and none after
+the sum**. The downsample shortcut is Conv1x1-BN. Every convolution in the branch sees binary
+spikes (an LIF precedes it). BN scales start at ``V_th`` (``bn_init``) and the last BN of the
+branch at 0 (zero-init), as in the official code.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from ..layers import CONV, LayerKit
+from .common import NeuronFactory, needs_projection, zero_norm_
+
+__all__ = ["MSBasicBlock", "MSBottleneck"]
+
+
+def _init_norms(module: nn.Module, gamma: float) -> None:
+    for m in module.modules():
+        if isinstance(m, nn.modules.batchnorm._BatchNorm):
+            nn.init.constant_(m.weight, gamma)
+            nn.init.zeros_(m.bias)
+
+
+class MSBasicBlock(nn.Module):
+    """``BN(conv3x3(SN(BN(conv3x3(SN(x)))))) + shortcut(x)`` (real-valued output).
+
+    Shapes: ``[T, B, in_planes, H, W] -> [T, B, planes, H/stride, W/stride]``.
+    """
+
+    expansion = 1
+    output_kind = "membrane"
+
+    def __init__(
+        self,
+        in_planes: int,
+        planes: int,
+        stride: int = 1,
+        *,
+        neuron: NeuronFactory,
+        layers: LayerKit = CONV,
+        bn_init: float = 0.5,
+    ) -> None:
+        super().__init__()
+        self.sn1 = neuron()
+        self.conv1 = layers.conv3x3(in_planes, planes, stride)
+        self.bn1 = layers.norm(planes)
+        self.sn2 = neuron()
+        self.conv2 = layers.conv3x3(planes, planes)
+        self.bn2 = layers.norm(planes)
+        self.downsample: nn.Module | None = None
+        if needs_projection(in_planes, planes, stride):
+            self.downsample = nn.Sequential(layers.conv1x1(in_planes, planes, stride), layers.norm(planes))
+        _init_norms(self, bn_init)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        identity = x if self.downsample is None else self.downsample(x)
+        out = self.bn1(self.conv1(self.sn1(x)))
+        out = self.bn2(self.conv2(self.sn2(out)))
+        return out + identity
+
+    def zero_init_residual(self) -> None:
+        zero_norm_(self.bn2)
+
+
+class MSBottleneck(nn.Module):
+    """Bottleneck form: SN-conv1x1-BN, SN-conv3x3(stride)-BN, SN-conv1x1-BN, ``+ shortcut(x)``.
+
+    Shapes: ``[T, B, in_planes, H, W] -> [T, B, 4*planes, H/stride, W/stride]``.
+    """
+
+    expansion = 4
+    output_kind = "membrane"
+
+    def __init__(
+        self,
+        in_planes: int,
+        planes: int,
+        stride: int = 1,
+        *,
+        neuron: NeuronFactory,
+        layers: LayerKit = CONV,
+        bn_init: float = 0.5,
+    ) -> None:
+        super().__init__()
+        out_planes = planes * self.expansion
+        self.sn1 = neuron()
+        self.conv1 = layers.conv1x1(in_planes, planes)
+        self.bn1 = layers.norm(planes)
+        self.sn2 = neuron()
+        self.conv2 = layers.conv3x3(planes, planes, stride)
+        self.bn2 = layers.norm(planes)
+        self.sn3 = neuron()
+        self.conv3 = layers.conv1x1(planes, out_planes)
+        self.bn3 = layers.norm(out_planes)
+        self.downsample: nn.Module | None = None
+        if needs_projection(in_planes, out_planes, stride):
+            self.downsample = nn.Sequential(layers.conv1x1(in_planes, out_planes, stride), layers.norm(out_planes))
+        _init_norms(self, bn_init)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        identity = x if self.downsample is None else self.downsample(x)
+        out = self.bn1(self.conv1(self.sn1(x)))
+        out = self.bn2(self.conv2(self.sn2(out)))
+        out = self.bn3(self.conv3(self.sn3(out)))
+        return out + identity
+
+    def zero_init_residual(self) -> None:
+        zero_norm_(self.bn3)

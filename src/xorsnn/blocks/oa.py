@@ -1,0 +1,166 @@
+"""OA blocks: XOResNet's OR-ADD shortcut ("XOResNet-style"; the paper's method section is not public).
+
+* **Identity shortcut -- spikes merged with OR**: ``out = OR(x, SN(F(x)))``. Where both branches
+  fire, OR emits one spike instead of SEW-ADD's 2 (no "spike redundancy").
+* **Downsample shortcut -- currents merged with ADD** before one neuron:
+  ``out = SN(F(x) + BN(conv1x1(x)))`` (``down_merge="add"``, default). The shortcut carries a
+  real-valued current rather than SEW's binarised spikes (no "information loss").
+  ``down_merge="or"`` is the ablation with a SEW-style Conv1x1-BN-SN shortcut merged by OR.
+
+``F`` is conv-BN-SN-conv-BN (basic) or conv1x1-BN-SN-conv3x3-BN-SN-conv1x1-BN (bottleneck).
+The block output is always binary when its input is. With the last BN at gamma = beta = 0 the
+identity block is exactly the identity (``SN`` of a zero current never fires).
+See ``docs/xoresnet.md`` for what is confirmed and what is reconstructed.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from ..layers import CONV, LayerKit
+from ..ops import OR_FORMS, spike_or
+from .common import NeuronFactory, needs_projection, zero_norm_
+
+__all__ = ["DOWN_MERGES", "OABasicBlock", "OABottleneck"]
+
+DOWN_MERGES = ("add", "or")
+
+
+def _check_choice(name: str, value: str, valid: tuple[str, ...]) -> str:
+    if value not in valid:
+        raise ValueError(f"{name} must be one of {valid}, got {value!r}")
+    return value
+
+
+class OABasicBlock(nn.Module):
+    """OR-ADD basic block. Shapes: ``[T, B, in_planes, H, W] -> [T, B, planes, H/stride, W/stride]``.
+
+    Args:
+        in_planes, planes, stride: as in torchvision's ``BasicBlock``.
+        neuron: zero-argument neuron factory.
+        layers: layer kit (convolutions or, for ``[T, B, F]`` inputs, linear layers).
+        or_form: OR variant for the identity merge: ``"poly"`` (``a+b-ab``), ``"max"``, ``"clamp"``.
+        down_merge: ``"add"`` (current ADD, then one neuron) or ``"or"`` (spiking shortcut, OR).
+    """
+
+    expansion = 1
+    output_kind = "spikes"
+
+    def __init__(
+        self,
+        in_planes: int,
+        planes: int,
+        stride: int = 1,
+        *,
+        neuron: NeuronFactory,
+        layers: LayerKit = CONV,
+        or_form: str = "poly",
+        down_merge: str = "add",
+    ) -> None:
+        super().__init__()
+        self.or_form = _check_choice("or_form", or_form, OR_FORMS)
+        self.down_merge = _check_choice("down_merge", down_merge, DOWN_MERGES)
+        self.conv1 = layers.conv3x3(in_planes, planes, stride)
+        self.bn1 = layers.norm(planes)
+        self.sn1 = neuron()
+        self.conv2 = layers.conv3x3(planes, planes)
+        self.bn2 = layers.norm(planes)
+        self.sn2 = neuron()
+        self.downsample: nn.Module | None = None
+        if needs_projection(in_planes, planes, stride):
+            shortcut = [layers.conv1x1(in_planes, planes, stride), layers.norm(planes)]
+            if down_merge == "or":
+                shortcut.append(neuron())
+            self.downsample = nn.Sequential(*shortcut)
+
+    def residual(self, x: torch.Tensor) -> torch.Tensor:
+        """Backbone current ``F(x) = BN(conv(SN(BN(conv(x)))))`` (before the last neuron)."""
+        return self.bn2(self.conv2(self.sn1(self.bn1(self.conv1(x)))))
+
+    def fire(self, current: torch.Tensor) -> torch.Tensor:
+        """The branch's last neuron: backbone spikes ``A = SN(current)``."""
+        return self.sn2(current)
+
+    def merge(self, x: torch.Tensor, current: torch.Tensor) -> torch.Tensor:
+        """OA merge of the block input ``x`` with the backbone ``current``."""
+        if self.downsample is None:
+            return spike_or(x, self.fire(current), self.or_form)
+        if self.down_merge == "add":
+            return self.fire(current + self.downsample(x))
+        return spike_or(self.downsample(x), self.fire(current), self.or_form)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.merge(x, self.residual(x))
+
+    def zero_init_residual(self) -> None:
+        """Zero the last BN: the backbone is silent and an identity block passes ``x`` unchanged."""
+        zero_norm_(self.bn2)
+
+    def extra_repr(self) -> str:
+        return f"or_form={self.or_form!r}, down_merge={self.down_merge!r}"
+
+
+class OABottleneck(nn.Module):
+    """OR-ADD bottleneck. Shapes: ``[T, B, in_planes, H, W] -> [T, B, 4*planes, H/stride, W/stride]``."""
+
+    expansion = 4
+    output_kind = "spikes"
+
+    def __init__(
+        self,
+        in_planes: int,
+        planes: int,
+        stride: int = 1,
+        *,
+        neuron: NeuronFactory,
+        layers: LayerKit = CONV,
+        or_form: str = "poly",
+        down_merge: str = "add",
+    ) -> None:
+        super().__init__()
+        self.or_form = _check_choice("or_form", or_form, OR_FORMS)
+        self.down_merge = _check_choice("down_merge", down_merge, DOWN_MERGES)
+        out_planes = planes * self.expansion
+        self.conv1 = layers.conv1x1(in_planes, planes)
+        self.bn1 = layers.norm(planes)
+        self.sn1 = neuron()
+        self.conv2 = layers.conv3x3(planes, planes, stride)
+        self.bn2 = layers.norm(planes)
+        self.sn2 = neuron()
+        self.conv3 = layers.conv1x1(planes, out_planes)
+        self.bn3 = layers.norm(out_planes)
+        self.sn3 = neuron()
+        self.downsample: nn.Module | None = None
+        if needs_projection(in_planes, out_planes, stride):
+            shortcut = [layers.conv1x1(in_planes, out_planes, stride), layers.norm(out_planes)]
+            if down_merge == "or":
+                shortcut.append(neuron())
+            self.downsample = nn.Sequential(*shortcut)
+
+    def residual(self, x: torch.Tensor) -> torch.Tensor:
+        """Backbone current before the last neuron."""
+        out = self.sn1(self.bn1(self.conv1(x)))
+        out = self.sn2(self.bn2(self.conv2(out)))
+        return self.bn3(self.conv3(out))
+
+    def fire(self, current: torch.Tensor) -> torch.Tensor:
+        """The branch's last neuron: backbone spikes ``A = SN(current)``."""
+        return self.sn3(current)
+
+    def merge(self, x: torch.Tensor, current: torch.Tensor) -> torch.Tensor:
+        """OA merge of the block input ``x`` with the backbone ``current``."""
+        if self.downsample is None:
+            return spike_or(x, self.fire(current), self.or_form)
+        if self.down_merge == "add":
+            return self.fire(current + self.downsample(x))
+        return spike_or(self.downsample(x), self.fire(current), self.or_form)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.merge(x, self.residual(x))
+
+    def zero_init_residual(self) -> None:
+        zero_norm_(self.bn3)
+
+    def extra_repr(self) -> str:
+        return f"or_form={self.or_form!r}, down_merge={self.down_merge!r}"

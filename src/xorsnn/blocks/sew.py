@@ -1,0 +1,147 @@
+"""SEW-ResNet blocks (Fang et al., NeurIPS 2021): spike-element-wise residuals.
+
+``out = g(A, S)`` with ``A = SN(F(x))`` the backbone spikes and ``S`` the shortcut spikes:
+
+=====  ===================  ============  ==========================================
+g      formula              output        identity at initialisation when
+=====  ===================  ============  ==========================================
+add    ``A + S``            {0, 1, 2, …}  A ≡ 0  (last BN: gamma = 0, beta = 0)
+and    ``A * S``            {0, 1}        A ≡ 1  (last BN: gamma = 0, beta = firing current)
+iand   ``(1 - A) * S``      {0, 1}        A ≡ 0  (last BN: gamma = 0, beta = 0)
+=====  ===================  ============  ==========================================
+
+IAND is ``S * (1 - A)`` in basic *and* bottleneck blocks, as in the original repository
+(SpikingJelly's bottleneck swaps the operands). The downsample shortcut is Conv1x1-BN-**SN**, so
+``S`` is always spikes. SEW-ADD outputs are integers: downstream convolutions see graded input.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from ..layers import CONV, LayerKit
+from ..ops import spike_and, spike_iand
+from .common import NeuronFactory, needs_projection, zero_norm_
+
+__all__ = ["SEW_CONNECTS", "sew_connect", "SEWBasicBlock", "SEWBottleneck"]
+
+SEW_CONNECTS = ("add", "and", "iand")
+
+
+def sew_connect(backbone: torch.Tensor, shortcut: torch.Tensor, connect: str) -> torch.Tensor:
+    """The SEW element-wise function ``g(A, S)``.
+
+    ``"add"``: ``A + S``; ``"and"``: ``A * S``; ``"iand"``: ``(1 - A) * S``. Shapes must match.
+    """
+    if connect == "add":
+        return backbone + shortcut
+    if connect == "and":
+        return spike_and(backbone, shortcut)
+    if connect == "iand":
+        return spike_iand(backbone, shortcut)
+    raise ValueError(f"connect must be one of {SEW_CONNECTS}, got {connect!r}")
+
+
+def _check_connect(connect: str) -> str:
+    if connect not in SEW_CONNECTS:
+        raise ValueError(f"connect must be one of {SEW_CONNECTS}, got {connect!r}")
+    return connect
+
+
+class SEWBasicBlock(nn.Module):
+    """``g(SN(BN(conv3x3(SN(BN(conv3x3(x)))))), shortcut(x))``.
+
+    Shapes: ``[T, B, in_planes, H, W] -> [T, B, planes, H/stride, W/stride]``.
+    """
+
+    expansion = 1
+
+    def __init__(
+        self,
+        in_planes: int,
+        planes: int,
+        stride: int = 1,
+        *,
+        neuron: NeuronFactory,
+        layers: LayerKit = CONV,
+        connect: str = "add",
+    ) -> None:
+        super().__init__()
+        self.connect = _check_connect(connect)
+        self.output_kind = "graded" if connect == "add" else "spikes"
+        self.conv1 = layers.conv3x3(in_planes, planes, stride)
+        self.bn1 = layers.norm(planes)
+        self.sn1 = neuron()
+        self.conv2 = layers.conv3x3(planes, planes)
+        self.bn2 = layers.norm(planes)
+        self.sn2 = neuron()
+        self.downsample: nn.Module | None = None
+        if needs_projection(in_planes, planes, stride):
+            self.downsample = nn.Sequential(
+                layers.conv1x1(in_planes, planes, stride), layers.norm(planes), neuron()
+            )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        identity = x if self.downsample is None else self.downsample(x)
+        out = self.sn1(self.bn1(self.conv1(x)))
+        out = self.sn2(self.bn2(self.conv2(out)))
+        return sew_connect(out, identity, self.connect)
+
+    def zero_init_residual(self) -> None:
+        """Make the block an identity: ``A ≡ 0`` for ADD/IAND, ``A ≡ 1`` for AND."""
+        zero_norm_(self.bn2, self.sn2.firing_current() if self.connect == "and" else 0.0)
+
+    def extra_repr(self) -> str:
+        return f"connect={self.connect!r}"
+
+
+class SEWBottleneck(nn.Module):
+    """Bottleneck form: conv1x1-BN-SN, conv3x3(stride)-BN-SN, conv1x1-BN-SN, then ``g(., shortcut)``.
+
+    Shapes: ``[T, B, in_planes, H, W] -> [T, B, 4*planes, H/stride, W/stride]``.
+    """
+
+    expansion = 4
+
+    def __init__(
+        self,
+        in_planes: int,
+        planes: int,
+        stride: int = 1,
+        *,
+        neuron: NeuronFactory,
+        layers: LayerKit = CONV,
+        connect: str = "add",
+    ) -> None:
+        super().__init__()
+        self.connect = _check_connect(connect)
+        self.output_kind = "graded" if connect == "add" else "spikes"
+        out_planes = planes * self.expansion
+        self.conv1 = layers.conv1x1(in_planes, planes)
+        self.bn1 = layers.norm(planes)
+        self.sn1 = neuron()
+        self.conv2 = layers.conv3x3(planes, planes, stride)
+        self.bn2 = layers.norm(planes)
+        self.sn2 = neuron()
+        self.conv3 = layers.conv1x1(planes, out_planes)
+        self.bn3 = layers.norm(out_planes)
+        self.sn3 = neuron()
+        self.downsample: nn.Module | None = None
+        if needs_projection(in_planes, out_planes, stride):
+            self.downsample = nn.Sequential(
+                layers.conv1x1(in_planes, out_planes, stride), layers.norm(out_planes), neuron()
+            )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        identity = x if self.downsample is None else self.downsample(x)
+        out = self.sn1(self.bn1(self.conv1(x)))
+        out = self.sn2(self.bn2(self.conv2(out)))
+        out = self.sn3(self.bn3(self.conv3(out)))
+        return sew_connect(out, identity, self.connect)
+
+    def zero_init_residual(self) -> None:
+        zero_norm_(self.bn3, self.sn3.firing_current() if self.connect == "and" else 0.0)
+
+    def extra_repr(self) -> str:
+        return f"connect={self.connect!r}"

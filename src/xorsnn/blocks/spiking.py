@@ -1,0 +1,88 @@
+"""Spiking ResNet blocks (the plain baseline of the SEW-ResNet paper; tdBN-style post-activation).
+
+``out = SN(F(x) + shortcut(x))`` -- one neuron after the current sum, so the identity path passes
+through a spiking neuron (the reason deep Spiking ResNets degrade). The downsample shortcut is
+Conv1x1-BN with **no** neuron.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from ..layers import CONV, LayerKit
+from .common import NeuronFactory, needs_projection, zero_norm_
+
+__all__ = ["SpikingBasicBlock", "SpikingBottleneck"]
+
+
+class SpikingBasicBlock(nn.Module):
+    """``SN(BN(conv3x3(SN(BN(conv3x3(x))))) + shortcut(x))``.
+
+    Shapes: ``[T, B, in_planes, H, W] -> [T, B, planes, H/stride, W/stride]`` (binary spikes).
+    """
+
+    expansion = 1
+    output_kind = "spikes"
+
+    def __init__(
+        self, in_planes: int, planes: int, stride: int = 1, *, neuron: NeuronFactory, layers: LayerKit = CONV
+    ) -> None:
+        super().__init__()
+        self.conv1 = layers.conv3x3(in_planes, planes, stride)
+        self.bn1 = layers.norm(planes)
+        self.sn1 = neuron()
+        self.conv2 = layers.conv3x3(planes, planes)
+        self.bn2 = layers.norm(planes)
+        self.downsample: nn.Module | None = None
+        if needs_projection(in_planes, planes, stride):
+            self.downsample = nn.Sequential(layers.conv1x1(in_planes, planes, stride), layers.norm(planes))
+        self.sn2 = neuron()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        identity = x if self.downsample is None else self.downsample(x)
+        out = self.sn1(self.bn1(self.conv1(x)))
+        out = self.bn2(self.conv2(out))
+        return self.sn2(out + identity)
+
+    def zero_init_residual(self) -> None:
+        """Zero the last BN of the branch (SEW recipe's ``--zero_init_residual``)."""
+        zero_norm_(self.bn2)
+
+
+class SpikingBottleneck(nn.Module):
+    """Bottleneck form: conv1x1-BN-SN, conv3x3(stride)-BN-SN, conv1x1-BN, then ``SN(. + shortcut)``.
+
+    Shapes: ``[T, B, in_planes, H, W] -> [T, B, 4*planes, H/stride, W/stride]``.
+    """
+
+    expansion = 4
+    output_kind = "spikes"
+
+    def __init__(
+        self, in_planes: int, planes: int, stride: int = 1, *, neuron: NeuronFactory, layers: LayerKit = CONV
+    ) -> None:
+        super().__init__()
+        out_planes = planes * self.expansion
+        self.conv1 = layers.conv1x1(in_planes, planes)
+        self.bn1 = layers.norm(planes)
+        self.sn1 = neuron()
+        self.conv2 = layers.conv3x3(planes, planes, stride)
+        self.bn2 = layers.norm(planes)
+        self.sn2 = neuron()
+        self.conv3 = layers.conv1x1(planes, out_planes)
+        self.bn3 = layers.norm(out_planes)
+        self.downsample: nn.Module | None = None
+        if needs_projection(in_planes, out_planes, stride):
+            self.downsample = nn.Sequential(layers.conv1x1(in_planes, out_planes, stride), layers.norm(out_planes))
+        self.sn3 = neuron()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        identity = x if self.downsample is None else self.downsample(x)
+        out = self.sn1(self.bn1(self.conv1(x)))
+        out = self.sn2(self.bn2(self.conv2(out)))
+        out = self.bn3(self.conv3(out))
+        return self.sn3(out + identity)
+
+    def zero_init_residual(self) -> None:
+        zero_norm_(self.bn3)

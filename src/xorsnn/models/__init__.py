@@ -1,0 +1,16 @@
+"""Networks: the spiking ResNet skeleton, deep MLP stacks, and the model registry."""
+
+from .registry import ModelEntry, create_model, list_models, model_info, register_model
+from .resnet import SpikingResNet, check_image_input
+from .stack import DeepSNNStack
+
+__all__ = [
+    "SpikingResNet",
+    "DeepSNNStack",
+    "check_image_input",
+    "ModelEntry",
+    "create_model",
+    "list_models",
+    "model_info",
+    "register_model",
+]

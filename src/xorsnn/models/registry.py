@@ -1,0 +1,197 @@
+"""Model registry: build any registered network by name, timm-style.
+
+>>> import xorsnn
+>>> model = xorsnn.create_model("xoresnet19", num_classes=10, T=4)
+>>> xorsnn.list_models("sew_resnet*")[:3]
+['sew_resnet101', 'sew_resnet110', 'sew_resnet152']
+
+Every registered name is ``<family prefix><depth>[_cifar]``:
+
+===================  ==========================================================================
+prefix               family
+===================  ==========================================================================
+``spiking_resnet``   Spiking ResNet (``SN(F(x) + x)``)
+``sew_resnet``       SEW-ResNet (``connect="add"`` by default; ``"and"``, ``"iand"``)
+``ms_resnet``        MS-ResNet (membrane shortcut)
+``oa_resnet``        OR-ADD shortcut only (XOResNet without XOR meta-residuals)
+``xoresnet``         XOResNet-style (OA shortcut + XOR meta-residuals)
+===================  ==========================================================================
+
+==============================  ======================================================  =========
+depth suffix                    layout                                                  classes
+==============================  ======================================================  =========
+18, 34 / 50, 101, 152           ImageNet: 7x7 stem, basic / bottleneck, widths 64-512   1000
+18_cifar                        3x3 stem, no max-pool, [2,2,2,2] x 64-512               10
+19                              tdBN ResNet-19: 3x3 stem, [3,3,2] x 128-512, FC-256     10
+20, 32, 44, 56, 110, 482        He et al. CIFAR 6n+2: [n,n,n] x 16/32/64                10
+==============================  ======================================================  =========
+
+Other keyword arguments of :class:`~xorsnn.models.resnet.SpikingResNet` (``T``, ``in_channels``,
+``input_size``, ``neuron``, ``stem``, block options such as ``connect`` or ``xor_mode``) can be
+passed to :func:`create_model` to override the registered defaults.
+"""
+
+from __future__ import annotations
+
+import difflib
+import fnmatch
+import inspect
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from torch import nn
+
+from .resnet import SpikingResNet
+
+__all__ = ["ModelEntry", "register_model", "create_model", "list_models", "model_info"]
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    """A registered model: its builder, default arguments and a one-line description."""
+
+    name: str
+    builder: Callable[..., nn.Module]
+    defaults: dict[str, Any] = field(default_factory=dict)
+    description: str = ""
+
+
+_MODELS: dict[str, ModelEntry] = {}
+
+
+def register_model(
+    name: str, builder: Callable[..., nn.Module], *, description: str = "", **defaults: Any
+) -> ModelEntry:
+    """Register ``builder(**defaults, **overrides)`` under ``name`` (``ValueError`` if taken)."""
+    if name in _MODELS:
+        raise ValueError(f"model name {name!r} is already registered")
+    entry = ModelEntry(name, builder, dict(defaults), description)
+    _MODELS[name] = entry
+    return entry
+
+
+def list_models(pattern: str = "*") -> list[str]:
+    """Sorted names of registered models matching the shell-style ``pattern`` (e.g. ``"xoresnet*"``)."""
+    return sorted(n for n in _MODELS if fnmatch.fnmatchcase(n, pattern))
+
+
+def model_info(name: str) -> ModelEntry:
+    """The registry entry of ``name`` (``ValueError`` listing close matches if unknown)."""
+    if name not in _MODELS:
+        close = difflib.get_close_matches(str(name), list(_MODELS), n=5, cutoff=0.5)
+        hint = f" Did you mean {close}?" if close else ""
+        raise ValueError(
+            f"unknown model {name!r}.{hint} {len(_MODELS)} models are registered: "
+            f"{', '.join(list_models())} (see xorsnn.list_models())"
+        )
+    return _MODELS[name]
+
+
+def _accepted_kwargs(builder: Callable[..., nn.Module]) -> set[str] | None:
+    params = inspect.signature(builder).parameters
+    if any(p.kind == p.VAR_KEYWORD for p in params.values()):
+        return None  # validated by the builder itself
+    return {n for n, p in params.items() if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)}
+
+
+def create_model(name: str, **overrides: Any) -> nn.Module:
+    """Build a registered model.
+
+    Args:
+        name: a name from :func:`list_models`.
+        **overrides: arguments replacing the registered defaults, e.g. ``num_classes=100``,
+            ``T=6``, ``in_channels=1``, ``neuron={"tau": 1.5}``, ``xor_mode="output"``.
+
+    Returns:
+        The model (``nn.Module``), output ``[T, B, num_classes]``.
+
+    Raises:
+        ValueError: unknown name (lists the registered ones) or invalid arguments.
+    """
+    entry = model_info(name)
+    valid = _accepted_kwargs(entry.builder)
+    if valid is not None:
+        bad = set(overrides) - valid
+        if bad:
+            raise ValueError(f"{name}: unknown argument(s) {sorted(bad)}; valid arguments are {sorted(valid)}")
+    fixed = {"family", "layers", "block"} & set(overrides)
+    if fixed and entry.builder is SpikingResNet:
+        raise ValueError(
+            f"{name}: {sorted(fixed)} define the registered architecture and cannot be overridden; "
+            "build SpikingResNet(...) directly for a custom layout"
+        )
+    kwargs = {**entry.defaults, **overrides}
+    try:
+        return entry.builder(**kwargs)
+    except TypeError as exc:  # a wrong argument type deep in a constructor: name the model
+        raise ValueError(f"{name}: invalid arguments {sorted(overrides)}: {exc}") from exc
+
+
+# -- registrations -------------------------------------------------------------------------------
+_PREFIXES = {
+    "spiking": ("spiking_resnet", "Spiking ResNet"),
+    "sew": ("sew_resnet", "SEW-ResNet"),
+    "ms": ("ms_resnet", "MS-ResNet"),
+    "oa": ("oa_resnet", "OA-ResNet (OR-ADD shortcut, no XOR)"),
+    "xor": ("xoresnet", "XOResNet-style (OA shortcut + XOR meta-residuals)"),
+}
+
+_IMAGENET = {
+    "18": ("basic", [2, 2, 2, 2]),
+    "34": ("basic", [3, 4, 6, 3]),
+    "50": ("bottleneck", [3, 4, 6, 3]),
+    "101": ("bottleneck", [3, 4, 23, 3]),
+    "152": ("bottleneck", [3, 8, 36, 3]),
+}
+_CIFAR_6N2 = (20, 32, 44, 56, 110, 482)
+
+
+def _register_all() -> None:
+    for family, (prefix, title) in _PREFIXES.items():
+        for depth, (block, layers) in _IMAGENET.items():
+            register_model(
+                f"{prefix}{depth}",
+                SpikingResNet,
+                description=f"{title}-{depth}, ImageNet layout (7x7 stem), {block} blocks {layers}",
+                family=family,
+                layers=layers,
+                block=block,
+                stem="imagenet",
+                num_classes=1000,
+            )
+        register_model(
+            f"{prefix}18_cifar",
+            SpikingResNet,
+            description=f"{title}-18, CIFAR layout (3x3 stem, no max-pool), basic blocks [2,2,2,2]",
+            family=family,
+            layers=[2, 2, 2, 2],
+            stem="cifar",
+            num_classes=10,
+        )
+        register_model(
+            f"{prefix}19",
+            SpikingResNet,
+            description=f"{title}-19 (tdBN layout): 3x3 stem 128, [3,3,2] x 128/256/512, FC-256 head",
+            family=family,
+            layers=[3, 3, 2],
+            widths=[128, 256, 512],
+            stem="cifar",
+            head_hidden=256,
+            num_classes=10,
+        )
+        for depth in _CIFAR_6N2:
+            n = (depth - 2) // 6
+            register_model(
+                f"{prefix}{depth}",
+                SpikingResNet,
+                description=f"{title}-{depth}, CIFAR 6n+2 family (n={n}), widths 16/32/64",
+                family=family,
+                layers=[n, n, n],
+                widths=[16, 32, 64],
+                stem="cifar",
+                num_classes=10,
+            )
+
+
+_register_all()

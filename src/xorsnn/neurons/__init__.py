@@ -1,0 +1,28 @@
+"""Spiking neurons (multi-step, time-first ``[T, B, ...]``) and surrogate gradients."""
+
+from .dynamics import NeuronDynamics, multistep_autograd, multistep_bptt, single_step
+from .factory import NEURON_TYPES, make_neuron, merge_neuron_spec, neuron_factory
+from .lif import IF, LIF, RealSpikeLIF, SpikingNeuron
+from .surrogate import SURROGATES, ATan, Rectangle, Sigmoid, Surrogate, Triangle, get_surrogate
+
+__all__ = [
+    "SpikingNeuron",
+    "LIF",
+    "IF",
+    "RealSpikeLIF",
+    "NeuronDynamics",
+    "single_step",
+    "multistep_autograd",
+    "multistep_bptt",
+    "Surrogate",
+    "ATan",
+    "Sigmoid",
+    "Triangle",
+    "Rectangle",
+    "SURROGATES",
+    "get_surrogate",
+    "NEURON_TYPES",
+    "make_neuron",
+    "neuron_factory",
+    "merge_neuron_spec",
+]

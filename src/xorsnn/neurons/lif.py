@@ -1,0 +1,253 @@
+"""Multi-step spiking neuron modules: :class:`LIF`, :class:`IF` and :class:`RealSpikeLIF`.
+
+Tensors are time-first: a call on ``[T, B, ...]`` integrates over ``T`` **from rest**, so whole
+sequences need no ``reset_net`` bookkeeping. Two opt-in ways to carry state exist:
+
+* ``neuron.step(x_t, v)`` -- single-step form with the state passed in and returned (online
+  training such as SLTT, streaming inference);
+* ``stateful=True`` -- the module keeps its final membrane between calls (streaming over chunks);
+  call :meth:`reset_state` to start again. The carried state is detached between calls.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Literal
+
+import torch
+from torch import nn
+
+from .dynamics import NeuronDynamics, multistep_autograd, multistep_bptt, single_step
+from .surrogate import Surrogate, get_surrogate
+
+__all__ = ["SpikingNeuron", "LIF", "IF", "RealSpikeLIF", "BACKENDS"]
+
+BACKENDS = ("auto", "autograd", "bptt")
+
+
+def _check_number(name: str, value: Any, *, positive: bool = False, allow_none: bool = False) -> None:
+    if value is None and allow_none:
+        return
+    if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value):
+        raise ValueError(f"{name} must be a finite number, got {value!r}")
+    if positive and value <= 0:
+        raise ValueError(f"{name} must be > 0, got {value!r}")
+
+
+class SpikingNeuron(nn.Module):
+    """Multi-step spiking neuron on time-first tensors ``[T, B, ...]``.
+
+    The leak is given either as ``tau`` (SpikingJelly form ``H = V + (X - (V - V_reset)) / tau``)
+    or as a multiplicative ``decay`` (MS-ResNet / tdBN form ``U = decay * U * (1 - S) + X``), or as
+    neither for the non-leaky IF neuron. See :mod:`xorsnn.neurons.dynamics` for the equations.
+
+    Args:
+        tau: membrane time constant (> 1 for a leak; ``tau = 1`` forgets everything each step).
+        decay: multiplicative decay in ``[0, 1]``; mutually exclusive with ``tau``.
+        v_threshold: firing threshold ``V_th``.
+        v_reset: value a hard reset sets the membrane to.
+        reset: ``"hard"`` (to ``v_reset``) or ``"soft"`` (subtract ``V_th``).
+        decay_input: tau form only; ``True`` scales the input by ``1/tau`` (SpikingJelly default).
+        detach_reset: detach the spike in the reset path (default, as in SpikingJelly/MS-ResNet).
+        surrogate: a :class:`Surrogate`, a name (``"atan"``, ``"sigmoid"``, ``"triangle"``,
+            ``"rectangle"``) or a dict ``{"name": ..., <param>: ...}``.
+        real_valued: emit ``H`` where ``H >= V_th`` instead of 1 (ReverB-SNN real-valued spikes).
+        threshold_grad: real-valued spikes only; keep the surrogate term at the threshold in the
+            gradient (``∂O/∂H = 1[H >= V_th] + H σ'(H - V_th)``). ``False`` drops it.
+        stateful: keep the final membrane between calls (detached); see :meth:`reset_state`.
+        backend: ``"auto"`` (hand-written BPTT), ``"bptt"`` or ``"autograd"`` (reference loop).
+
+    Shapes:
+        ``forward``: ``[T, B, ...] -> [T, B, ...]`` (same dtype). ``step``: ``[B, ...] -> [B, ...]``.
+    """
+
+    def __init__(
+        self,
+        tau: float | None = 2.0,
+        *,
+        decay: float | None = None,
+        v_threshold: float = 1.0,
+        v_reset: float = 0.0,
+        reset: Literal["hard", "soft"] = "hard",
+        decay_input: bool = True,
+        detach_reset: bool = True,
+        surrogate: str | Surrogate | dict[str, Any] | None = "atan",
+        real_valued: bool = False,
+        threshold_grad: bool = True,
+        stateful: bool = False,
+        backend: str = "auto",
+    ) -> None:
+        super().__init__()
+        if tau is not None and decay is not None:
+            raise ValueError("give the leak either as tau or as decay, not both (set tau=None to use decay)")
+        _check_number("tau", tau, positive=True, allow_none=True)
+        _check_number("decay", decay, allow_none=True)
+        if tau is not None and tau < 1:
+            raise ValueError(f"tau must be >= 1 (tau = 1 means no memory), got {tau!r}")
+        if decay is not None and not 0 <= decay <= 1:
+            raise ValueError(f"decay must be in [0, 1], got {decay!r}")
+        _check_number("v_threshold", v_threshold, positive=True)
+        _check_number("v_reset", v_reset)
+        if reset not in ("hard", "soft"):
+            raise ValueError(f"reset must be 'hard' or 'soft', got {reset!r}")
+        if backend not in BACKENDS:
+            raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
+        self.tau = None if tau is None else float(tau)
+        self.decay = None if decay is None else float(decay)
+        self.v_threshold = float(v_threshold)
+        self.v_reset = float(v_reset)
+        self.reset = reset
+        self.decay_input = bool(decay_input)
+        self.detach_reset = bool(detach_reset)
+        self.surrogate = get_surrogate(surrogate)
+        self.real_valued = bool(real_valued)
+        self.threshold_grad = bool(threshold_grad)
+        self.stateful = bool(stateful)
+        self.backend = backend
+        self._state: torch.Tensor | None = None
+        self.dynamics = self._make_dynamics()
+
+    # -- constants -------------------------------------------------------------------------
+    def _make_dynamics(self) -> NeuronDynamics:
+        if self.tau is not None:
+            k = 1.0 - 1.0 / self.tau
+            c = 1.0 / self.tau if self.decay_input else 1.0
+            b = self.v_reset / self.tau
+        elif self.decay is not None:
+            k, c, b = self.decay, 1.0, 0.0
+        else:  # IF
+            k, c, b = 1.0, 1.0, 0.0
+        return NeuronDynamics(
+            k=k,
+            c=c,
+            b=b,
+            v_threshold=self.v_threshold,
+            v_reset=self.v_reset,
+            hard_reset=self.reset == "hard",
+            detach_reset=self.detach_reset,
+            surrogate=self.surrogate,
+            real_valued=self.real_valued,
+            threshold_grad=self.threshold_grad,
+        )
+
+    def firing_current(self, margin: float = 1e-3) -> float:
+        """Constant input that makes this neuron fire at every step from rest (see ``NeuronDynamics``)."""
+        return self.dynamics.firing_current(margin)
+
+    # -- state -----------------------------------------------------------------------------
+    def reset_state(self) -> None:
+        """Forget the membrane carried by ``stateful=True`` (no-op otherwise)."""
+        self._state = None
+
+    def init_state(self, like: torch.Tensor) -> torch.Tensor:
+        """Resting membrane ``[B, ...]`` shaped like one time step ``like``."""
+        return torch.full_like(like, self.dynamics.v_init)
+
+    # -- compute ---------------------------------------------------------------------------
+    def _check_input(self, x: torch.Tensor, name: str, min_dim: int) -> None:
+        if not isinstance(x, torch.Tensor):
+            raise ValueError(f"{type(self).__name__}: {name} must be a torch.Tensor, got {type(x).__name__}")
+        if not x.is_floating_point():
+            raise ValueError(
+                f"{type(self).__name__}: {name} must be a floating-point tensor, got dtype {x.dtype}"
+            )
+        if x.dim() < min_dim:
+            expected = "[T, B, ...]" if min_dim == 2 else "[B, ...]"
+            raise ValueError(
+                f"{type(self).__name__}: {name} must have shape {expected}, got {tuple(x.shape)}"
+            )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Integrate ``x`` ``[T, B, ...]`` over time; returns spikes ``[T, B, ...]``."""
+        self._check_input(x, "x", 2)
+        v0 = self._state if self.stateful else None
+        if v0 is not None and v0.shape != x.shape[1:]:
+            raise ValueError(
+                f"{type(self).__name__}: stateful neuron holds state of shape {tuple(v0.shape)} but x has "
+                f"per-step shape {tuple(x.shape[1:])}; call reset_state() before changing the input shape"
+            )
+        if self.backend == "autograd":
+            out, v = multistep_autograd(x, self.dynamics, v0)
+        else:
+            out, v = multistep_bptt(x, self.dynamics, v0)
+        if self.stateful:
+            self._state = v.detach()
+        return out
+
+    def step(self, x_t: torch.Tensor, v: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Single time step with explicit state.
+
+        Args:
+            x_t: input current ``[B, ...]``.
+            v: post-reset membrane from the previous step ``[B, ...]``, or ``None`` for rest.
+
+        Returns:
+            ``(out_t, v_new)``. Gradients flow through ``v``; detach it yourself for online rules.
+        """
+        self._check_input(x_t, "x_t", 1)
+        if v is not None and v.shape != x_t.shape:
+            raise ValueError(
+                f"{type(self).__name__}: state v must have the shape of x_t {tuple(x_t.shape)}, "
+                f"got {tuple(v.shape)}"
+            )
+        return single_step(x_t, v, self.dynamics)
+
+    def extra_repr(self) -> str:
+        leak = f"tau={self.tau:g}" if self.tau is not None else (
+            f"decay={self.decay:g}" if self.decay is not None else "no leak"
+        )
+        parts = [
+            leak,
+            f"v_threshold={self.v_threshold:g}",
+            f"reset={self.reset}" + (f"(v_reset={self.v_reset:g})" if self.reset == "hard" else ""),
+            f"surrogate={self.surrogate!r}",
+        ]
+        if self.tau is not None and not self.decay_input:
+            parts.append("decay_input=False")
+        if not self.detach_reset:
+            parts.append("detach_reset=False")
+        if self.real_valued:
+            parts.append("real_valued=True")
+        if self.stateful:
+            parts.append("stateful=True")
+        return ", ".join(parts)
+
+
+class LIF(SpikingNeuron):
+    """Leaky integrate-and-fire neuron; defaults ``tau=2, V_th=1``, hard reset to 0, atan surrogate.
+
+    ``LIF(tau=None, decay=0.25, v_threshold=0.5, surrogate="rectangle")`` is the MS-ResNet neuron.
+    """
+
+
+class IF(SpikingNeuron):
+    """Integrate-and-fire neuron: the no-leak case ``H = V + X``."""
+
+    def __init__(self, *, v_threshold: float = 1.0, **kwargs: Any) -> None:
+        for bad in ("tau", "decay", "decay_input"):
+            if bad in kwargs:
+                raise ValueError(f"IF has no leak: {bad!r} is not a valid argument")
+        super().__init__(None, decay=None, v_threshold=v_threshold, **kwargs)
+
+
+class RealSpikeLIF(SpikingNeuron):
+    """ReverB-SNN neuron: outputs the membrane ``U`` where ``U >= V_th`` and 0 elsewhere.
+
+    Defaults follow ReverB-SNN: decay form with ``decay = 0.25``, ``V_th = 0.25``, hard reset to 0.
+    The gradient is ``∂O/∂U = 1[U >= V_th] + U σ'(U - V_th)`` (surrogate at the jump);
+    ``threshold_grad=False`` keeps only the indicator (the paper's almost-everywhere derivative).
+    """
+
+    def __init__(
+        self,
+        tau: float | None = None,
+        *,
+        decay: float | None = None,
+        v_threshold: float = 0.25,
+        **kwargs: Any,
+    ) -> None:
+        if kwargs.pop("real_valued", True) is not True:
+            raise ValueError("RealSpikeLIF always emits real-valued spikes; use LIF for binary spikes")
+        if tau is None and decay is None:
+            decay = 0.25  # ReverB-SNN's membrane decay
+        super().__init__(tau, decay=decay, v_threshold=v_threshold, real_valued=True, **kwargs)
