@@ -1,15 +1,99 @@
-"""The ``xorsnn`` command line (also ``python -m xorsnn``)."""
+"""The ``xorsnn`` command line (also ``python -m xorsnn``).
+
+Commands: ``train``, ``eval``, ``demo``, ``compare``, ``list``, ``smoke``. Training options come
+from :class:`xorsnn.training.TrainConfig` (every field is a flag with its help text); a YAML preset
+(``--config``) sets defaults that flags override.
+"""
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import json
+import logging
 import sys
 import time
+import types
+import typing
 from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
 
 __all__ = ["main", "build_parser"]
 
+log = logging.getLogger("xorsnn")
 
+
+# -- helpers ---------------------------------------------------------------------------------------
+def _parse_kv(items: Sequence[str] | None) -> dict[str, Any]:
+    """``["xor_mode=output", "neuron={tau: 1.5}"]`` -> dict, values parsed as YAML."""
+    import yaml
+
+    out: dict[str, Any] = {}
+    for item in items or []:
+        if "=" not in item:
+            raise ValueError(f"--model-arg expects KEY=VALUE, got {item!r}")
+        key, value = item.split("=", 1)
+        out[key.strip()] = yaml.safe_load(value)
+    return out
+
+
+def _base_type(annotation: Any) -> Any:
+    if isinstance(annotation, str):
+        annotation = eval(annotation, vars(typing), {})  # dataclass annotations are strings (PEP 563)
+    origin = typing.get_origin(annotation)
+    if origin in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(annotation) if a is not type(None)]
+        return args[0]
+    return annotation
+
+
+def _add_config_flags(p: argparse.ArgumentParser, skip: Sequence[str] = ()) -> None:
+    from .training import TrainConfig
+
+    group = p.add_argument_group("training options (override --config)")
+    for f in dataclasses.fields(TrainConfig):
+        if f.name in skip or f.name == "model_kwargs":
+            continue
+        flag = "--" + f.name.replace("_", "-")
+        typ = _base_type(f.type)
+        help_text = f"{f.metadata.get('help', '')} (default: {f.default!r})"
+        if typ is bool:
+            group.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction, default=None, help=help_text)
+        else:
+            group.add_argument(flag, dest=f.name, type=typ, default=None, choices=f.metadata.get("choices"),
+                               help=help_text, metavar=f.name.upper() if not f.metadata.get("choices") else None)
+    group.add_argument("--model-arg", dest="model_args", action="append", metavar="KEY=VALUE",
+                       help="model argument (repeatable; VALUE is YAML), e.g. --model-arg xor_mode=output "
+                            "--model-arg 'neuron={tau: 1.5}'")
+
+
+def _config_from_args(args: argparse.Namespace, **forced: Any):  # type: ignore[no-untyped-def]
+    from .training import TrainConfig, load_config
+
+    data: dict[str, Any] = {}
+    if getattr(args, "config", None):
+        data.update(load_config(args.config))
+    for name in TrainConfig.field_names():
+        value = getattr(args, name, None)
+        if value is not None:
+            data[name] = value
+    kwargs = dict(data.get("model_kwargs") or {})
+    kwargs.update(_parse_kv(getattr(args, "model_args", None)))
+    data["model_kwargs"] = kwargs
+    data.update(forced)
+    return TrainConfig.from_dict(data)
+
+
+def _table(rows: list[dict[str, Any]], columns: list[tuple[str, str, str]]) -> str:
+    """Markdown table; ``columns`` are (key, header, format)."""
+    head = "| " + " | ".join(h for _, h, _ in columns) + " |"
+    sep = "|" + "|".join("---" for _ in columns) + "|"
+    body = ["| " + " | ".join(format(r[k], fmt) if fmt else str(r[k]) for k, _, fmt in columns) + " |" for r in rows]
+    return "\n".join([head, sep, *body])
+
+
+# -- commands --------------------------------------------------------------------------------------
 def _cmd_list(args: argparse.Namespace) -> int:
     from .models import list_models, model_info
 
@@ -31,7 +115,7 @@ def _cmd_smoke(args: argparse.Namespace) -> int:
 
     torch.manual_seed(0)
     names = args.models or ["spiking_resnet20", "sew_resnet20", "ms_resnet20", "oa_resnet20", "xoresnet20"]
-    print(f"{'model':<20} {'depth':>5} {'params':>9} {'out shape':>14} {'rate':>6} {'s':>6}")
+    print(f"{'model':<20} {'depth':>5} {'params':>9} {'out shape':>14} {'s':>6}")
     for name in names:
         model = create_model(name, T=args.T, num_classes=10)
         x = torch.rand(args.batch, 3, 32, 32)
@@ -41,19 +125,160 @@ def _cmd_smoke(args: argparse.Namespace) -> int:
         dt = time.perf_counter() - t0
         ok = all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
         params = sum(p.numel() for p in model.parameters())
-        rate = float(out.detach().abs().mean())
-        print(f"{name:<20} {model.depth:>5} {params / 1e6:>8.2f}M {str(tuple(out.shape)):>14} {rate:>6.3f} {dt:>6.2f}"
-              + ("" if ok else "  NON-FINITE GRADIENTS"))
+        print(f"{name:<20} {getattr(model, 'depth', '-'):>5} {params / 1e6:>8.2f}M {str(tuple(out.shape)):>14} "
+              f"{dt:>6.2f}" + ("" if ok else "  NON-FINITE GRADIENTS"))
         if not ok:
             return 1
     return 0
 
 
+def _cmd_train(args: argparse.Namespace) -> int:
+    from .training import train
+
+    cfg = _config_from_args(args)
+    result = train(cfg)
+    print(f"best test accuracy {100 * result.best_test_acc:.2f}% (final {100 * result.final_test_acc:.2f}%) "
+          f"after {len(result.metrics)} epochs in {result.wall_time_s:.1f}s; run directory {result.out_dir}")
+    return 0
+
+
+def _cmd_eval(args: argparse.Namespace) -> int:
+    import torch
+
+    from .data import ImageArrays, load_dataset
+    from .training import DistContext, TrainConfig, build_model_from_checkpoint, evaluate, make_loaders
+    from .training.distributed import resolve_device
+
+    device = resolve_device(args.device)
+    model, meta = build_model_from_checkpoint(args.checkpoint, device, which=args.which)
+    if args.T is not None:
+        model.T = args.T
+    saved = meta.get("xorsnn_config", {})
+    dataset = args.dataset or saved.get("dataset")
+    if not dataset:
+        raise ValueError("--dataset is required (the checkpoint does not name its dataset)")
+    data = load_dataset(dataset, args.data_dir or saved.get("data_dir") or TrainConfig().resolved_data_dir(),
+                        T=model.T, image_size=saved.get("image_size"))
+    if isinstance(data.train, ImageArrays) and data.info.num_classes != meta["model_kwargs"].get("num_classes"):
+        raise ValueError(f"the checkpoint was trained for {meta['model_kwargs'].get('num_classes')} classes but "
+                         f"{dataset} has {data.info.num_classes}")
+    cfg = TrainConfig(dataset=dataset, batch_size=args.batch_size, eval_batch_size=args.batch_size,
+                      test_subset=args.test_subset, seed=0, pad_mode=saved.get("pad_mode", "constant"))
+    ctx = DistContext(device=device)
+    _, test_loader = make_loaders(cfg, data, ctx)
+    t0 = time.perf_counter()
+    with torch.no_grad():
+        res = evaluate(model, test_loader, ctx)
+    res.update(model=meta["model"], epoch=meta.get("epoch"), checkpoint=meta["checkpoint"], dataset=dataset,
+               seconds=time.perf_counter() - t0)
+    if args.json:
+        print(json.dumps(res, indent=2))
+    else:
+        print(f"{meta['model']} (epoch {meta.get('epoch')}) on {dataset}: test accuracy {100 * res['acc']:.2f}%, "
+              f"loss {res['loss']:.4f} over {int(res['count'])} samples ({res['seconds']:.1f}s)")
+    return 0
+
+
+def _run_comparison(models: Sequence[str], base_cfg: Any, out_dir: Path, title: str) -> list[dict[str, Any]]:
+    from .data import load_dataset
+    from .training import train
+
+    data = load_dataset(base_cfg.dataset, base_cfg.resolved_data_dir(), download=base_cfg.download, T=base_cfg.T,
+                        image_size=base_cfg.image_size)
+    rows, curves = [], {}
+    for name in models:
+        cfg = base_cfg.updated(model=name, out_dir=str(out_dir / name))
+        log.info("== %s", name)
+        res = train(cfg, data)
+        n_params = sum(p.numel() for p in res.model.parameters())
+        rows.append({"model": name, "params_M": n_params / 1e6, "best_acc": 100 * res.best_test_acc,
+                     "final_acc": 100 * res.final_test_acc, "epochs": len(res.metrics), "time_s": res.wall_time_s})
+        curves[name] = res.metrics
+    table = _table(rows, [("model", "model", ""), ("params_M", "params (M)", ".2f"), ("best_acc", "best test acc (%)",
+                   ".2f"), ("final_acc", "final test acc (%)", ".2f"), ("epochs", "epochs", ""),
+                          ("time_s", "train time (s)", ".1f")])
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "results.md").write_text(f"# {title}\n\n{table}\n")
+    with open(out_dir / "results.json", "w") as f:
+        json.dump({"config": base_cfg.to_dict(), "results": rows}, f, indent=2)
+    print(table)
+    try:
+        from .training.plots import plot_curves
+
+        png = plot_curves(curves, out_dir / "curves.png", title)
+        print(f"\ncurves: {png}")
+    except ImportError as exc:
+        print(f"\n(no plot: {exc})")
+    print(f"results: {out_dir / 'results.md'}")
+    return rows
+
+
+def _cmd_compare(args: argparse.Namespace) -> int:
+    cfg = _config_from_args(args, model=args.models[0])
+    out = Path(args.out or f"runs/compare_{cfg.dataset}")
+    _run_comparison(args.models, cfg, out, f"{', '.join(args.models)} on {cfg.dataset}, {cfg.epochs} epochs, T={cfg.T}")
+    return 0
+
+
+DEMO_MODELS = ["xoresnet20", "sew_resnet20", "ms_resnet20"]
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from .training import TrainConfig, load_config
+
+    data = load_config("digits_demo")
+    if args.epochs is not None:
+        data["epochs"] = args.epochs
+    cfg = TrainConfig.from_dict({**data, "model": DEMO_MODELS[0], "progress": not args.no_progress,
+                                 "seed": args.seed})
+    print(f"xorsnn demo: {', '.join(args.models)} on scikit-learn's 8x8 digits (1,438 train / 359 test images), "
+          f"T={cfg.T}, {cfg.epochs} epochs each, CPU\n")
+    t0 = time.perf_counter()
+    _run_comparison(args.models, cfg, Path(args.out), "xorsnn demo: digits")
+    print(f"\ntotal {time.perf_counter() - t0:.1f}s")
+    return 0
+
+
+# -- parser ----------------------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="xorsnn", description="Deep spiking neural networks built on logic operations."
-    )
+    parser = argparse.ArgumentParser(prog="xorsnn",
+                                     description="Deep spiking neural networks built on logic operations.")
+    parser.add_argument("-q", "--quiet", action="store_true", help="only print results (no per-epoch log)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    p = sub.add_parser("train", help="train a registered model on a dataset",
+                       description="Train a model. Example: xorsnn train --config cifar10_resnet19_tet --epochs 10")
+    p.add_argument("--config", help="YAML preset name (see presets/) or path; flags override it")
+    _add_config_flags(p)
+    p.set_defaults(func=_cmd_train)
+
+    p = sub.add_parser("eval", help="evaluate a checkpoint on a dataset's test split")
+    p.add_argument("checkpoint", help="run directory, epoch_NNNN folder or model.safetensors")
+    p.add_argument("--which", choices=("BEST", "LAST"), default="BEST",
+                   help="checkpoint of a run directory to use (default: BEST)")
+    p.add_argument("--dataset", help="dataset (default: the one the checkpoint was trained on)")
+    p.add_argument("--data-dir", help="dataset directory (default: the training run's, then $XORSNN_DATA)")
+    p.add_argument("--batch-size", type=int, default=256, help="evaluation batch size (default: 256)")
+    p.add_argument("--test-subset", type=int, default=None, help="evaluate on a random subset of this size")
+    p.add_argument("--T", type=int, default=None, help="override the number of time steps")
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
+    p.add_argument("--json", action="store_true", help="print the result as JSON")
+    p.set_defaults(func=_cmd_eval)
+
+    p = sub.add_parser("demo", help="train XOResNet, SEW- and MS-ResNet briefly on digits (CPU) and compare")
+    p.add_argument("--models", nargs="+", default=DEMO_MODELS, help=f"models to compare (default: {DEMO_MODELS})")
+    p.add_argument("--epochs", type=int, default=None, help="epochs per model (default: the digits_demo preset's)")
+    p.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+    p.add_argument("--out", default="runs/demo", help="output directory (default: runs/demo)")
+    p.add_argument("--no-progress", action="store_true", help="hide the per-epoch progress bars")
+    p.set_defaults(func=_cmd_demo)
+
+    p = sub.add_parser("compare", help="train several models with the same recipe; results table + curves PNG")
+    p.add_argument("models", nargs="+", help="registered model names")
+    p.add_argument("--config", help="YAML preset name or path; flags override it")
+    p.add_argument("--out", help="output directory (default: runs/compare_<dataset>)")
+    _add_config_flags(p, skip=("model", "out_dir"))
+    p.set_defaults(func=_cmd_compare)
 
     p = sub.add_parser("list", help="list registered models")
     p.add_argument("pattern", nargs="?", default="*", help="shell-style name pattern, e.g. 'xoresnet*'")
@@ -74,9 +299,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
+    logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO, format="%(message)s")
     try:
         return int(args.func(args) or 0)
-    except ValueError as exc:
+    except (ValueError, FileNotFoundError) as exc:
         print(f"xorsnn {args.command}: error: {exc}", file=sys.stderr)
         return 2
 

@@ -1,0 +1,117 @@
+"""ImageNet-style class-folder trees (ImageNet, miniImageNet): ``ROOT/train/<class>/*.jpg``, ``ROOT/val/<class>/*``.
+
+Uses ``torchvision.datasets.ImageFolder`` and torchvision transforms when torchvision is
+installed; otherwise a small Pillow-based reader with the same folder convention and the same
+(resize, crop, flip, normalise) pipeline, so the layout works without torchvision.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from .base import DataBundle, DatasetError, DatasetInfo
+
+__all__ = ["load_image_folder", "PillowImageFolder"]
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+_EXTS = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".ppm", ".tif", ".tiff"}
+
+
+class PillowImageFolder(Dataset):
+    """``ROOT/<class>/<image>`` -> ``(float tensor [3, S, S], class index)`` with Pillow only."""
+
+    def __init__(self, root: Path, image_size: int, train: bool, seed: int = 0) -> None:
+        from PIL import Image  # noqa: F401 - fail early if Pillow is missing
+
+        self.classes = sorted(d.name for d in root.iterdir() if d.is_dir())
+        if not self.classes:
+            raise DatasetError(f"{root} contains no class folders (expected {root}/<class>/<image files>)")
+        self.samples = [(p, i) for i, c in enumerate(self.classes) for p in sorted((root / c).iterdir())
+                        if p.suffix.lower() in _EXTS]
+        if not self.samples:
+            raise DatasetError(f"{root} contains no images with extensions {sorted(_EXTS)}")
+        self.image_size, self.train = image_size, train
+        self.rng = np.random.default_rng(seed)
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
+        from PIL import Image
+
+        path, label = self.samples[i]
+        try:
+            img = Image.open(path).convert("RGB")
+        except Exception as exc:
+            raise DatasetError(f"cannot read image {path}: {exc}") from None
+        s = self.image_size
+        if self.train:  # random-resized crop (scale 0.35-1) + flip
+            w, h = img.size
+            area = w * h * self.rng.uniform(0.35, 1.0)
+            side = int(min(w, h, max(8, area**0.5)))
+            x0, y0 = self.rng.integers(0, w - side + 1), self.rng.integers(0, h - side + 1)
+            img = img.crop((x0, y0, x0 + side, y0 + side)).resize((s, s), Image.BILINEAR)
+            if self.rng.random() < 0.5:
+                img = img.transpose(Image.FLIP_LEFT_RIGHT)
+        else:  # resize shorter side to s / 0.875, centre crop s
+            w, h = img.size
+            r = (s / 0.875) / min(w, h)
+            img = img.resize((max(s, round(w * r)), max(s, round(h * r))), Image.BILINEAR)
+            w, h = img.size
+            img = img.crop(((w - s) // 2, (h - s) // 2, (w - s) // 2 + s, (h - s) // 2 + s))
+        x = torch.from_numpy(np.asarray(img, dtype=np.float32) / 255.0).permute(2, 0, 1)
+        m = torch.tensor(IMAGENET_MEAN).view(3, 1, 1)
+        sd = torch.tensor(IMAGENET_STD).view(3, 1, 1)
+        return (x - m) / sd, label
+
+
+def _torchvision_folder(root: Path, image_size: int, train: bool) -> Dataset:
+    from torchvision import datasets, transforms
+
+    norm = transforms.Normalize(IMAGENET_MEAN, IMAGENET_STD)
+    if train:
+        tf = transforms.Compose([transforms.RandomResizedCrop(image_size), transforms.RandomHorizontalFlip(),
+                                 transforms.ToTensor(), norm])
+    else:
+        tf = transforms.Compose([transforms.Resize(int(round(image_size / 0.875))), transforms.CenterCrop(image_size),
+                                 transforms.ToTensor(), norm])
+    return datasets.ImageFolder(str(root), transform=tf)
+
+
+def load_image_folder(root: str | Path, image_size: int = 224, name: str = "imagefolder",
+                      backend: str = "auto") -> DataBundle:
+    """A class-folder dataset with ``train/`` and ``val/`` (or ``test/``) sub-folders.
+
+    Args:
+        root: dataset root.
+        image_size: square crop size (224 for ImageNet, 84 for miniImageNet).
+        backend: ``"auto"`` (torchvision if installed), ``"torchvision"`` or ``"pillow"``.
+    """
+    root = Path(root)
+    train_dir = root / "train"
+    test_dir = next((root / d for d in ("val", "test") if (root / d).is_dir()), None)
+    if not train_dir.is_dir() or test_dir is None:
+        raise DatasetError(f"{root} must contain train/ and val/ (or test/) class folders, e.g. "
+                           f"{root}/train/<class>/<image>.jpg")
+    use_tv = backend == "torchvision"
+    if backend == "auto":
+        try:
+            import torchvision  # noqa: F401
+
+            use_tv = True
+        except ImportError:
+            use_tv = False
+    if use_tv:
+        train, test = _torchvision_folder(train_dir, image_size, True), _torchvision_folder(test_dir, image_size, False)
+        classes = train.classes  # type: ignore[attr-defined]
+    else:
+        train, test = PillowImageFolder(train_dir, image_size, True), PillowImageFolder(test_dir, image_size, False)
+        classes = train.classes
+    info = DatasetInfo(name=name, num_classes=len(classes), in_channels=3, image_size=(image_size, image_size),
+                       mean=IMAGENET_MEAN, std=IMAGENET_STD, notes=f"class folders under {root}")
+    return DataBundle(info, train, test)

@@ -1,0 +1,47 @@
+"""Training and evaluation: configuration, losses, optimisers, checkpoints, the training loop."""
+
+from .checkpoint import (
+    CheckpointError,
+    build_model_from_checkpoint,
+    load_state,
+    load_weights,
+    read_metadata,
+    resolve_checkpoint,
+    save_checkpoint,
+    unwrap_model,
+)
+from .config import PRESETS_DIR, TrainConfig, list_presets, load_config
+from .distributed import DistContext, setup_distributed
+from .losses import kd_loss, mean_ce_loss, tet_loss
+from .optim import make_optimizer, make_scheduler, param_groups
+from .trainer import NonFiniteLossError, TrainResult, build_model, evaluate, make_loaders, seed_everything, train
+
+__all__ = [
+    "TrainConfig",
+    "load_config",
+    "list_presets",
+    "PRESETS_DIR",
+    "train",
+    "evaluate",
+    "build_model",
+    "make_loaders",
+    "seed_everything",
+    "TrainResult",
+    "NonFiniteLossError",
+    "mean_ce_loss",
+    "tet_loss",
+    "kd_loss",
+    "param_groups",
+    "make_optimizer",
+    "make_scheduler",
+    "save_checkpoint",
+    "resolve_checkpoint",
+    "load_state",
+    "load_weights",
+    "read_metadata",
+    "build_model_from_checkpoint",
+    "unwrap_model",
+    "CheckpointError",
+    "DistContext",
+    "setup_distributed",
+]

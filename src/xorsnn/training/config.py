@@ -1,0 +1,154 @@
+"""Training configuration: one dataclass, YAML presets shipped with the package, CLI overrides.
+
+Precedence: dataclass defaults < ``--config`` YAML file < command-line flags. Every field has a
+help text (shown by ``xorsnn train --help``). Unknown keys in a YAML file raise ``ValueError``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+__all__ = ["TrainConfig", "load_config", "PRESETS_DIR", "list_presets"]
+
+PRESETS_DIR = Path(__file__).resolve().parent.parent / "presets"
+
+
+def _f(default: Any, help: str, **kw: Any) -> Any:  # noqa: A002 - mirrors argparse
+    if isinstance(default, (dict, list)):
+        return field(default_factory=lambda d=default: type(d)(d), metadata={"help": help, **kw})
+    return field(default=default, metadata={"help": help, **kw})
+
+
+@dataclass
+class TrainConfig:
+    """All settings of a training run (see each field's help)."""
+
+    # -- what ------------------------------------------------------------------------------
+    model: str = _f("xoresnet19", "registered model name (see `xorsnn list`)")
+    model_kwargs: dict[str, Any] = _f({}, "extra model arguments, e.g. {xor_mode: output, neuron: {tau: 1.5}}")
+    dataset: str = _f("cifar10", "digits | fashion_mnist | cifar10 | cifar100 | imagefolder | cifar10_dvs")
+    data_dir: str | None = _f(None, "dataset directory (default: $XORSNN_DATA, else ./data)")
+    download: bool = _f(False, "download the dataset if missing (needs internet; md5-checked)")
+    train_subset: int | None = _f(None, "use a random subset of this many training samples (seeded)")
+    test_subset: int | None = _f(None, "use a random subset of this many test samples (seeded)")
+    image_size: int | None = _f(None, "crop size for class-folder datasets / resize for event data")
+    T: int = _f(4, "time steps (static images are repeated T times)")
+    # -- objective -------------------------------------------------------------------------
+    loss: str = _f("ce", "ce (cross-entropy of the time-mean) | tet (per-step CE + lambda * MSE)",
+                   choices=("ce", "tet"))
+    tet_lambda: float = _f(0.0, "TET: weight of the MSE regulariser (official code default 1e-3)")
+    tet_means: float = _f(1.0, "TET: target value phi of the MSE regulariser")
+    label_smoothing: float = _f(0.0, "label smoothing of the cross-entropy")
+    # -- optimisation ----------------------------------------------------------------------
+    epochs: int = _f(100, "training epochs")
+    batch_size: int = _f(128, "batch size per process")
+    eval_batch_size: int | None = _f(None, "evaluation batch size (default: 2 x batch_size)")
+    optimizer: str = _f("sgd", "sgd | adamw", choices=("sgd", "adamw"))
+    lr: float = _f(0.1, "peak learning rate")
+    momentum: float = _f(0.9, "SGD momentum")
+    nesterov: bool = _f(False, "Nesterov momentum (SGD)")
+    weight_decay: float = _f(5e-4, "weight decay (applied to conv/linear weights only, not BN or biases)")
+    schedule: str = _f("cosine", "cosine | onecycle | constant (per-step)", choices=("cosine", "onecycle", "constant"))
+    warmup_epochs: float = _f(0.0, "linear warm-up length in epochs (cosine/constant)")
+    min_lr_ratio: float = _f(0.0, "final lr of the cosine schedule as a fraction of lr")
+    grad_clip: float | None = _f(None, "clip the global gradient norm to this value")
+    augment: bool = _f(True, "dataset's standard augmentation (random crop with padding, flips where valid)")
+    pad_mode: str = _f("constant", "random-crop padding: constant (zeros) | reflect", choices=("constant", "reflect"))
+    # -- performance -----------------------------------------------------------------------
+    device: str = _f("auto", "auto | cpu | cuda | cuda:N")
+    amp: str = _f("none", "autocast on GPU: none | bf16 | fp16", choices=("none", "bf16", "fp16"))
+    channels_last: bool = _f(False, "channels_last memory format (GPU)")
+    compile: bool = _f(False, "torch.compile the model")
+    num_workers: int = _f(4, "data-loading workers for folder/event datasets")
+    # -- bookkeeping -----------------------------------------------------------------------
+    seed: int = _f(0, "random seed (model init, data order, augmentation)")
+    out_dir: str | None = _f(None, "run directory (default: runs/<model>_<dataset>)")
+    resume: bool = _f(False, "continue the run in out_dir from its last checkpoint")
+    keep_last: int = _f(2, "epoch checkpoints to keep (the best one is always kept)")
+    eval_every: int = _f(1, "evaluate every N epochs (and at the end)")
+    log_interval: int = _f(20, "steps between progress-bar / NaN checks on GPU (every step on CPU)")
+    progress: bool = _f(True, "show a progress bar per epoch")
+    tensorboard: bool = _f(False, "also log to TensorBoard (if installed)")
+
+    # -- helpers ---------------------------------------------------------------------------
+    def resolved_data_dir(self) -> str:
+        return self.data_dir or os.environ.get("XORSNN_DATA") or "data"
+
+    def resolved_out_dir(self) -> str:
+        return self.out_dir or os.path.join("runs", f"{self.model}_{self.dataset}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def updated(self, **changes: Any) -> TrainConfig:
+        """A copy with ``changes`` applied (``ValueError`` on unknown keys)."""
+        return TrainConfig.from_dict({**self.to_dict(), **changes})
+
+    @classmethod
+    def field_names(cls) -> list[str]:
+        return [f.name for f in dataclasses.fields(cls)]
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
+        unknown = set(data) - set(cls.field_names())
+        if unknown:
+            raise ValueError(f"unknown config key(s) {sorted(unknown)}; valid keys are {cls.field_names()}")
+        cfg = cls(**data)
+        cfg.validate()
+        return cfg
+
+    def validate(self) -> None:
+        """Raise ``ValueError`` naming the first invalid setting."""
+        for f in dataclasses.fields(self):
+            choices = f.metadata.get("choices")
+            if choices and getattr(self, f.name) not in choices:
+                raise ValueError(f"{f.name} must be one of {choices}, got {getattr(self, f.name)!r}")
+        for name in ("epochs", "batch_size", "T", "eval_every", "keep_last", "log_interval"):
+            v = getattr(self, name)
+            if not isinstance(v, int) or isinstance(v, bool) or v < 1:
+                raise ValueError(f"{name} must be a positive integer, got {v!r}")
+        if self.lr <= 0:
+            raise ValueError(f"lr must be > 0, got {self.lr}")
+        if not 0 <= self.label_smoothing < 1:
+            raise ValueError(f"label_smoothing must be in [0, 1), got {self.label_smoothing}")
+        if not 0 <= self.tet_lambda <= 1:
+            raise ValueError(f"tet_lambda must be in [0, 1], got {self.tet_lambda}")
+        if self.warmup_epochs < 0 or self.warmup_epochs > self.epochs:
+            raise ValueError(f"warmup_epochs must be in [0, epochs={self.epochs}], got {self.warmup_epochs}")
+        if not isinstance(self.model_kwargs, dict):
+            raise ValueError(f"model_kwargs must be a mapping, got {type(self.model_kwargs).__name__}")
+        for name in ("train_subset", "test_subset", "image_size"):
+            v = getattr(self, name)
+            if v is not None and (not isinstance(v, int) or v < 1):
+                raise ValueError(f"{name} must be a positive integer or None, got {v!r}")
+
+
+def list_presets() -> list[str]:
+    """Names of the YAML presets shipped with the package."""
+    return sorted(p.stem for p in PRESETS_DIR.glob("*.yaml"))
+
+
+def load_config(path_or_name: str | os.PathLike[str]) -> dict[str, Any]:
+    """Read a YAML config: an existing file, or a shipped preset by name (``cifar10_resnet19_tet``,
+    ``presets/cifar10_resnet19_tet.yaml``). Returns the raw mapping (validated by :class:`TrainConfig`)."""
+    import yaml
+
+    p = Path(path_or_name).expanduser()
+    if not p.is_file():
+        candidate = PRESETS_DIR / (p.stem + ".yaml")
+        if not candidate.is_file():
+            raise ValueError(f"config {str(path_or_name)!r} is neither a file nor a shipped preset; presets: "
+                             f"{list_presets()}")
+        p = candidate
+    with open(p) as f:
+        data = yaml.safe_load(f) or {}
+    if not isinstance(data, dict):
+        raise ValueError(f"{p} must contain a YAML mapping of config keys, got {type(data).__name__}")
+    unknown = set(data) - set(TrainConfig.field_names())
+    if unknown:
+        raise ValueError(f"{p}: unknown config key(s) {sorted(unknown)}; valid keys are {TrainConfig.field_names()}")
+    return data

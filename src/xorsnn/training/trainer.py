@@ -1,0 +1,405 @@
+"""The training loop: a plain, readable loop over epochs and batches.
+
+``train(config)`` builds the dataset, the model (from the registry), the optimiser and schedule,
+resumes from the last checkpoint if asked, and then, per epoch: trains, evaluates, appends a row
+to ``metrics.csv`` (and TensorBoard), and writes a checkpoint. The same function runs on one CPU,
+one GPU, or under ``torchrun`` on several processes (DDP; rank 0 logs and checkpoints).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import math
+import random
+import time
+from contextlib import nullcontext
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..data import ArrayLoader, BatchAugment, DataBundle, ImageArrays, load_dataset
+from ..models import create_model
+from .checkpoint import load_state, load_weights, resolve_checkpoint, save_checkpoint, unwrap_model
+from .config import TrainConfig
+from .distributed import DistContext, setup_distributed
+from .losses import mean_ce_loss, tet_loss
+from .optim import make_optimizer, make_scheduler
+
+__all__ = ["train", "evaluate", "TrainResult", "NonFiniteLossError", "build_model", "make_loaders", "seed_everything"]
+
+log = logging.getLogger("xorsnn.train")
+
+METRIC_FIELDS = ["epoch", "train_loss", "train_acc", "test_loss", "test_acc", "lr", "epoch_time_s",
+                 "train_img_per_s", "wall_time_s"]
+
+
+class NonFiniteLossError(FloatingPointError):
+    """The loss became NaN or infinite; the message names the epoch and step."""
+
+
+@dataclass
+class TrainResult:
+    """Outcome of :func:`train`."""
+
+    metrics: list[dict[str, Any]]
+    best_test_acc: float
+    final_test_acc: float
+    out_dir: Path
+    model: nn.Module
+    wall_time_s: float
+    config: TrainConfig = field(repr=False, default_factory=TrainConfig)
+
+
+# -- setup helpers -----------------------------------------------------------------------------------
+def seed_everything(seed: int) -> None:
+    """Seed Python, NumPy and PyTorch (all devices)."""
+    random.seed(seed)
+    np.random.seed(seed % (2**32))
+    torch.manual_seed(seed)
+
+
+def _rng_state() -> dict[str, Any]:
+    state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def _set_rng_state(state: dict[str, Any]) -> None:
+    random.setstate(state["python"])
+    np.random.set_state(state["numpy"])
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def model_arguments(cfg: TrainConfig, data: DataBundle) -> dict[str, Any]:
+    """Constructor arguments of the model for ``cfg`` on ``data`` (stored in checkpoints)."""
+    info = data.info
+    return {"num_classes": info.num_classes, "in_channels": info.in_channels, "T": cfg.T, **cfg.model_kwargs}
+
+
+def build_model(cfg: TrainConfig, data: DataBundle) -> nn.Module:
+    """The registered model ``cfg.model`` sized for ``data``."""
+    return create_model(cfg.model, **model_arguments(cfg, data))
+
+
+def _subset(split: Any, n: int | None, seed: int) -> Any:
+    if n is None:
+        return split
+    if isinstance(split, ImageArrays):
+        return split.subset(n, seed)
+    g = torch.Generator().manual_seed(seed)
+    idx = torch.randperm(len(split), generator=g)[:n].tolist()
+    return torch.utils.data.Subset(split, sorted(idx))
+
+
+class _TorchLoader:
+    """``DataLoader`` adapter for folder / event datasets with the :class:`ArrayLoader` interface."""
+
+    def __init__(self, ds: Any, batch_size: int, train: bool, ctx: DistContext, seed: int, workers: int) -> None:
+        from torch.utils.data import DataLoader, DistributedSampler
+
+        self.sampler = DistributedSampler(ds, ctx.world_size, ctx.rank, shuffle=train, seed=seed,
+                                          drop_last=train) if ctx.enabled else None
+        g = torch.Generator().manual_seed(seed)
+        self.loader = DataLoader(ds, batch_size=batch_size, shuffle=train and self.sampler is None,
+                                 sampler=self.sampler, num_workers=workers, drop_last=train, generator=g,
+                                 pin_memory=ctx.device.type == "cuda", persistent_workers=workers > 0)
+        self.device, self.seed = ctx.device, seed
+
+    def set_epoch(self, epoch: int) -> None:
+        if self.sampler is not None:
+            self.sampler.set_epoch(epoch)
+        self.loader.generator.manual_seed(self.seed + epoch)  # type: ignore[union-attr]
+
+    def __len__(self) -> int:
+        return len(self.loader)
+
+    def __iter__(self):  # type: ignore[no-untyped-def]
+        for x, y in self.loader:
+            x = x.to(self.device, non_blocking=True)
+            if x.dim() == 5:  # event frames [B, T, C, H, W] -> time first
+                x = x.transpose(0, 1)
+            yield x, y.to(self.device, non_blocking=True)
+
+
+def make_loaders(cfg: TrainConfig, data: DataBundle, ctx: DistContext) -> tuple[Any, Any]:
+    """Training and test batch iterators for ``data`` on ``ctx.device``."""
+    train_split = _subset(data.train, cfg.train_subset, cfg.seed)
+    test_split = _subset(data.test, cfg.test_subset, cfg.seed)
+    eval_bs = cfg.eval_batch_size or 2 * cfg.batch_size
+    if isinstance(train_split, ImageArrays):
+        info = data.info
+        aug = BatchAugment(info.mean, info.std, info.crop_padding if cfg.augment else 0,
+                           info.hflip and cfg.augment, cfg.pad_mode)
+        train_loader = ArrayLoader(train_split, cfg.batch_size, aug, train=True, device=ctx.device, seed=cfg.seed,
+                                   rank=ctx.rank, world_size=ctx.world_size)
+        test_loader = ArrayLoader(test_split, eval_bs, aug, train=False, device=ctx.device, seed=cfg.seed,
+                                  rank=ctx.rank, world_size=ctx.world_size)
+        return train_loader, test_loader
+    return (_TorchLoader(train_split, cfg.batch_size, True, ctx, cfg.seed, cfg.num_workers),
+            _TorchLoader(test_split, eval_bs, False, ctx, cfg.seed, cfg.num_workers))
+
+
+def _autocast(cfg: TrainConfig, device: torch.device):  # type: ignore[no-untyped-def]
+    if cfg.amp == "none" or device.type != "cuda":
+        return nullcontext()
+    return torch.autocast("cuda", dtype=torch.bfloat16 if cfg.amp == "bf16" else torch.float16)
+
+
+def _loss(cfg: TrainConfig, out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    if cfg.loss == "tet":
+        return tet_loss(out, y, cfg.tet_lambda, cfg.tet_means, cfg.label_smoothing)
+    return mean_ce_loss(out, y, cfg.label_smoothing)
+
+
+# -- evaluation --------------------------------------------------------------------------------------
+@torch.no_grad()
+def evaluate(model: nn.Module, loader: Any, ctx: DistContext | None = None, cfg: TrainConfig | None = None
+             ) -> dict[str, float]:
+    """Mean cross-entropy (of the time-mean logits) and top-1 accuracy over ``loader``, summed over ranks."""
+    ctx = ctx or DistContext()
+    device = ctx.device
+    was_training = model.training
+    model.eval()
+    totals = torch.zeros(3, dtype=torch.float64, device=device)  # loss sum, correct, count
+    amp = _autocast(cfg, device) if cfg is not None else nullcontext()
+    for x, y in loader:
+        with amp:
+            out = model(x)
+        mean = out.float().mean(0)
+        totals[0] += nn.functional.cross_entropy(mean, y, reduction="sum").double()
+        totals[1] += (mean.argmax(-1) == y).sum()
+        totals[2] += y.numel()
+    ctx.all_reduce_sum(totals)
+    model.train(was_training)
+    loss_sum, correct, count = totals.tolist()
+    return {"loss": loss_sum / max(count, 1), "acc": correct / max(count, 1), "count": count}
+
+
+# -- training ----------------------------------------------------------------------------------------
+def _train_epoch(model: nn.Module, loader: Any, optimizer: torch.optim.Optimizer,
+                 scheduler: torch.optim.lr_scheduler.LRScheduler, scaler: Any, cfg: TrainConfig,
+                 ctx: DistContext, epoch: int, global_step: int) -> tuple[dict[str, float], int]:
+    model.train()
+    device = ctx.device
+    check_every = 1 if device.type == "cpu" else cfg.log_interval
+    totals = torch.zeros(3, dtype=torch.float64, device=device)  # loss sum, correct, count
+    first_bad = torch.full((), -1, dtype=torch.int64, device=device)
+    show = cfg.progress and ctx.is_main
+    bar = None
+    if show:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=len(loader), desc=f"epoch {epoch + 1}/{cfg.epochs}", leave=False, mininterval=0.5,
+                   dynamic_ncols=True)
+    t0 = time.perf_counter()
+    n_seen = 0
+    for step, (x, y) in enumerate(loader):
+        if cfg.channels_last and x.dim() == 4:
+            x = x.contiguous(memory_format=torch.channels_last)
+        with _autocast(cfg, device):
+            out = model(x)
+            loss = _loss(cfg, out, y)
+        optimizer.zero_grad(set_to_none=True)
+        if scaler is not None:
+            scaler.scale(loss).backward()
+            if cfg.grad_clip:
+                scaler.unscale_(optimizer)
+                nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+            scaler.step(optimizer)
+            scaler.update()
+        else:
+            loss.backward()
+            if cfg.grad_clip:
+                nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+            optimizer.step()
+        scheduler.step()
+        with torch.no_grad():
+            finite = torch.isfinite(loss.detach())
+            first_bad = torch.where((first_bad < 0) & ~finite, torch.tensor(step, device=device), first_bad)
+            totals[0] += loss.detach().double() * y.numel()
+            totals[1] += (out.detach().float().mean(0).argmax(-1) == y).sum()
+            totals[2] += y.numel()
+        n_seen += y.numel()
+        if (step + 1) % check_every == 0 or step + 1 == len(loader):
+            bad = ctx.all_reduce_max(first_bad.clone()) if ctx.enabled else first_bad
+            bad_step = int(bad)
+            if bad_step >= 0:
+                raise NonFiniteLossError(
+                    f"non-finite loss at epoch {epoch + 1}, step {bad_step + 1} of {len(loader)} "
+                    f"(global step {global_step + bad_step + 1}); lower the learning rate, enable --grad-clip, "
+                    "or check the input data"
+                )
+            if bar is not None:
+                t, c, n = totals.tolist()
+                elapsed = time.perf_counter() - t0
+                bar.set_postfix(loss=f"{t / n:.4f}", acc=f"{100 * c / n:.2f}%",
+                                img_s=f"{n_seen * ctx.world_size / max(elapsed, 1e-9):.0f}", refresh=False)
+                bar.update(step + 1 - bar.n)
+    if bar is not None:
+        bar.close()
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    elapsed = time.perf_counter() - t0
+    _average_buffers(model, ctx)
+    ctx.all_reduce_sum(totals)
+    loss_sum, correct, count = totals.tolist()
+    stats = {"loss": loss_sum / max(count, 1), "acc": correct / max(count, 1), "time": elapsed,
+             "img_per_s": count / max(elapsed, 1e-9)}
+    return stats, global_step + len(loader)
+
+
+@torch.no_grad()
+def _average_buffers(model: nn.Module, ctx: DistContext) -> None:
+    """Average floating-point buffers (BN running statistics) over ranks at the end of an epoch.
+
+    DDP keeps parameters identical on every rank, but each rank's BN running statistics follow its own
+    shard; averaging them makes evaluation and checkpoints identical on all ranks.
+    """
+    if not ctx.enabled:
+        return
+    for buf in unwrap_model(model).buffers():
+        if buf.is_floating_point():
+            ctx.all_reduce_sum(buf)
+            buf.div_(ctx.world_size)
+
+
+def _write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
+    tmp = path.with_suffix(".csv.tmp")
+    with open(tmp, "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=METRIC_FIELDS, extrasaction="ignore")
+        w.writeheader()
+        for r in rows:
+            w.writerow(r)
+    tmp.replace(path)
+
+
+def _tensorboard(cfg: TrainConfig, out_dir: Path, ctx: DistContext) -> Any:
+    if not (cfg.tensorboard and ctx.is_main):
+        return None
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:
+        log.warning("tensorboard is not installed; logging to metrics.csv only (pip install tensorboard)")
+        return None
+    return SummaryWriter(str(out_dir / "tensorboard"))
+
+
+def train(cfg: TrainConfig, data: DataBundle | None = None) -> TrainResult:
+    """Train ``cfg.model`` on ``cfg.dataset`` as configured; returns the metrics and the trained model.
+
+    Args:
+        cfg: the run's configuration.
+        data: an already-loaded dataset (skips :func:`xorsnn.data.load_dataset`).
+    """
+    cfg.validate()
+    t_start = time.perf_counter()
+    ctx = setup_distributed(cfg.device)
+    try:
+        return _train(cfg, data, ctx, t_start)
+    finally:
+        ctx.close()
+
+
+def _train(cfg: TrainConfig, data: DataBundle | None, ctx: DistContext, t_start: float) -> TrainResult:
+    device = ctx.device
+    seed_everything(cfg.seed)
+    if data is None:
+        data = load_dataset(cfg.dataset, cfg.resolved_data_dir(), download=cfg.download and ctx.is_main, T=cfg.T,
+                            image_size=cfg.image_size)
+    out_dir = Path(cfg.resolved_out_dir())
+    if ctx.is_main:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    model = build_model(cfg, data).to(device)
+    if cfg.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    train_loader, test_loader = make_loaders(cfg, data, ctx)
+    steps_per_epoch = len(train_loader)
+    optimizer = make_optimizer(model, cfg.optimizer, cfg.lr, cfg.weight_decay, cfg.momentum, cfg.nesterov)
+    scheduler = make_scheduler(optimizer, cfg.schedule, cfg.epochs * steps_per_epoch,
+                               int(round(cfg.warmup_epochs * steps_per_epoch)), cfg.min_lr_ratio)
+    scaler = torch.amp.GradScaler("cuda") if (cfg.amp == "fp16" and device.type == "cuda") else None
+
+    start_epoch, global_step, metrics, best = 0, 0, [], -1.0
+    if cfg.resume:
+        ckpt = resolve_checkpoint(out_dir, "LAST")
+        state = load_state(ckpt)
+        load_weights(ckpt, model, device)
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        if scaler is not None and state.get("scaler"):
+            scaler.load_state_dict(state["scaler"])
+        start_epoch, global_step = int(state["epoch"]), int(state["global_step"])
+        metrics, best = list(state["metrics"]), float(state.get("best_test_acc", -1.0))
+        _set_rng_state(state["rng"])
+        if ctx.is_main:
+            log.info("resumed %s at epoch %d from %s", out_dir, start_epoch, ckpt.directory)
+
+    if ctx.is_main:
+        import yaml
+
+        with open(out_dir / "config.yaml", "w") as f:
+            yaml.safe_dump(cfg.to_dict(), f, sort_keys=False)
+        _write_csv(out_dir / "metrics.csv", metrics)
+    tb = _tensorboard(cfg, out_dir, ctx)
+
+    run_model: nn.Module = model
+    if ctx.enabled:
+        run_model = nn.parallel.DistributedDataParallel(
+            model, device_ids=[device.index] if device.type == "cuda" else None)
+    if cfg.compile:
+        run_model = torch.compile(run_model)  # type: ignore[assignment]
+
+    meta = {"model": cfg.model, "model_kwargs": model_arguments(cfg, data), "dataset": data.info.to_dict(),
+            "xorsnn_config": cfg.to_dict()}
+    if ctx.is_main:
+        n_params = sum(p.numel() for p in model.parameters())
+        log.info("training %s (%.2fM parameters) on %s: %d steps/epoch of %d x %d process(es), device %s",
+                 cfg.model, n_params / 1e6, data.info.name, steps_per_epoch, cfg.batch_size, ctx.world_size, device)
+
+    test = {"loss": math.nan, "acc": math.nan}
+    for epoch in range(start_epoch, cfg.epochs):
+        train_loader.set_epoch(epoch)
+        stats, global_step = _train_epoch(run_model, train_loader, optimizer, scheduler, scaler, cfg, ctx, epoch,
+                                          global_step)
+        last = epoch + 1 == cfg.epochs
+        if (epoch + 1) % cfg.eval_every == 0 or last:
+            test = evaluate(model if not cfg.compile else run_model, test_loader, ctx, cfg)
+        row = {"epoch": epoch + 1, "train_loss": stats["loss"], "train_acc": stats["acc"],
+               "test_loss": test["loss"], "test_acc": test["acc"], "lr": optimizer.param_groups[0]["lr"],
+               "epoch_time_s": stats["time"], "train_img_per_s": stats["img_per_s"],
+               "wall_time_s": time.perf_counter() - t_start}
+        metrics.append(row)
+        is_best = not math.isnan(test["acc"]) and test["acc"] > best
+        best = max(best, test["acc"]) if not math.isnan(test["acc"]) else best
+        if ctx.is_main:
+            log.info("epoch %d/%d  train loss %.4f acc %.2f%%  test loss %.4f acc %.2f%%  %.1fs (%.0f img/s)",
+                     epoch + 1, cfg.epochs, stats["loss"], 100 * stats["acc"], test["loss"], 100 * test["acc"],
+                     stats["time"], stats["img_per_s"])
+            _write_csv(out_dir / "metrics.csv", metrics)
+            if tb is not None:
+                for k in ("train_loss", "train_acc", "test_loss", "test_acc", "lr", "train_img_per_s"):
+                    tb.add_scalar(k, row[k], epoch + 1)
+            state = {"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+                     "scaler": scaler.state_dict() if scaler is not None else None, "global_step": global_step,
+                     "metrics": metrics, "best_test_acc": best, "rng": _rng_state(), "config": cfg.to_dict()}
+            save_checkpoint(out_dir, model, state, meta, epoch + 1, is_best=is_best, keep_last=cfg.keep_last)
+        ctx.barrier()
+    if tb is not None:
+        tb.close()
+    wall = time.perf_counter() - t_start
+    final = metrics[-1]["test_acc"] if metrics else math.nan
+    if ctx.is_main:
+        with open(out_dir / "result.json", "w") as f:
+            json.dump({"model": cfg.model, "dataset": cfg.dataset, "best_test_acc": best, "final_test_acc": final,
+                       "epochs": cfg.epochs, "wall_time_s": wall, "device": str(device),
+                       "world_size": ctx.world_size}, f, indent=2)
+    return TrainResult(metrics, best, final, out_dir, model, wall, cfg)

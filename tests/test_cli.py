@@ -1,0 +1,68 @@
+import json
+import subprocess
+import sys
+
+import pytest
+
+from xorsnn.cli import build_parser, main
+
+
+def run_cli(*args, check=True):
+    proc = subprocess.run([sys.executable, "-m", "xorsnn", *args], capture_output=True, text=True, timeout=900)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"xorsnn {' '.join(args)} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
+    return proc
+
+
+def test_every_option_has_help_text():
+    parser = build_parser()
+    subparsers = next(a for a in parser._actions if a.dest == "command").choices
+    assert {"train", "eval", "demo", "compare", "list", "smoke"} <= set(subparsers)
+    for name, sub in subparsers.items():
+        for action in sub._actions:
+            if action.dest != "help":
+                assert action.help, f"xorsnn {name}: option {action.option_strings or action.dest} has no help"
+
+
+def test_list_and_errors(capsys):
+    assert main(["list", "xoresnet4*"]) == 0
+    assert capsys.readouterr().out.split() == ["xoresnet44", "xoresnet482"]
+    assert main(["list", "nothing*"]) == 1
+    assert main(["-q", "train", "--model", "resnet_nope", "--dataset", "digits", "--epochs", "1"]) == 2
+    assert "unknown model 'resnet_nope'" in capsys.readouterr().err
+    assert main(["-q", "train", "--config", "not_a_preset"]) == 2
+    assert "neither a file nor a shipped preset" in capsys.readouterr().err
+
+
+def test_train_then_eval_checkpoint(tmp_path):
+    pytest.importorskip("sklearn")
+    out = tmp_path / "run"
+    run_cli("-q", "train", "--config", "digits_demo", "--model", "ms_resnet20", "--epochs", "2", "--T", "2",
+            "--out-dir", str(out), "--no-progress", "--model-arg", "widths=[8, 16, 32]")
+    result = json.loads((out / "result.json").read_text())
+    ev = json.loads(run_cli("-q", "eval", str(out), "--json", "--which", "LAST").stdout)
+    assert ev["model"] == "ms_resnet20" and ev["epoch"] == 2 and ev["count"] == 359
+    assert ev["acc"] == pytest.approx(result["final_test_acc"], abs=1e-9)
+
+
+def test_compare_writes_table_and_plot(tmp_path):
+    pytest.importorskip("sklearn")
+    pytest.importorskip("matplotlib")
+    out = tmp_path / "cmp"
+    proc = run_cli("-q", "compare", "ms_resnet20", "xoresnet20", "--config", "digits_demo", "--epochs", "1",
+                   "--T", "2", "--out", str(out), "--no-progress", "--model-arg", "widths=[8, 8, 8]")
+    assert "| ms_resnet20 |" in proc.stdout and "| xoresnet20 |" in proc.stdout
+    assert (out / "curves.png").stat().st_size > 1000
+    rows = json.loads((out / "results.json").read_text())["results"]
+    assert [r["model"] for r in rows] == ["ms_resnet20", "xoresnet20"]
+
+
+@pytest.mark.slow
+def test_demo_every_model_above_90_percent(tmp_path):
+    """The Quick-start main command: XOResNet, SEW- and MS-ResNet on digits, each > 90 % test accuracy."""
+    pytest.importorskip("sklearn")
+    run_cli("-q", "demo", "--out", str(tmp_path / "demo"), "--no-progress")
+    rows = json.loads((tmp_path / "demo" / "results.json").read_text())["results"]
+    assert [r["model"] for r in rows] == ["xoresnet20", "sew_resnet20", "ms_resnet20"]
+    for r in rows:
+        assert r["final_acc"] > 90.0, r
