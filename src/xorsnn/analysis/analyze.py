@@ -1,0 +1,208 @@
+"""The function-level entry point: ``analyze(model, batches, ...) -> Report``.
+
+It is independent of checkpoints and datasets: give it a model and a few batches (a
+``DataLoader`` works). Two passes are made:
+
+1. **firing pass** (``torch.no_grad``, eval mode by default): per-layer input rates and kinds,
+   MAC counts, SOPs, neuron rates, block redundancy, an optional raster;
+2. **gradient pass** (only when the batches carry labels and ``gradients`` allows it): the
+   mean-output cross-entropy (or ``loss_fn``) summed over the batches, then per-block gradient
+   norms and consecutive-block cosines. Gradients, BN buffers and the train/eval mode of the
+   model are restored afterwards.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from itertools import islice
+from typing import Any
+
+import torch
+from torch import nn
+
+from .energy import GRADED_COSTS, get_convention
+from .firing import FiringMonitor
+from .gradients import BlockGradStats, accumulate_gradients, mean_output_ce
+from .raster import RasterRecorder
+from .redundancy import RedundancyMonitor
+from .report import Report
+
+__all__ = ["analyze", "split_batch"]
+
+
+def split_batch(batch: Any) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """``x`` or ``(x, y, ...)`` -> ``(x, y or None)``."""
+    if isinstance(batch, torch.Tensor):
+        return batch, None
+    if isinstance(batch, (tuple, list)) and batch and isinstance(batch[0], torch.Tensor):
+        y = batch[1] if len(batch) > 1 and isinstance(batch[1], torch.Tensor) else None
+        return batch[0], y
+    raise ValueError(
+        f"each batch must be a tensor x or a sequence (x, y, ...) of tensors, got {type(batch).__name__}"
+    )
+
+
+def _describe(model: nn.Module) -> str:
+    family = getattr(model, "family", None)
+    depth = getattr(model, "depth", None)
+    parts = [type(model).__name__]
+    if family:
+        parts.append(f"family={family}")
+    if isinstance(depth, int):
+        parts.append(f"depth={depth}")
+    return " ".join(parts)
+
+
+def analyze(
+    model: nn.Module,
+    batches: Iterable[Any],
+    *,
+    T: int | None = None,
+    device: torch.device | str | None = None,
+    max_batches: int | None = None,
+    eval_mode: bool = True,
+    gradients: bool | str = "auto",
+    loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] = mean_output_ce,
+    grad_train_mode: bool = True,
+    dense_layers: str | Sequence[str] = "auto",
+    raster_layer: str | None = None,
+    raster_sample: int = 0,
+    raster_where: str = "output",
+    raster_max_neurons: int | None = None,
+    headline: str = "45nm",
+    headline_graded_cost: str = "mac",
+) -> Report:
+    """Firing rates, op counts, energy, spike redundancy and gradient statistics of ``model``.
+
+    Args:
+        model: any network returning time-first outputs ``[T, B, ...]``.
+        batches: iterable of ``x`` or ``(x, y, ...)``; ``x`` as the model takes it.
+        T: time steps; sets ``model.T`` for the analysis when the model has that attribute
+            (restored afterwards) and is checked against the output's first dim.
+        device: move the model and batches there (the model stays there).
+        max_batches: use at most this many batches.
+        eval_mode: run the firing pass in eval mode (BN running statistics).
+        gradients: ``"auto"`` (when labels are given), ``True`` (labels required) or ``False``.
+        loss_fn: ``loss_fn(output, y)`` for the gradient pass (default: mean-output CE).
+        grad_train_mode: BN in train mode during the gradient pass (buffers are restored).
+        dense_layers: ``"auto"`` (first synaptic layer on non-binary input) or module names.
+        raster_layer: module whose ``[T, N]`` raster of sample ``raster_sample`` is kept.
+        raster_where: ``"output"`` or ``"input"`` of ``raster_layer``.
+        raster_max_neurons: keep at most this many neurons in the raster.
+        headline: convention of the headline energy (``"45nm"``/``"a"`` or ``"77fJ"``/``"b"``).
+        headline_graded_cost: ``"mac"`` or ``"ac"`` -- how the headline prices graded inputs.
+
+    Returns:
+        :class:`~xorsnn.analysis.report.Report`.
+    """
+    if not isinstance(model, nn.Module):
+        raise ValueError(f"model must be an nn.Module, got {type(model).__name__}")
+    headline = get_convention(headline).key
+    if headline_graded_cost not in GRADED_COSTS:
+        raise ValueError(f"headline_graded_cost must be one of {GRADED_COSTS}, got {headline_graded_cost!r}")
+    if gradients not in ("auto", True, False):
+        raise ValueError(f"gradients must be 'auto', True or False, got {gradients!r}")
+    if T is not None and (not isinstance(T, int) or isinstance(T, bool) or T < 1):
+        raise ValueError(f"T must be a positive int, got {T!r}")
+    if max_batches is not None and max_batches < 1:
+        raise ValueError(f"max_batches must be >= 1, got {max_batches!r}")
+
+    data = [split_batch(b) for b in (batches if max_batches is None else islice(batches, max_batches))]
+    if not data:
+        raise ValueError("batches is empty: give at least one batch")
+    if device is not None:
+        model.to(device)
+        data = [(x.to(device), None if y is None else y.to(device)) for x, y in data]
+
+    old_T = getattr(model, "T", None)
+    set_T = T is not None and isinstance(old_T, int)
+    was_training = model.training
+    try:
+        if set_T:
+            model.T = T  # type: ignore[assignment]
+        model.train(not eval_mode)
+        fire = FiringMonitor(model, dense_layers=dense_layers)
+        red = RedundancyMonitor(model)
+        rec = (
+            RasterRecorder(model, raster_layer, sample=raster_sample, where=raster_where,
+                           max_neurons=raster_max_neurons)
+            if raster_layer else None
+        )
+        steps_seen: set[int] = set()
+        with torch.no_grad(), fire, red:
+            if rec is not None:
+                rec.__enter__()
+            try:
+                for x, _ in data:
+                    out = model(x)
+                    if isinstance(out, torch.Tensor):
+                        steps_seen.add(int(out.shape[0]))
+            finally:
+                if rec is not None:
+                    rec.__exit__(None, None, None)
+        if len(steps_seen) != 1:
+            raise ValueError(f"the model output's time dimension varied across batches: {sorted(steps_seen)}")
+        T_out = steps_seen.pop()
+        if T is not None and T_out != T:
+            raise ValueError(
+                f"T={T} but the model output has {T_out} time steps; the model must return [T, B, ...] "
+                "(set its T attribute or pass [T, B, ...] inputs)"
+            )
+
+        has_labels = all(y is not None for _, y in data)
+        grads: list[BlockGradStats] | None = None
+        if gradients is True and not has_labels:
+            raise ValueError("gradients=True needs labelled batches (x, y)")
+        if gradients is True or (gradients == "auto" and has_labels):
+            grads = accumulate_gradients(
+                model, [(x, y) for x, y in data], loss_fn=loss_fn, train_mode=grad_train_mode  # type: ignore[misc]
+            )
+    finally:
+        if set_T:
+            model.T = old_T  # type: ignore[assignment]
+        model.train(was_training)
+
+    ops = fire.op_table()
+    blocks = red.results()
+    notes = _notes(ops, blocks, T_out)
+    return Report(
+        model=_describe(model),
+        T=T_out,
+        samples=fire.samples,
+        batches=len(data),
+        ops=ops,
+        neurons=fire.neuron_stats(),
+        blocks=blocks,
+        gradients=grads,
+        headline_convention=headline,
+        headline_graded_cost=headline_graded_cost,
+        notes=notes,
+        raster=None if rec is None else rec.raster,
+        raster_layer=raster_layer,
+    )
+
+
+def _notes(ops: Any, blocks: Any, T: int) -> list[str]:
+    notes = []
+    for r in ops:
+        if r.dense:
+            msg = (
+                f"`{r.name}`: first layer on {r.kind} input, priced as dense MACs (no rate discount); "
+                f"it ran {r.steps:g} time(s) per sample"
+            )
+            if r.steps < T:
+                msg += f" -- the code computes it once and repeats its output over the {T} steps, so it is not x T"
+            notes.append(msg + ".")
+    flagged = [r for r in ops if r.flagged]
+    if flagged:
+        names = ", ".join(f"`{r.name}` ({r.kind})" for r in flagged)
+        share = sum(r.sops for r in flagged) / ops.sops if ops.sops else 0.0
+        notes.append(
+            f"{len(flagged)} layer(s) receive graded or real-valued input, so their non-zero inputs are not single-bit "
+            f"spikes ({share:.1%} of all SOPs): {names}. The energy tables price them as MACs ('mac') and, as the "
+            "SEW/Spikformer/ReverB tables did, as ACs ('ac')."
+        )
+    skipped = sorted({b.note for b in blocks if b.overlap is None and b.note})
+    for note in skipped:
+        notes.append(f"Spike overlap not defined for some blocks: {note}.")
+    return notes

@@ -1,0 +1,335 @@
+"""Spike-redundancy metrics of residual blocks, measured with hooks on the blocks' sub-modules.
+
+Notation: ``x`` is the block input, ``S`` the shortcut spikes (``x`` itself, or the output of a
+spiking downsample shortcut), ``A`` the backbone spikes (output of the branch's last neuron).
+Which module produces ``A`` and ``S`` in each family is described by a :class:`BlockAnatomy`
+(see :func:`block_anatomy`; register new block classes with :func:`register_block_anatomy`):
+
+==============================  =============  ====================================================
+block                           merge          A / S
+==============================  =============  ====================================================
+SEW basic / bottleneck          add/and/iand   last branch neuron (``sn2``/``sn3``) / ``x`` or the
+                                               downsample's neuron
+OA, XOR (identity)              or, xor        ``sn2``/``sn3`` / ``x`` (XOR ``merge`` mode: ``xor``)
+OA, XOR (downsample, ``or``)    or             ``sn2``/``sn3`` / the downsample's neuron
+OA, XOR (downsample, ``add``)   current        no spike-level merge: overlap not defined
+Spiking ResNet                  current        ``SN(F(x) + x)``: no spike-level merge
+MS-ResNet                       membrane       real-valued stream: no spike-level merge
+==============================  =============  ====================================================
+
+Metrics per block (accumulated over every call; fractions of all positions unless stated):
+
+* ``shortcut_rate``, ``backbone_rate``: non-zero fraction of ``S`` and ``A``;
+* ``overlap``: positions where **both** fire -- what OR removes and ADD double-counts;
+  ``overlap_of_backbone`` = overlap / backbone spikes (share of backbone spikes already present);
+* ``output_rate`` and ``nonbinary_output``: non-zero fraction and fraction of output entries not in
+  {0, 1} (SEW-ADD's 2s, MS's membrane values);
+* ``novel_fraction`` (XOR blocks in ``xor_mode="input"`` with an active meta-residual):
+  ``nnz(XOR(x_l, x_{l-1})) / nnz(x_l)`` measured on the actual backbone input -- the share of the
+  block input the backbone sees as new;
+* ``backbone_input_rate``: non-zero fraction of the branch's first synaptic layer input.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+from ..blocks import (
+    MSBasicBlock,
+    MSBottleneck,
+    OABasicBlock,
+    OABottleneck,
+    SEWBasicBlock,
+    SEWBottleneck,
+    SpikingBasicBlock,
+    SpikingBottleneck,
+    XORBasicBlock,
+    XORBottleneck,
+)
+
+__all__ = [
+    "BlockAnatomy",
+    "BlockRedundancy",
+    "RedundancyMonitor",
+    "block_anatomy",
+    "register_block_anatomy",
+    "find_blocks",
+]
+
+
+@dataclass(frozen=True)
+class BlockAnatomy:
+    """Where a block's backbone and shortcut spikes come from.
+
+    Attributes:
+        merge: how the two paths meet (``"or"``, ``"add"``, ``"iand"``, ``"and"``, ``"xor"``,
+            ``"current"``, ``"membrane"``).
+        backbone: module whose output is ``A``; ``None`` when the paths do not meet as spikes.
+        shortcut: module whose output is ``S``; ``None`` means ``S`` is the block input ``x``.
+        backbone_input: the branch's first synaptic layer (its input is what the branch sees).
+        novelty: the block feeds ``XOR(x, x_prev)`` to its branch (XOR ``input`` mode).
+        note: why a metric is not defined, if it is not.
+    """
+
+    merge: str
+    backbone: nn.Module | None
+    shortcut: nn.Module | None = None
+    backbone_input: nn.Module | None = None
+    novelty: bool = False
+    note: str = ""
+
+    @property
+    def spike_merge(self) -> bool:
+        return self.backbone is not None
+
+
+_ANATOMIES: dict[type[nn.Module], Callable[[nn.Module], BlockAnatomy]] = {}
+
+
+def register_block_anatomy(cls: type[nn.Module], fn: Callable[[nn.Module], BlockAnatomy]) -> None:
+    """Describe the blocks of class ``cls`` (and subclasses) with ``fn(block) -> BlockAnatomy``."""
+    if not (isinstance(cls, type) and issubclass(cls, nn.Module)):
+        raise ValueError(f"cls must be an nn.Module subclass, got {cls!r}")
+    _ANATOMIES[cls] = fn
+
+
+def block_anatomy(block: nn.Module) -> BlockAnatomy | None:
+    """The anatomy of ``block`` (most specific registered class first), or ``None`` if unknown."""
+    for klass in type(block).__mro__:
+        if klass in _ANATOMIES:
+            return _ANATOMIES[klass](block)
+    return None
+
+
+def find_blocks(model: nn.Module) -> list[tuple[str, nn.Module]]:
+    """Residual blocks of ``model`` (modules with a registered anatomy), in definition order."""
+    return [(n, m) for n, m in model.named_modules() if m is not model and block_anatomy(m) is not None]
+
+
+def _last_neuron(block: nn.Module) -> nn.Module:
+    return block.sn3 if hasattr(block, "sn3") else block.sn2
+
+
+def _spiking_shortcut(block: nn.Module) -> nn.Module | None:
+    return None if block.downsample is None else block.downsample[-1]
+
+
+def _sew(block: nn.Module) -> BlockAnatomy:
+    return BlockAnatomy(block.connect, _last_neuron(block), _spiking_shortcut(block), block.conv1)
+
+
+def _oa(block: nn.Module) -> BlockAnatomy:
+    if block.downsample is not None and block.down_merge == "add":
+        return BlockAnatomy(
+            "current", None, backbone_input=block.conv1,
+            note="downsample block: backbone and shortcut merge as currents before one neuron",
+        )
+    return BlockAnatomy("or", _last_neuron(block), _spiking_shortcut(block), block.conv1)
+
+
+def _xor(block: nn.Module) -> BlockAnatomy:
+    base = _oa(block)
+    if block.downsample is not None or block.xor_mode == "none":
+        return base
+    merge = "xor" if block.xor_mode == "merge" else "or"
+    return BlockAnatomy(merge, base.backbone, None, block.conv1, novelty=block.xor_mode == "input")
+
+
+def _spiking(block: nn.Module) -> BlockAnatomy:
+    return BlockAnatomy(
+        "current", None, backbone_input=block.conv1,
+        note="Spiking ResNet: SN(F(x) + shortcut) -- the paths merge as currents, no spike overlap",
+    )
+
+
+def _ms(block: nn.Module) -> BlockAnatomy:
+    return BlockAnatomy(
+        "membrane", None, backbone_input=block.conv1,
+        note="MS-ResNet: real-valued membrane stream, the paths merge as currents, no spike overlap",
+    )
+
+
+for _cls, _fn in (
+    (SEWBasicBlock, _sew),
+    (SEWBottleneck, _sew),
+    (OABasicBlock, _oa),
+    (OABottleneck, _oa),
+    (XORBasicBlock, _xor),
+    (XORBottleneck, _xor),
+    (SpikingBasicBlock, _spiking),
+    (SpikingBottleneck, _spiking),
+    (MSBasicBlock, _ms),
+    (MSBottleneck, _ms),
+):
+    register_block_anatomy(_cls, _fn)
+
+
+@dataclass
+class BlockRedundancy:
+    """Redundancy metrics of one block (see the module docstring); ``None`` where not defined."""
+
+    name: str
+    block: str
+    merge: str
+    calls: int
+    output_rate: float
+    nonbinary_output: float
+    backbone_input_rate: float | None
+    shortcut_rate: float | None
+    backbone_rate: float | None
+    overlap: float | None
+    overlap_of_backbone: float | None
+    novel_fraction: float | None
+    note: str = ""
+
+    def to_dict(self) -> dict[str, object]:
+        return asdict(self)
+
+
+class _Acc:
+    def __init__(self) -> None:
+        self.calls = 0
+        self.out_entries = self.out_nonzero = self.out_nonbinary = 0
+        self.bin_entries = self.bin_nonzero = 0
+        self.positions = self.n_s = self.n_a = self.n_both = 0
+        self.novel_num = self.novel_den = 0
+
+
+def _nnz(t: torch.Tensor) -> int:
+    return int((t != 0).sum())
+
+
+class RedundancyMonitor:
+    """Context manager measuring :class:`BlockRedundancy` of every known block in ``model``.
+
+    Hooks: a forward pre-hook on each block (``x`` and ``x_prev``), forward hooks on the backbone
+    neuron (``A``) and spiking shortcut (``S``), a pre-hook on the branch's first layer (backbone
+    input), and a forward hook on the block (output; metrics are accumulated there).
+    """
+
+    def __init__(self, model: nn.Module) -> None:
+        self.model = model
+        self.blocks = find_blocks(model)
+        self._acc = {name: _Acc() for name, _ in self.blocks}
+        self._cur: dict[str, dict[str, Any]] = {}
+        self._handles: list[Any] = []
+
+    def __enter__(self) -> RedundancyMonitor:
+        for name, block in self.blocks:
+            anat = block_anatomy(block)
+            assert anat is not None
+            self._handles.append(block.register_forward_pre_hook(self._pre(name), with_kwargs=True))
+            self._handles.append(block.register_forward_hook(self._post(name, anat)))
+            if anat.backbone is not None:
+                self._handles.append(anat.backbone.register_forward_hook(self._store(name, "A")))
+            if anat.shortcut is not None:
+                self._handles.append(anat.shortcut.register_forward_hook(self._store(name, "S")))
+            if anat.backbone_input is not None:
+                self._handles.append(anat.backbone_input.register_forward_pre_hook(self._store_input(name)))
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        for h in self._handles:
+            h.remove()
+        self._handles.clear()
+
+    def _pre(self, name: str):
+        def hook(module: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+            x_prev = args[1] if len(args) > 1 else kwargs.get("x_prev")
+            self._cur[name] = {"x": args[0], "x_prev": x_prev}
+
+        return hook
+
+    def _store(self, name: str, key: str):
+        def hook(module: nn.Module, inputs: tuple[Any, ...], output: Any) -> None:
+            if name in self._cur:
+                self._cur[name][key] = output
+
+        return hook
+
+    def _store_input(self, name: str):
+        def hook(module: nn.Module, inputs: tuple[Any, ...]) -> None:
+            if name in self._cur and "m" not in self._cur[name]:
+                self._cur[name]["m"] = inputs[0]
+
+        return hook
+
+    def _post(self, name: str, anat: BlockAnatomy):
+        @torch.no_grad()
+        def hook(module: nn.Module, inputs: tuple[Any, ...], output: Any) -> None:
+            cur = self._cur.pop(name, None)
+            if cur is None or not isinstance(output, torch.Tensor):
+                return
+            acc = self._acc[name]
+            acc.calls += 1
+            out = output.detach()
+            nz = out != 0
+            acc.out_entries += out.numel()
+            acc.out_nonzero += int(nz.sum())
+            acc.out_nonbinary += int((nz & (out != 1)).sum())
+            x, x_prev, m = cur["x"], cur["x_prev"], cur.get("m")
+            if m is not None:
+                acc.bin_entries += m.numel()
+                acc.bin_nonzero += _nnz(m)
+            if anat.backbone is not None and "A" in cur:
+                a = cur["A"].detach()
+                s = (cur["S"] if anat.shortcut is not None else x).detach()
+                if a.shape == s.shape:
+                    a_nz, s_nz = a != 0, s != 0
+                    acc.positions += a.numel()
+                    acc.n_a += int(a_nz.sum())
+                    acc.n_s += int(s_nz.sum())
+                    acc.n_both += int((a_nz & s_nz).sum())
+            if anat.novelty and m is not None and x_prev is not None and x_prev.shape == x.shape:
+                acc.novel_num += _nnz(m)
+                acc.novel_den += _nnz(x)
+
+        return hook
+
+    def reset(self) -> None:
+        self._acc = {name: _Acc() for name, _ in self.blocks}
+        self._cur.clear()
+
+    def results(self) -> list[BlockRedundancy]:
+        """Metrics of every block that ran, in definition order."""
+        out = []
+        for name, block in self.blocks:
+            acc = self._acc[name]
+            if acc.calls == 0:
+                continue
+            anat = block_anatomy(block)
+            assert anat is not None
+            spike = acc.positions > 0
+
+            def frac(num: int, den: int) -> float | None:
+                return num / den if den else None
+
+            note = anat.note
+            if anat.novelty and acc.novel_den == 0:
+                note = (note + "; " if note else "") + "XOR meta-residual inactive (no same-shape previous input)"
+            out.append(
+                BlockRedundancy(
+                    name=name,
+                    block=type(block).__name__,
+                    merge=anat.merge,
+                    calls=acc.calls,
+                    output_rate=acc.out_nonzero / acc.out_entries if acc.out_entries else 0.0,
+                    nonbinary_output=acc.out_nonbinary / acc.out_entries if acc.out_entries else 0.0,
+                    backbone_input_rate=frac(acc.bin_nonzero, acc.bin_entries),
+                    shortcut_rate=frac(acc.n_s, acc.positions) if spike else None,
+                    backbone_rate=frac(acc.n_a, acc.positions) if spike else None,
+                    overlap=frac(acc.n_both, acc.positions) if spike else None,
+                    overlap_of_backbone=frac(acc.n_both, acc.n_a) if spike else None,
+                    novel_fraction=frac(acc.novel_num, acc.novel_den),
+                    note=note,
+                )
+            )
+        return out
