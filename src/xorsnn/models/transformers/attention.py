@@ -115,7 +115,7 @@ class SpikingAttention(nn.Module):
         similarity: ``"dot"`` or ``"axnor"``.
         a_coef: the :class:`AXNORCoefficient` (required for ``"axnor"``, must be ``None`` for ``"dot"``).
         scale: multiplies the attention product before its neuron.
-        normalize: ``"none"`` or ``"match_dot"`` (a-XNOR only).
+        normalize: ``"none"``, ``"match_dot"`` or ``"center"`` (a-XNOR only; see the module docstring).
     """
 
     kind = "attention"

@@ -62,7 +62,7 @@ class SpikingTransformer(nn.Module):
         a, a_learnable, a_granularity: a-XNOR options (only with ``similarity="axnor"``; defaults
             0.25, learnable, ``"head"``). ``a_granularity`` is ``"global"``, ``"layer"`` or ``"head"``.
         attn_scale: scale of the attention product.
-        attn_norm: ``"none"`` or ``"match_dot"`` (a-XNOR only; see :mod:`.attention`).
+        attn_norm: ``"none"`` (paper scale), ``"match_dot"`` or ``"center"`` (a-XNOR only; see :mod:`.attention`).
 
     Shapes:
         input ``[B, C, H, W]`` or ``[T, B, C, H, W]``; output logits ``[T, B, num_classes]``.
