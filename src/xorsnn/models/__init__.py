@@ -3,10 +3,14 @@
 from .registry import ModelEntry, create_model, list_models, model_info, register_model
 from .resnet import SpikingResNet, check_image_input
 from .stack import DeepSNNStack
+from .transformers import SpikeDrivenTransformer, Spikformer, record_attention  # registers spikformer_*, sdt_*
 
 __all__ = [
     "SpikingResNet",
     "DeepSNNStack",
+    "Spikformer",
+    "SpikeDrivenTransformer",
+    "record_attention",
     "check_image_input",
     "ModelEntry",
     "create_model",

@@ -1,5 +1,6 @@
-"""Logic operations on spike tensors (OR, XOR, XNOR, AND, IAND, NOT)."""
+"""Logic operations on spike tensors (OR, XOR, XNOR, AND, IAND, NOT) and the a-XNOR similarity."""
 
+from .axnor import axnor_attention, axnor_kv, axnor_scores, dot_matching_factor
 from .logic import (
     OR_FORMS,
     XOR_FORMS,
@@ -20,4 +21,8 @@ __all__ = [
     "spike_xnor",
     "spike_iand",
     "spike_not",
+    "axnor_scores",
+    "axnor_attention",
+    "axnor_kv",
+    "dot_matching_factor",
 ]

@@ -1,0 +1,43 @@
+"""Spiking transformers -- Spikformer and the Spike-driven Transformer -- with a-XNOR attention.
+
+Importing this package registers ``spikformer_*`` and ``sdt_*`` in the model registry::
+
+    model = xorsnn.create_model("spikformer_4_384", similarity="axnor", a=0.25, a_learnable=True,
+                                a_granularity="head")
+
+See ``docs/transformers.md`` for what is confirmed and what is reconstructed.
+"""
+
+from .attention import (
+    AttentionRecord,
+    SpikeDrivenSelfAttention,
+    SpikingAttention,
+    SpikingSelfAttention,
+    record_attention,
+)
+from .base import SpikingTransformer
+from .sdt import MSMLP, MSPatchSplitting, SDTBlock, SpikeDrivenTransformer
+from .similarity import AXNORCoefficient, make_coefficients
+from .spikformer import Spikformer, SpikformerBlock, SpikingMLP, SpikingPatchSplitting
+from .tokens import TokenBatchNorm, TokenLinear
+
+__all__ = [
+    "SpikingTransformer",
+    "Spikformer",
+    "SpikformerBlock",
+    "SpikingPatchSplitting",
+    "SpikingMLP",
+    "SpikeDrivenTransformer",
+    "SDTBlock",
+    "MSPatchSplitting",
+    "MSMLP",
+    "SpikingAttention",
+    "SpikingSelfAttention",
+    "SpikeDrivenSelfAttention",
+    "AttentionRecord",
+    "record_attention",
+    "AXNORCoefficient",
+    "make_coefficients",
+    "TokenBatchNorm",
+    "TokenLinear",
+]

@@ -1,0 +1,469 @@
+"""Spiking self-attention with a switchable similarity: Spikformer's SSA and SDT's SDSA.
+
+Both modules work on tokens ``[T, B, N, C]`` with ``h`` heads of size ``d = C / h``.
+
+* :class:`SpikingSelfAttention` (Spikformer, Zhou et al. 2023)::
+
+      Q, K, V = SN(BN(Linear(x)))                        (binary, [T, B, h, N, d])
+      A       = SN_attn(scale * sim(Q, K) V)             (no softmax; SN_attn has V_th = 0.5)
+      out     = SN(BN(Linear(A)))
+
+* :class:`SpikeDrivenSelfAttention` (Spike-driven Transformer v1, Yao et al. 2023)::
+
+      s       = SN(x)                                    (x is the real-valued membrane stream)
+      Q, K, V = SN(BN(Linear(s)))                        (no bias)
+      KV      = SN_kv(scale * Σ_tokens K ⊙ V)            (per channel; SN_kv has V_th = 0.5)
+      out     = BN(Linear(Q ⊙ KV))                       (the caller adds the shortcut x)
+
+``similarity="dot"`` is the original; ``similarity="axnor"`` replaces the coincidence count by the
+a-XNOR score (:mod:`xorsnn.ops.axnor`) -- for SDSA by the per-channel analogue
+``Σ_n [k v + a (1 - k)(1 - v)]`` (a reconstruction).
+
+The (0, 0) pairs add ``≈ a n (1 - r_x)(1 - r_y)`` to every score (``n`` features: ``d`` for SSA,
+``N`` tokens for SDSA; ``r`` the firing rates), which can saturate the attention neuron at the
+paper's scale. ``normalize`` (the models' ``attn_norm``) chooses what to do, with ``r_x, r_y`` the
+detached per-(t, b, head) rates of the two operands:
+
+* ``"none"`` -- nothing: ``scale * S`` as in the paper's recipe (default);
+* ``"match_dot"`` -- multiply by :func:`~xorsnn.ops.axnor.dot_matching_factor`, so the *expected*
+  score equals the dot product's at the same rates;
+* ``"center"`` -- subtract the expected (0, 0) contribution ``a n (1 - r_x)(1 - r_y)`` from every
+  score: the dot product plus a zero-mean a-XNOR term. For SSA this is a per-row constant shift of
+  the scores -- the transformation a softmax would ignore.
+
+All three are the identity at ``a = 0``.
+
+Analysis hooks (generic, no extra dependencies):
+
+* ``module.record = True`` (or the :func:`record_attention` context manager) makes every forward
+  store an :class:`AttentionRecord` in ``module.last_record``: Q/K/V/output firing rates (overall and
+  per head), the attention scores (SSA) or the KV counts and binary KV mask (SDSA), and ``a``.
+* ``module.geometry()`` gives the sizes (tokens ``N``, heads, head dim, ordering, similarity) and
+  ``module.attention_ops()`` the ANN-equivalent accumulate counts of the attention products, per
+  sample and time step, with the spike tensors that gate them -- what SOP accounting needs.
+* the neurons are ordinary named submodules (``q.sn``, ``k.sn``, ``v.sn``, ``attn_sn`` / ``kv_sn``),
+  so generic forward hooks on :class:`~xorsnn.neurons.SpikingNeuron` see their spikes.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+
+from ...blocks.common import NeuronFactory
+from ...ops.axnor import ORDERS, axnor_attention, axnor_kv, axnor_scores, dot_matching_factor
+from .similarity import NORMALIZATIONS, SIMILARITIES, AXNORCoefficient
+from .tokens import TokenLinear
+
+__all__ = [
+    "AttentionRecord",
+    "SpikingAttention",
+    "SpikingSelfAttention",
+    "SpikeDrivenSelfAttention",
+    "record_attention",
+]
+
+
+@dataclass
+class AttentionRecord:
+    """What one attention layer saw in its last forward pass (all tensors detached).
+
+    Attributes:
+        kind: ``"ssa"`` or ``"sdsa"``.
+        rates: fraction of non-zero entries of ``"q"``, ``"k"``, ``"v"``, ``"attn"`` (SSA: output of
+            ``SN_attn``; SDSA: the KV mask) and ``"out"`` (the module's output spikes for SSA, the
+            masked ``Q ⊙ KV`` for SDSA).
+        head_rates: per-head rates ``[h]`` of ``"q"``, ``"k"``, ``"v"``.
+        a: the ``a`` used (``[1]`` or ``[h]``), ``None`` for the dot product.
+        scores: SSA only -- the per-head attention map that multiplies ``V``, including ``scale``
+            and any normalisation: ``[T, B, h, N, N]``.
+        kv: SDSA only -- the input of the KV neuron, ``[T, B, h, d]``.
+        kv_mask: SDSA only -- its binary output, ``[T, B, h, d]``.
+    """
+
+    kind: str
+    rates: dict[str, float]
+    head_rates: dict[str, torch.Tensor]
+    a: torch.Tensor | None = None
+    scores: torch.Tensor | None = None
+    kv: torch.Tensor | None = None
+    kv_mask: torch.Tensor | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def _rate(x: torch.Tensor) -> float:
+    return (x != 0).float().mean().item()
+
+
+def _head_rate(x: torch.Tensor) -> torch.Tensor:
+    """Rate per head of ``[T, B, h, N, d]`` -> ``[h]``."""
+    return (x != 0).float().mean(dim=(0, 1, 3, 4))
+
+
+class SpikingAttention(nn.Module):
+    """Base of the spiking attentions: heads, similarity, ``a``, scale, recording and geometry.
+
+    Args:
+        dim: channels ``C``; must be divisible by ``num_heads``.
+        num_heads: heads ``h``.
+        similarity: ``"dot"`` or ``"axnor"``.
+        a_coef: the :class:`AXNORCoefficient` (required for ``"axnor"``, must be ``None`` for ``"dot"``).
+        scale: multiplies the attention product before its neuron.
+        normalize: ``"none"``, ``"match_dot"`` or ``"center"`` (a-XNOR only; see the module docstring).
+    """
+
+    kind = "attention"
+
+    def __init__(
+        self,
+        dim: int,
+        num_heads: int,
+        *,
+        similarity: str,
+        a_coef: AXNORCoefficient | None,
+        scale: float,
+        normalize: str,
+    ) -> None:
+        super().__init__()
+        for name, value in (("dim", dim), ("num_heads", num_heads)):
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ValueError(f"{name} must be a positive int, got {value!r}")
+        if dim % num_heads:
+            raise ValueError(f"dim={dim} must be divisible by num_heads={num_heads}")
+        if similarity not in SIMILARITIES:
+            raise ValueError(f"similarity must be one of {SIMILARITIES}, got {similarity!r}")
+        if similarity == "axnor" and not isinstance(a_coef, AXNORCoefficient):
+            raise ValueError("similarity='axnor' needs an AXNORCoefficient a_coef")
+        if similarity == "dot" and a_coef is not None:
+            raise ValueError("a_coef only applies to similarity='axnor'")
+        if a_coef is not None and a_coef.num_values not in (1, num_heads):
+            raise ValueError(f"a_coef holds {a_coef.num_values} values; expected 1 or num_heads={num_heads}")
+        if normalize not in NORMALIZATIONS:
+            raise ValueError(f"attention normalisation must be one of {NORMALIZATIONS}, got {normalize!r}")
+        if normalize != "none" and similarity != "axnor":
+            raise ValueError(f"attention normalisation {normalize!r} only applies to similarity='axnor'")
+        if isinstance(scale, bool) or not isinstance(scale, (int, float)) or not math.isfinite(scale) or scale <= 0:
+            raise ValueError(f"attention scale must be a finite number > 0, got {scale!r}")
+        self.dim = dim
+        self.num_heads = num_heads
+        self.head_dim = dim // num_heads
+        self.similarity = similarity
+        self.a_coef = a_coef
+        self.scale = float(scale)
+        self.normalize = normalize
+        self.record = False
+        self.last_record: AttentionRecord | None = None
+        self.last_tokens: int | None = None
+
+    # -- helpers -----------------------------------------------------------------------------
+    def a_value(self) -> torch.Tensor | None:
+        """Current ``a`` (``[1]`` or ``[h]``, differentiable when learnable), ``None`` for ``"dot"``."""
+        return None if self.a_coef is None else self.a_coef()
+
+    def _check_input(self, x: torch.Tensor) -> None:
+        if not isinstance(x, torch.Tensor) or x.dim() != 4 or x.shape[-1] != self.dim:
+            shape = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
+            raise ValueError(f"{type(self).__name__}: x must have shape [T, B, N, C={self.dim}], got {shape}")
+
+    def _split_heads(self, x: torch.Tensor) -> torch.Tensor:
+        """``[T, B, N, C] -> [T, B, h, N, d]``."""
+        return x.unflatten(-1, (self.num_heads, self.head_dim)).transpose(2, 3)
+
+    @staticmethod
+    def _merge_heads(x: torch.Tensor) -> torch.Tensor:
+        """``[T, B, h, N, d] -> [T, B, N, C]``."""
+        return x.transpose(2, 3).flatten(-2)
+
+    def _normalisation(
+        self, x: torch.Tensor, y: torch.Tensor, a: torch.Tensor, n: int
+    ) -> tuple[torch.Tensor | float, torch.Tensor | float]:
+        """``(factor, offset)`` per (t, b, head), ``[T, B, h, 1, 1]``: scores become ``factor * (S - offset)``.
+
+        ``x, y`` are the two spike operands ``[T, B, h, *, *]`` and ``n`` the number of summed features.
+        """
+        if self.normalize == "none":
+            return 1.0, 0.0
+        rx = x.detach().mean(dim=(-2, -1), keepdim=True)
+        ry = y.detach().mean(dim=(-2, -1), keepdim=True)
+        a = a.view(-1, 1, 1)
+        if self.normalize == "match_dot":
+            return dot_matching_factor(rx, ry, a), 0.0
+        return 1.0, a * (n * (1 - rx) * (1 - ry))
+
+    def geometry(self) -> dict[str, Any]:
+        """Sizes and options for analysis: tokens ``N`` (of the last forward), heads, head dim, ..."""
+        a = self.a_value()
+        return {
+            "kind": self.kind,
+            "dim": self.dim,
+            "heads": self.num_heads,
+            "head_dim": self.head_dim,
+            "tokens": self.last_tokens,
+            "order": getattr(self, "order", None),
+            "similarity": self.similarity,
+            "scale": self.scale,
+            "normalize": self.normalize,
+            "a": None if a is None else a.detach().tolist(),
+        }
+
+    def attention_ops(self, tokens: int | None = None) -> list[dict[str, Any]]:  # pragma: no cover - abstract
+        """ANN-equivalent accumulates of the attention products per sample and time step."""
+        raise NotImplementedError
+
+    def extra_repr(self) -> str:
+        parts = [f"dim={self.dim}", f"heads={self.num_heads}", f"similarity={self.similarity!r}",
+                 f"scale={self.scale:g}"]
+        if self.normalize != "none":
+            parts.append(f"normalize={self.normalize!r}")
+        if hasattr(self, "order"):
+            parts.append(f"order={self.order!r}")
+        return ", ".join(parts)
+
+    def _tokens(self, tokens: int | None) -> int:
+        n = tokens if tokens is not None else self.last_tokens
+        if n is None:
+            raise ValueError("attention_ops: pass tokens=N or run a forward pass first")
+        return int(n)
+
+
+class SpikingSelfAttention(SpikingAttention):
+    """Spikformer's SSA with a switchable similarity (see the module docstring).
+
+    Args:
+        dim, num_heads, similarity, a_coef, scale, normalize: see :class:`SpikingAttention`
+            (Spikformer: ``scale=0.125``).
+        neuron: factory of the Q/K/V/output neurons (LIF τ 2, V_th 1).
+        attn_neuron: factory of ``SN_attn`` (LIF τ 2, V_th 0.5).
+        qkv_bias: bias of the Q/K/V linear layers (CIFAR code: yes; ImageNet code: no).
+        order: ``"kv_first"`` (``Q (KᵀV)``, cost ``O(N d²)``) or ``"qk_first"`` (``(QKᵀ) V``, ``O(N² d)``).
+
+    Shapes: ``[T, B, N, C] -> [T, B, N, C]`` (binary spikes).
+    """
+
+    kind = "ssa"
+
+    def __init__(
+        self,
+        dim: int,
+        num_heads: int,
+        *,
+        neuron: NeuronFactory,
+        attn_neuron: NeuronFactory,
+        qkv_bias: bool = True,
+        scale: float = 0.125,
+        order: str = "kv_first",
+        similarity: str = "dot",
+        a_coef: AXNORCoefficient | None = None,
+        normalize: str = "none",
+    ) -> None:
+        super().__init__(dim, num_heads, similarity=similarity, a_coef=a_coef, scale=scale, normalize=normalize)
+        if order not in ORDERS:
+            raise ValueError(f"attention order must be one of {ORDERS}, got {order!r}")
+        self.order = order
+        self.q = TokenLinear(dim, dim, bias=qkv_bias, neuron=neuron())
+        self.k = TokenLinear(dim, dim, bias=qkv_bias, neuron=neuron())
+        self.v = TokenLinear(dim, dim, bias=qkv_bias, neuron=neuron())
+        self.attn_sn = attn_neuron()
+        self.proj = TokenLinear(dim, dim, bias=True, neuron=neuron())
+
+    def _attend(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, a: torch.Tensor | None) -> torch.Tensor:
+        """``scale * sim(Q, K) V`` per head, ``[T, B, h, N, d]``."""
+        if a is None:
+            if self.order == "kv_first":
+                y = q @ (k.transpose(-2, -1) @ v)
+            else:
+                y = (q @ k.transpose(-2, -1)) @ v
+            return y * self.scale
+        y = axnor_attention(q, k, v, a, order=self.order)  # type: ignore[arg-type]
+        factor, offset = self._normalisation(q, k, a, self.head_dim)
+        if self.normalize == "center":  # (S - offset) V = S V - offset 1 (1ᵀV)
+            y = y - offset * v.sum(-2, keepdim=True)
+        return y * (self.scale * factor)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self._check_input(x)
+        q = self._split_heads(self.q(x))
+        k = self._split_heads(self.k(x))
+        v = self._split_heads(self.v(x))
+        a = self.a_value()
+        attn = self.attn_sn(self._merge_heads(self._attend(q, k, v, a)))
+        out = self.proj(attn)
+        self.last_tokens = x.shape[2]
+        if self.record:
+            self._store(q, k, v, a, attn, out)
+        return out
+
+    @torch.no_grad()
+    def _store(self, q, k, v, a, attn, out) -> None:  # noqa: ANN001 - internal
+        if a is None:
+            scores = (q @ k.transpose(-2, -1)) * self.scale
+        else:
+            factor, offset = self._normalisation(q, k, a.detach(), self.head_dim)
+            scores = (axnor_scores(q, k, a.detach()) - offset) * (self.scale * factor)
+        self.last_record = AttentionRecord(
+            kind=self.kind,
+            rates={"q": _rate(q), "k": _rate(k), "v": _rate(v), "attn": _rate(attn), "out": _rate(out)},
+            head_rates={"q": _head_rate(q), "k": _head_rate(k), "v": _head_rate(v)},
+            a=None if a is None else a.detach().clone(),
+            scores=scores.detach(),
+        )
+
+    def attention_ops(self, tokens: int | None = None) -> list[dict[str, Any]]:
+        """Accumulates of the attention products per sample and time step (projections excluded).
+
+        Each entry: ``name``, ``macs`` (ANN-equivalent multiply-accumulates, all heads) and
+        ``operands`` -- the keys of ``AttentionRecord.rates`` whose spikes gate the accumulates
+        (empty for the dense, real-valued a-XNOR correction terms). The a-XNOR entries are those of
+        the expanded form (never the dense complement products ``(1 - Q)(1 - K)ᵀ``).
+        """
+        n, h, d = self._tokens(tokens), self.num_heads, self.head_dim
+        if self.order == "kv_first":
+            ops = [
+                {"name": "k^T v", "macs": h * n * d * d, "operands": ("k", "v")},
+                {"name": "q (k^T v)", "macs": h * n * d * d, "operands": ("q",)},
+            ]
+            if self.similarity == "axnor":
+                ops += [
+                    {"name": "axnor: 1^T v", "macs": h * n * d, "operands": ("v",)},
+                    {"name": "axnor: correction", "macs": h * (2 * d * d + n * d), "operands": ()},
+                ]
+        else:
+            ops = [
+                {"name": "q k^T", "macs": h * n * n * d, "operands": ("q", "k")},
+                {"name": "(q k^T) v", "macs": h * n * n * d, "operands": ("v",)},
+            ]
+            if self.similarity == "axnor":
+                ops += [
+                    {"name": "axnor: popcounts", "macs": 2 * h * n * d, "operands": ("q", "k")},
+                    {"name": "axnor: correction", "macs": 2 * h * n * n, "operands": ()},
+                ]
+        return ops
+
+
+class SpikeDrivenSelfAttention(SpikingAttention):
+    """SDT v1's SDSA branch with a switchable similarity (see the module docstring).
+
+    Args:
+        dim, num_heads, similarity, a_coef, scale, normalize: see :class:`SpikingAttention`
+            (SDT: ``scale=1``).
+        neuron: factory of the shortcut and Q/K/V neurons (LIF τ 2, V_th 1).
+        attn_neuron: factory of the KV ("talking-heads") neuron (LIF τ 2, V_th 0.5).
+
+    Shapes: membrane stream ``[T, B, N, C]`` -> branch output ``[T, B, N, C]`` (real-valued; the
+    block adds it to its input -- a membrane shortcut).
+    """
+
+    kind = "sdsa"
+
+    def __init__(
+        self,
+        dim: int,
+        num_heads: int,
+        *,
+        neuron: NeuronFactory,
+        attn_neuron: NeuronFactory,
+        scale: float = 1.0,
+        similarity: str = "dot",
+        a_coef: AXNORCoefficient | None = None,
+        normalize: str = "none",
+    ) -> None:
+        super().__init__(dim, num_heads, similarity=similarity, a_coef=a_coef, scale=scale, normalize=normalize)
+        self.shortcut_sn = neuron()
+        self.q = TokenLinear(dim, dim, bias=False, neuron=neuron())
+        self.k = TokenLinear(dim, dim, bias=False, neuron=neuron())
+        self.v = TokenLinear(dim, dim, bias=False, neuron=neuron())
+        self.kv_sn = attn_neuron()
+        self.proj = TokenLinear(dim, dim, bias=True, neuron=None)
+
+    def _column_sums(self, k: torch.Tensor, v: torch.Tensor, a: torch.Tensor | None) -> torch.Tensor:
+        """``scale * Σ_tokens sim(k, v)`` per head and channel, ``[T, B, h, 1, d]``."""
+        if a is None:
+            return (k * v).sum(-2, keepdim=True) * self.scale
+        factor, offset = self._normalisation(k, v, a, k.shape[-2])
+        return (axnor_kv(k, v, a) - offset) * (self.scale * factor)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self._check_input(x)
+        s = self.shortcut_sn(x)
+        q = self._split_heads(self.q(s))
+        k = self._split_heads(self.k(s))
+        v = self._split_heads(self.v(s))
+        a = self.a_value()
+        kv = self._column_sums(k, v, a)
+        mask = self.kv_sn(kv)
+        y = q * mask
+        out = self.proj(self._merge_heads(y))
+        self.last_tokens = x.shape[2]
+        if self.record:
+            self._store(q, k, v, a, kv, mask, y)
+        return out
+
+    @torch.no_grad()
+    def _store(self, q, k, v, a, kv, mask, y) -> None:  # noqa: ANN001 - internal
+        self.last_record = AttentionRecord(
+            kind=self.kind,
+            rates={"q": _rate(q), "k": _rate(k), "v": _rate(v), "attn": _rate(mask), "out": _rate(y)},
+            head_rates={"q": _head_rate(q), "k": _head_rate(k), "v": _head_rate(v)},
+            a=None if a is None else a.detach().clone(),
+            kv=kv.detach().squeeze(-2),
+            kv_mask=mask.detach().squeeze(-2),
+        )
+
+    def attention_ops(self, tokens: int | None = None) -> list[dict[str, Any]]:
+        """Accumulates / masks of SDSA per sample and time step (see :meth:`SpikingSelfAttention.attention_ops`).
+
+        SDSA has no matrix product: ``K ⊙ V`` is an AND mask, the token sum an accumulate and
+        ``Q ⊙ KV`` another mask. The a-XNOR analogue adds the column popcounts of ``K`` and ``V``.
+        """
+        n, c = self._tokens(tokens), self.dim
+        ops = [
+            {"name": "k * v", "macs": n * c, "operands": ("k", "v")},
+            {"name": "sum over tokens", "macs": n * c, "operands": ("k", "v")},
+            {"name": "q * kv_mask", "macs": n * c, "operands": ("q", "attn")},
+        ]
+        if self.similarity == "axnor":
+            ops += [
+                {"name": "axnor: column sums of k and v", "macs": 2 * n * c, "operands": ("k", "v")},
+                {"name": "axnor: correction", "macs": 3 * c, "operands": ()},
+            ]
+        return ops
+
+
+@contextmanager
+def record_attention(model: nn.Module) -> Iterator[dict[str, AttentionRecord]]:
+    """Record every spiking attention layer of ``model`` while the context is open.
+
+    Yields a dict ``{module name: AttentionRecord}`` that is updated after each forward pass (it
+    holds the *last* pass; collect per batch for dataset statistics)::
+
+        with record_attention(model) as rec:
+            model(x)
+        rec["blocks.0.attn"].rates["q"], rec["blocks.0.attn"].scores.shape
+
+    The previous ``record`` flags are restored on exit; the records stay readable.
+    """
+    modules = {n: m for n, m in model.named_modules() if isinstance(m, SpikingAttention)}
+    records: dict[str, AttentionRecord] = {}
+    previous = {n: m.record for n, m in modules.items()}
+    handles = []
+    for name, module in modules.items():
+        module.record = True
+
+        def hook(mod: nn.Module, _args: Any, _out: Any, name: str = name) -> None:
+            if mod.last_record is not None:  # type: ignore[union-attr]
+                records[name] = mod.last_record  # type: ignore[assignment]
+
+        handles.append(module.register_forward_hook(hook))
+    try:
+        yield records
+    finally:
+        for h in handles:
+            h.remove()
+        for name, module in modules.items():
+            module.record = previous[name]
