@@ -1,6 +1,6 @@
 """SLTT vs BPTT: activation memory and time per batch as T grows.
 
-    python benchmarks/sltt_memory.py [--model msc_resnet18_cifar] [--batch 16] [--T 2 4 8] [--device cpu]
+    python benchmarks/sltt_memory.py [--models msc_resnet20 msc_resnet18_cifar] [--batch 8] [--T 2 4 8] [--device cpu]
 
 Writes ``benchmarks/results/sltt_memory.md``. Memory is the peak number of bytes autograd keeps for
 backward (``xorsnn.online.ActivationMemoryProbe``: saved tensors, one count per storage, parameters
@@ -12,6 +12,7 @@ steps, cross-entropy on the time-mean, one backward. SLTT: ``xorsnn.online.sltt_
 from __future__ import annotations
 
 import argparse
+import os
 import platform
 import sys
 import time
@@ -50,10 +51,10 @@ def measure(
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--model", default="msc_resnet18_cifar")
+    ap.add_argument("--models", nargs="+", default=["msc_resnet20", "msc_resnet18_cifar"])
     ap.add_argument("--weights", nargs="+", default=["float", "binary"], choices=["float", "binary"])
     ap.add_argument("--binary-scale", default="magnitude", choices=["none", "alpha", "magnitude"])
-    ap.add_argument("--batch", type=int, default=16)
+    ap.add_argument("--batch", type=int, default=8)
     ap.add_argument("--T", type=int, nargs="+", default=[2, 4, 8])
     ap.add_argument("--repeats", type=int, default=2, help="timed repeats per setting (the minimum is reported)")
     ap.add_argument("--device", default="cpu")
@@ -61,24 +62,30 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
 
     device = torch.device(args.device)
-    rows = []
-    for weights in args.weights:
+    load_before = os.getloadavg()
+    setups = []
+    for name, weights in [(m, w) for m in args.models for w in args.weights]:
         torch.manual_seed(0)
         kwargs = {"weights": weights, **({"binary_scale": args.binary_scale} if weights == "binary" else {})}
-        model = xorsnn.create_model(args.model, **kwargs).to(device).train()
-        x = torch.rand(args.batch, 3, 32, 32, device=device)
-        y = torch.randint(0, 10, (args.batch,), device=device)
-        label = weights + (f" ({args.binary_scale})" if weights == "binary" else "")
-        for T in args.T:
+        model = xorsnn.create_model(name, **kwargs).to(device).train()
+        label = f"`{name}`, " + weights + (f" ({args.binary_scale})" if weights == "binary" else "")
+        setups += [(label, model, T, mode) for T in args.T for mode in ("bptt", "sltt")]
+    x = torch.rand(args.batch, 3, 32, 32, device=device)
+    y = torch.randint(0, 10, (args.batch,), device=device)
+    # round-robin over the settings (the first sweep is a warm-up), so that a burst of load from other
+    # jobs hits different settings in different sweeps; the minimum time per setting is reported
+    results: dict[int, list[tuple[float, float, float]]] = {i: [] for i in range(len(setups))}
+    for sweep in range(args.repeats + 1):
+        for i, (label, model, T, mode) in enumerate(setups):
             model.T = T
-            for mode in ("bptt", "sltt"):
-                measure(model, x, y, mode, device)  # warm-up
-                runs = [measure(model, x, y, mode, device) for _ in range(args.repeats)]
-                saved, cuda_mb = runs[0][0], runs[0][1]
-                secs = min(r[2] for r in runs)
-                rows.append((label, T, mode, saved, cuda_mb, secs))
-                print(f"{label:<18} T={T:<3} {mode:<5} saved {saved:8.1f} MB  cuda {cuda_mb:8.1f} MB  {secs:6.2f} s",
-                      flush=True)
+            r = measure(model, x, y, mode, device)
+            if sweep > 0:
+                results[i].append(r)
+            print(f"sweep {sweep} {label:<40} T={T:<3} {mode:<5} saved {r[0]:8.1f} MB  {r[2]:6.2f} s", flush=True)
+    rows = []
+    for i, (label, _, T, mode) in enumerate(setups):
+        saved, cuda_mb = results[i][0][0], results[i][0][1]
+        rows.append((label, T, mode, saved, cuda_mb, min(r[2] for r in results[i])))
 
     command = "python " + " ".join([Path(sys.argv[0]).as_posix(), *(argv if argv is not None else sys.argv[1:])])
     cpu = platform.processor() or platform.machine()
@@ -88,13 +95,16 @@ def main(argv: list[str] | None = None) -> int:
         "# SLTT vs BPTT: activation memory and time per batch",
         "",
         f"- command: `{command}`",
-        f"- model: `{args.model}`, batch {args.batch}, 3x32x32 random input, cross-entropy, train mode",
+        f"- batch {args.batch}, 3x32x32 random input, cross-entropy, train mode",
         f"- device: {dev}; Python {platform.python_version()}, torch {torch.__version__}, {platform.platform()}",
         "- saved MB: peak bytes autograd keeps for backward (`xorsnn.online.ActivationMemoryProbe`, parameters "
         "excluded); CUDA MB: peak allocated above the model (GPU runs only); time: minimum of "
-        f"{args.repeats} runs after a warm-up, forward + backward of one batch",
+        f"{args.repeats} runs (interleaved sweeps after a warm-up sweep), forward + backward of one batch; "
+        "1-minute load average "
+        f"{load_before[0]:.1f} before and {os.getloadavg()[0]:.1f} after the run on {os.cpu_count()} cores (other "
+        "jobs on a shared machine make the times indicative only; the memory numbers are exact)",
         "",
-        "| weights | T | mode | saved MB | CUDA MB | s / batch |",
+        "| model, weights | T | mode | saved MB | CUDA MB | s / batch |",
         "|---|---:|---|---:|---:|---:|",
     ]
     for label, T, mode, saved, cuda_mb, secs in rows:

@@ -71,7 +71,6 @@ from .opcount import OpReport, op_report
 __all__ = ["reparameterize", "op_report", "OpReport"]
 
 _BN = nn.modules.batchnorm._BatchNorm
-_POOLS = (nn.AvgPool2d, nn.MaxPool2d, nn.AdaptiveAvgPool2d)
 
 
 # -- small data types ----------------------------------------------------------------------------

@@ -19,6 +19,7 @@ the blocks' convolutions (and the cifar3 stem's 2nd/3rd convs) as sign-binarised
 (:mod:`xorsnn.layers.binary`, ``binary_scale`` in ``{"none", "alpha", "magnitude"}``); the first
 conv, the optional hidden FC and the classifier stay full precision. ``spikes="real"`` makes
 every neuron emit ``U * 1[U >= V_th]`` (ReverB-SNN), keeping the family's other neuron constants.
+
 Static images ``[B, C, H, W]`` are encoded directly: the stem's conv and BN run once and their
 output is repeated over ``T`` (identical to repeating the image, at 1/T of the stem cost).
 Sequences ``[T, B, C, H, W]`` (e.g. DVS frames) are taken as they are.
