@@ -1,9 +1,10 @@
-"""Residual block families: Spiking ResNet, SEW-ResNet, MS-ResNet, OA and XOR (XOResNet-style)."""
+"""Residual block families: Spiking ResNet, SEW-ResNet, MS-ResNet, OA, XOR (XOResNet-style), multi-shortcut."""
 
-from .common import NeuronFactory, needs_projection, zero_norm_
+from .common import NeuronFactory, needs_projection, projection_shortcut, zero_norm_
 from .families import FAMILIES, BlockFamily, get_family
 from .fc import MembraneShortcutBlock, OABlock, SEWBlock, SpikingBlock, XORBlock
 from .ms import MSBasicBlock, MSBottleneck
+from .multishortcut import MultiShortcutBasicBlock, MultiShortcutBottleneck
 from .oa import DOWN_MERGES, OABasicBlock, OABottleneck
 from .sew import SEW_CONNECTS, SEWBasicBlock, SEWBottleneck, sew_connect
 from .spiking import SpikingBasicBlock, SpikingBottleneck
@@ -14,6 +15,7 @@ __all__ = [
     "NeuronFactory",
     "needs_projection",
     "zero_norm_",
+    "projection_shortcut",
     "BlockFamily",
     "FAMILIES",
     "get_family",
@@ -25,6 +27,8 @@ __all__ = [
     "sew_connect",
     "MSBasicBlock",
     "MSBottleneck",
+    "MultiShortcutBasicBlock",
+    "MultiShortcutBottleneck",
     "OABasicBlock",
     "OABottleneck",
     "DOWN_MERGES",

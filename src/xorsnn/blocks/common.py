@@ -7,9 +7,10 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
+from ..layers import LayerKit, TimeAvgPool2d
 from ..neurons import SpikingNeuron
 
-__all__ = ["NeuronFactory", "needs_projection", "zero_norm_"]
+__all__ = ["NeuronFactory", "needs_projection", "zero_norm_", "projection_shortcut"]
 
 NeuronFactory = Callable[[], SpikingNeuron]
 """A zero-argument callable returning a fresh neuron module (see :func:`xorsnn.neurons.neuron_factory`)."""
@@ -25,3 +26,20 @@ def zero_norm_(norm: nn.Module, bias: float = 0.0) -> None:
     """Set a batch norm's scale to 0 and its shift to ``bias`` (zero-init of a residual branch)."""
     nn.init.zeros_(norm.weight)  # type: ignore[arg-type]
     nn.init.constant_(norm.bias, bias)  # type: ignore[arg-type]
+
+
+def projection_shortcut(
+    layers: LayerKit, in_planes: int, out_planes: int, stride: int, *, avg_down: bool = False
+) -> nn.Sequential:
+    """Shape-changing shortcut without a neuron: ``Conv1x1(stride) - BN``.
+
+    With ``avg_down=True`` (ReverB / MPBN ``resnet20_cifar_modified``, ResNet-D): ``AvgPool(stride) -
+    Conv1x1 - BN``, so the 1x1 conv sees every input position instead of one in ``stride**2``.
+    The pool uses ``ceil_mode=True, count_include_pad=False`` (odd sizes match the strided 3x3 conv).
+    """
+    if avg_down and stride > 1:
+        if not layers.spatial:
+            raise ValueError("avg_down needs a spatial layer kit (stride > 1 on feature vectors is invalid)")
+        pool = TimeAvgPool2d(stride, stride=stride, ceil_mode=True, count_include_pad=False)
+        return nn.Sequential(pool, layers.conv1x1(in_planes, out_planes, 1), layers.norm(out_planes))
+    return nn.Sequential(layers.conv1x1(in_planes, out_planes, stride), layers.norm(out_planes))

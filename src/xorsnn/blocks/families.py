@@ -4,15 +4,28 @@ A :class:`BlockFamily` names the basic and bottleneck block classes of one famil
 paper uses, and the few places where the families' networks differ around the blocks (whether
 the stem ends in a neuron, whether the head starts with one, zero-init of the last BN).
 
-=========  ===================  =====================================  ===========  ====  ====
+=========  ===================  =====================================  ===========  ====  =======
 family     blocks               default neuron                         zero-init    stem  head
-=========  ===================  =====================================  ===========  ====  ====
+=========  ===================  =====================================  ===========  ====  =======
 spiking    Spiking ResNet       LIF tau 2, V_th 1, atan(2)             no           SN    --
 sew        SEW-ResNet (ADD)     LIF tau 2, V_th 1, atan(2)             yes          SN    --
 ms         MS-ResNet            LIF decay 0.25, V_th 0.5, rectangle(1) yes          --    SN
 oa         OA (OR-ADD)          LIF tau 2, V_th 1, atan(2)             yes          SN    --
 xor        XOR (OA + XOR meta)  LIF tau 2, V_th 1, atan(2)             yes          SN    --
-=========  ===================  =====================================  ===========  ====  ====
+reverb     Spiking ResNet,      LIF decay 0.25, V_th 0.5 (binary       yes          SN    --
+           avg-down shortcut    spikes) / 0.25 (real spikes), rect(1)
+msc        multi-shortcut       SLTT LIF: tau 1.1, no input decay,     --           --    BN-SN
+           (SEI-BWSNN, recon.)  soft reset, V_th 1, triangle(1)
+=========  ===================  =====================================  ===========  ====  =======
+
+``reverb`` is the Spiking ResNet block family with ReverB-SNN's defaults (Guo-lineage LIF with decay
+0.25, avg-down shortcuts, zero-init); ``msc`` is SEI-BWSNN's multi-shortcut pre-activation family
+(:mod:`xorsnn.blocks.multishortcut`, a reconstruction). See ``docs/binary.md``.
+
+**Real-valued spikes.** :meth:`BlockFamily.neuron_spec` with ``spikes="real"`` keeps the family's
+neuron (leak, threshold, reset, surrogate) and only switches the output to ``O = U * 1[U >= V_th]``;
+a family may change more through ``real_neuron`` (ReverB: ``V_th = 0.25`` and the paper's
+almost-everywhere derivative, ``threshold_grad=False``).
 
 Spiking ResNet is not zero-initialised by default: with an LIF neuron (tau 2, V_th 1) a zeroed
 branch makes ``SN(x)`` of binary ``x`` silent, so the identity path would carry nothing.
@@ -26,13 +39,17 @@ from typing import Any
 
 from torch import nn
 
+from ..neurons import merge_neuron_spec
 from .ms import MSBasicBlock, MSBottleneck
+from .multishortcut import MultiShortcutBasicBlock, MultiShortcutBottleneck
 from .oa import OABasicBlock, OABottleneck
 from .sew import SEWBasicBlock, SEWBottleneck
 from .spiking import SpikingBasicBlock, SpikingBottleneck
 from .xor import XORBasicBlock, XORBottleneck
 
-__all__ = ["BlockFamily", "FAMILIES", "get_family", "LIF_TAU2", "MS_NEURON"]
+__all__ = ["BlockFamily", "FAMILIES", "get_family", "LIF_TAU2", "MS_NEURON", "GUO_LIF", "SLTT_LIF", "SPIKES"]
+
+SPIKES = ("binary", "real")
 
 LIF_TAU2: dict[str, Any] = {"type": "lif", "tau": 2.0, "v_threshold": 1.0, "v_reset": 0.0, "surrogate": "atan"}
 MS_NEURON: dict[str, Any] = {
@@ -42,6 +59,18 @@ MS_NEURON: dict[str, Any] = {
     "v_threshold": 0.5,
     "v_reset": 0.0,
     "surrogate": {"name": "rectangle", "width": 1.0},
+}
+# Guo lineage (IM-Loss, MPBN, ReverB): U = 0.25 U (1 - S) + X, effective threshold 0.5, rectangular STE.
+GUO_LIF: dict[str, Any] = dict(MS_NEURON)
+# SLTT (Meng et al., ICCV 2023): v = (1 - 1/1.1) v + x, soft reset, V_th 1, triangle(gamma = V_th).
+SLTT_LIF: dict[str, Any] = {
+    "type": "lif",
+    "tau": 1.1,
+    "decay_input": False,
+    "v_threshold": 1.0,
+    "v_reset": 0.0,
+    "reset": "soft",
+    "surrogate": {"name": "triangle", "gamma": 1.0},
 }
 
 
@@ -60,6 +89,8 @@ class BlockFamily:
         stem_maxpool: ImageNet stem with max-pool (torchvision); MS strides its first stage instead.
         bn_init_threshold: initialise BN scales to the neuron's ``V_th`` (MS-ResNet).
         block_kwargs: default keyword arguments of the block classes.
+        real_neuron: overrides applied to ``neuron`` when the network uses real-valued spikes.
+        head_norm: a BN precedes the head neuron (pre-activation families end with BN - SN).
     """
 
     name: str
@@ -73,6 +104,26 @@ class BlockFamily:
     stem_maxpool: bool = True
     bn_init_threshold: bool = False
     block_kwargs: dict[str, Any] = field(default_factory=dict)
+    real_neuron: dict[str, Any] = field(default_factory=dict)
+    head_norm: bool = False
+
+    def neuron_spec(self, spikes: str = "binary", overrides: dict[str, Any] | None = None) -> dict[str, Any]:
+        """The neuron spec of this family for ``spikes`` in ``{"binary", "real"}``, with user ``overrides``.
+
+        ``"real"`` keeps the family's neuron and sets ``real_valued=True`` (plus ``real_neuron``).
+        Raises ``ValueError`` for an unknown ``spikes`` or overrides that contradict it.
+        """
+        if spikes not in SPIKES:
+            raise ValueError(f"spikes must be one of {SPIKES}, got {spikes!r}")
+        spec = dict(self.neuron)
+        if spikes == "real":
+            spec = merge_neuron_spec(spec, {**self.real_neuron, "real_valued": True})
+        spec = merge_neuron_spec(spec, overrides)
+        if bool(spec.get("real_valued", spec.get("type") == "real")) != (spikes == "real"):
+            raise ValueError(
+                f"neuron overrides {overrides!r} contradict spikes={spikes!r}: use spikes='real' for real-valued spikes"
+            )
+        return spec
 
     def block(self, kind: str) -> type[nn.Module]:
         """The block class for ``kind`` in ``{"basic", "bottleneck"}``."""
@@ -103,6 +154,26 @@ FAMILIES: dict[str, BlockFamily] = {
         ),
         BlockFamily("oa", "OA-ResNet (OR-ADD shortcut)", OABasicBlock, OABottleneck, LIF_TAU2),
         BlockFamily("xor", "XOResNet (OA + XOR meta-residuals)", XORBasicBlock, XORBottleneck, LIF_TAU2),
+        BlockFamily(
+            "reverb",
+            "ReverB-SNN (Spiking ResNet blocks, avg-down shortcut)",
+            SpikingBasicBlock,
+            SpikingBottleneck,
+            GUO_LIF,
+            block_kwargs={"avg_down": True},
+            real_neuron={"v_threshold": 0.25, "threshold_grad": False},
+        ),
+        BlockFamily(
+            "msc",
+            "SEI-BWSNN multi-shortcut ResNet (reconstruction)",
+            MultiShortcutBasicBlock,
+            MultiShortcutBottleneck,
+            SLTT_LIF,
+            zero_init_residual=False,
+            stem_neuron=False,
+            head_neuron=True,
+            head_norm=True,
+        ),
     )
 }
 

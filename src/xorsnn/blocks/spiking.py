@@ -2,7 +2,8 @@
 
 ``out = SN(F(x) + shortcut(x))`` -- one neuron after the current sum, so the identity path passes
 through a spiking neuron (the reason deep Spiking ResNets degrade). The downsample shortcut is
-Conv1x1-BN with **no** neuron.
+Conv1x1-BN with **no** neuron, or with ``avg_down=True`` AvgPool(stride)-Conv1x1-BN (the
+"avg-down" shortcut of ReverB's ResNet-20, see :func:`~xorsnn.blocks.common.projection_shortcut`).
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import torch
 from torch import nn
 
 from ..layers import CONV, LayerKit
-from .common import NeuronFactory, needs_projection, zero_norm_
+from .common import NeuronFactory, needs_projection, projection_shortcut, zero_norm_
 
 __all__ = ["SpikingBasicBlock", "SpikingBottleneck"]
 
@@ -26,7 +27,14 @@ class SpikingBasicBlock(nn.Module):
     output_kind = "spikes"
 
     def __init__(
-        self, in_planes: int, planes: int, stride: int = 1, *, neuron: NeuronFactory, layers: LayerKit = CONV
+        self,
+        in_planes: int,
+        planes: int,
+        stride: int = 1,
+        *,
+        neuron: NeuronFactory,
+        layers: LayerKit = CONV,
+        avg_down: bool = False,
     ) -> None:
         super().__init__()
         self.conv1 = layers.conv3x3(in_planes, planes, stride)
@@ -36,7 +44,7 @@ class SpikingBasicBlock(nn.Module):
         self.bn2 = layers.norm(planes)
         self.downsample: nn.Module | None = None
         if needs_projection(in_planes, planes, stride):
-            self.downsample = nn.Sequential(layers.conv1x1(in_planes, planes, stride), layers.norm(planes))
+            self.downsample = projection_shortcut(layers, in_planes, planes, stride, avg_down=avg_down)
         self.sn2 = neuron()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -60,7 +68,14 @@ class SpikingBottleneck(nn.Module):
     output_kind = "spikes"
 
     def __init__(
-        self, in_planes: int, planes: int, stride: int = 1, *, neuron: NeuronFactory, layers: LayerKit = CONV
+        self,
+        in_planes: int,
+        planes: int,
+        stride: int = 1,
+        *,
+        neuron: NeuronFactory,
+        layers: LayerKit = CONV,
+        avg_down: bool = False,
     ) -> None:
         super().__init__()
         out_planes = planes * self.expansion
@@ -74,7 +89,7 @@ class SpikingBottleneck(nn.Module):
         self.bn3 = layers.norm(out_planes)
         self.downsample: nn.Module | None = None
         if needs_projection(in_planes, out_planes, stride):
-            self.downsample = nn.Sequential(layers.conv1x1(in_planes, out_planes, stride), layers.norm(out_planes))
+            self.downsample = projection_shortcut(layers, in_planes, out_planes, stride, avg_down=avg_down)
         self.sn3 = neuron()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -1,5 +1,17 @@
 """Time-distributed layers (``[T, B, ...]``) and the layer kits blocks are built from."""
 
+from .binary import (
+    ALPHA_FLOOR,
+    BINARY_SCALES,
+    BinaryConv2d,
+    BinaryConvLayers,
+    BinaryLinear,
+    BinaryLinearLayers,
+    binarize_kit,
+    binarize_weight,
+    is_binary_layer,
+    sign_ste,
+)
 from .kits import CONV, LINEAR, ConvLayers, LayerKit, LinearLayers
 from .time import (
     TimeAdaptiveAvgPool2d,
@@ -26,4 +38,14 @@ __all__ = [
     "LinearLayers",
     "CONV",
     "LINEAR",
+    "BINARY_SCALES",
+    "ALPHA_FLOOR",
+    "sign_ste",
+    "binarize_weight",
+    "BinaryConv2d",
+    "BinaryLinear",
+    "BinaryConvLayers",
+    "BinaryLinearLayers",
+    "binarize_kit",
+    "is_binary_layer",
 ]

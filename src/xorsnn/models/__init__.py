@@ -1,5 +1,6 @@
 """Networks: the spiking ResNet skeleton, deep MLP stacks, and the model registry."""
 
+from . import binary_weight  # noqa: F401  (registers the ReverB / multi-shortcut models)
 from .registry import ModelEntry, create_model, list_models, model_info, register_model
 from .resnet import SpikingResNet, check_image_input
 from .stack import DeepSNNStack

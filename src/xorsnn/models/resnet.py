@@ -7,11 +7,19 @@ Layout::
 
     stem:   ImageNet  conv7x7/2 - BN - [SN] - maxpool3/2     (MS: no max-pool, first stage strided)
             CIFAR     conv3x3/1 - BN - [SN]
+            cifar3    3 x [conv3x3/1 - BN - SN] - avgpool2      (ReverB's ResNet-20, convention (b))
     stages: len(layers) stages of blocks, widths ``widths``, stride 2 at the first block of each
             stage after the first (ImageNet MS layout: every stage)
-    head:   [SN] - global average pool - [FC - SN] - FC      -> per-time-step logits [T, B, K]
+    head:   [BN - SN] - global average pool - [FC - SN] - FC -> per-time-step logits [T, B, K]
 
 ``[SN]`` is present or not according to the family (see :mod:`xorsnn.blocks.families`).
+
+Binary weights and real-valued spikes are options of every family: ``weights="binary"`` builds
+the blocks' convolutions (and the cifar3 stem's 2nd/3rd convs) as sign-binarised layers
+(:mod:`xorsnn.layers.binary`, ``binary_scale`` in ``{"none", "alpha", "magnitude"}``); the first
+conv, the optional hidden FC and the classifier stay full precision. ``spikes="real"`` makes
+every neuron emit ``U * 1[U >= V_th]`` (ReverB-SNN), keeping the family's other neuron constants.
+
 Static images ``[B, C, H, W]`` are encoded directly: the stem's conv and BN run once and their
 output is repeated over ``T`` (identical to repeating the image, at 1/T of the stem cost).
 Sequences ``[T, B, C, H, W]`` (e.g. DVS frames) are taken as they are.
@@ -28,12 +36,14 @@ from torch import nn
 
 from ..blocks.families import BlockFamily, get_family
 from ..blocks.stage import ResidualStage
-from ..layers import CONV, LayerKit, TimeAdaptiveAvgPool2d, TimeMaxPool2d
-from ..neurons import merge_neuron_spec, neuron_factory
+from ..layers import CONV, LayerKit, TimeAdaptiveAvgPool2d, TimeAvgPool2d, TimeMaxPool2d, binarize_kit
+from ..layers.binary import BINARY_SCALES
+from ..neurons import neuron_factory
 
-__all__ = ["SpikingResNet", "check_image_input"]
+__all__ = ["SpikingResNet", "check_image_input", "WEIGHTS"]
 
-STEMS = ("imagenet", "cifar")
+STEMS = ("imagenet", "cifar", "cifar3")
+WEIGHTS = ("float", "binary")
 
 
 def check_image_input(
@@ -88,7 +98,8 @@ class SpikingResNet(nn.Module):
         layers: number of blocks per stage, e.g. ``[2, 2, 2, 2]``.
         block: ``"basic"`` or ``"bottleneck"``.
         widths: base width of each stage (bottlenecks output ``4 * width``).
-        stem: ``"imagenet"`` (conv7x7/2 + max-pool) or ``"cifar"`` (conv3x3/1).
+        stem: ``"imagenet"`` (conv7x7/2 + max-pool), ``"cifar"`` (conv3x3/1) or ``"cifar3"``
+            (three conv3x3/1 - BN - SN units, then avg-pool 2).
         stem_width: stem output channels (default ``widths[0]``).
         num_classes: classifier outputs ``K``.
         T: time steps; static images are repeated ``T`` times.
@@ -99,6 +110,11 @@ class SpikingResNet(nn.Module):
         head_hidden: width of an extra ``FC - SN`` layer before the classifier (ResNet-19 uses 256).
         dropout: dropout before the classifier.
         layer_kit: builds the blocks' weight/norm layers (e.g. binary-weight layers).
+        weights: ``"float"`` or ``"binary"`` (``binarize_kit(layer_kit, binary_scale)`` builds the
+            blocks' convolutions; first conv and classifier stay full precision).
+        binary_scale: ``"none"``, ``"alpha"`` (learnable, per input channel) or ``"magnitude"``
+            (``mean|W|`` per output channel); only with ``weights="binary"``.
+        spikes: ``"binary"`` or ``"real"`` (real-valued spikes ``U * 1[U >= V_th]`` in every neuron).
         **block_kwargs: family options, e.g. ``connect="iand"`` (SEW), ``or_form="max"`` (OA/XOR),
             ``xor_mode="output"`` (XOR). Unknown options raise ``ValueError``.
 
@@ -124,12 +140,26 @@ class SpikingResNet(nn.Module):
         head_hidden: int | None = None,
         dropout: float = 0.0,
         layer_kit: LayerKit = CONV,
+        weights: str = "float",
+        binary_scale: str = "none",
+        spikes: str = "binary",
         **block_kwargs: Any,
     ) -> None:
         super().__init__()
         fam = get_family(family)
         block_cls = fam.block(block)
         self._check_args(layers, widths, stem, num_classes, T, in_channels, dropout, head_hidden)
+        if weights not in WEIGHTS:
+            raise ValueError(f"weights must be one of {WEIGHTS}, got {weights!r}")
+        if binary_scale not in BINARY_SCALES:
+            raise ValueError(f"binary_scale must be one of {BINARY_SCALES}, got {binary_scale!r}")
+        if weights == "float" and binary_scale != "none":
+            raise ValueError(f"binary_scale={binary_scale!r} needs weights='binary'")
+        if weights == "binary":
+            layer_kit = binarize_kit(layer_kit, binary_scale)
+        self.weights = weights
+        self.binary_scale = binary_scale
+        self.spikes = spikes
         self.family = fam.name
         self.T = int(T)
         self.num_classes = int(num_classes)
@@ -137,7 +167,7 @@ class SpikingResNet(nn.Module):
         self.input_size = _as_size(input_size)
         self.stem_type = stem
 
-        neuron_spec = merge_neuron_spec(fam.neuron, neuron)
+        neuron_spec = fam.neuron_spec(spikes, neuron)
         make_sn = neuron_factory(neuron_spec)
         self.neuron_spec = neuron_spec
         kwargs = {**fam.block_kwargs, **block_kwargs}
@@ -153,10 +183,23 @@ class SpikingResNet(nn.Module):
         else:
             self.stem_conv = nn.Conv2d(in_channels, c0, 3, stride=1, padding=1, bias=False)
         self.stem_bn = nn.BatchNorm2d(c0)
-        self.stem_sn = make_sn() if fam.stem_neuron else nn.Identity()
-        self.stem_pool = (
-            TimeMaxPool2d(3, stride=2, padding=1) if stem == "imagenet" and fam.stem_maxpool else nn.Identity()
-        )
+        self.stem_sn = make_sn() if fam.stem_neuron or stem == "cifar3" else nn.Identity()
+        self.stem_extra: nn.Module = nn.Identity()
+        if stem == "cifar3":  # two more conv-BN-SN units at full resolution (the last SN per family)
+            self.stem_extra = nn.Sequential(
+                layer_kit.conv3x3(c0, c0),
+                layer_kit.norm(c0),
+                make_sn(),
+                layer_kit.conv3x3(c0, c0),
+                layer_kit.norm(c0),
+                make_sn() if fam.stem_neuron else nn.Identity(),
+            )
+        if stem == "imagenet" and fam.stem_maxpool:
+            self.stem_pool: nn.Module = TimeMaxPool2d(3, stride=2, padding=1)
+        elif stem == "cifar3":
+            self.stem_pool = TimeAvgPool2d(2)
+        else:
+            self.stem_pool = nn.Identity()
         first_stride = 2 if stem == "imagenet" and not fam.stem_maxpool else 1
 
         # -- stages ----------------------------------------------------------------------
@@ -177,6 +220,7 @@ class SpikingResNet(nn.Module):
         self.num_features = in_planes
 
         # -- head ------------------------------------------------------------------------
+        self.head_bn = layer_kit.norm(in_planes) if fam.head_norm else nn.Identity()
         self.head_sn = make_sn() if fam.head_neuron else nn.Identity()
         self.pool = TimeAdaptiveAvgPool2d(1)
         if head_hidden:
@@ -253,13 +297,13 @@ class SpikingResNet(nn.Module):
             y = y.unsqueeze(0).expand(self.T, *y.shape)
         else:
             y = self.stem_bn(self.stem_conv(x.flatten(0, 1))).unflatten(0, x.shape[:2])
-        return self.stem_pool(self.stem_sn(y))
+        return self.stem_pool(self.stem_extra(self.stem_sn(y)))
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """Pooled features ``[T, B, num_features]`` (after the last stage and the head neuron)."""
         check_image_input(x, T=self.T, in_channels=self.in_channels, input_size=self.input_size)
         y = self.stages(self.stem(x))
-        return self.pool(self.head_sn(y)).flatten(2)
+        return self.pool(self.head_sn(self.head_bn(y))).flatten(2)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Per-time-step logits ``[T, B, num_classes]``; average over dim 0 for a prediction."""
@@ -272,7 +316,15 @@ class SpikingResNet(nn.Module):
         for stage in self.stages:
             for blk in stage:
                 convs += 3 if hasattr(blk, "conv3") else 2
-        return 1 + convs + (2 if isinstance(self.hidden, nn.Sequential) else 1)
+        stem = 3 if self.stem_type == "cifar3" else 1
+        return stem + convs + (2 if isinstance(self.hidden, nn.Sequential) else 1)
 
     def extra_repr(self) -> str:
-        return f"family={self.family!r}, T={self.T}, num_classes={self.num_classes}, stem={self.stem_type!r}"
+        extra = ""
+        if self.weights != "float":
+            extra += f", weights={self.weights!r}, binary_scale={self.binary_scale!r}"
+        if self.spikes != "binary":
+            extra += f", spikes={self.spikes!r}"
+        return (
+            f"family={self.family!r}, T={self.T}, num_classes={self.num_classes}, stem={self.stem_type!r}" + extra
+        )

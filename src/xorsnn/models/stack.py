@@ -14,8 +14,8 @@ from torch import nn
 
 from ..blocks.families import BlockFamily, get_family
 from ..blocks.stage import ResidualStage
-from ..layers import LINEAR, TimeBatchNorm1d, TimeLinear
-from ..neurons import merge_neuron_spec, neuron_factory
+from ..layers import LINEAR, TimeBatchNorm1d, TimeLinear, binarize_kit
+from ..neurons import neuron_factory
 
 __all__ = ["DeepSNNStack"]
 
@@ -32,6 +32,9 @@ class DeepSNNStack(nn.Module):
         T: time steps used to repeat static inputs ``[B, F]``.
         neuron: overrides of the family's neuron spec.
         zero_init_residual: zero the last BN of each block (family default when ``None``).
+        weights: ``"float"`` or ``"binary"`` (the blocks' linear layers; encoder and classifier
+            stay full precision). ``binary_scale``: ``"none"``, ``"alpha"`` or ``"magnitude"``.
+        spikes: ``"binary"`` or ``"real"`` (real-valued spikes, see :class:`~xorsnn.models.SpikingResNet`).
         **block_kwargs: family options (``connect``, ``or_form``, ``xor_mode``, ...).
 
     Shapes:
@@ -51,6 +54,9 @@ class DeepSNNStack(nn.Module):
         T: int = 4,
         neuron: Mapping[str, Any] | None = None,
         zero_init_residual: bool | None = None,
+        weights: str = "float",
+        binary_scale: str = "none",
+        spikes: str = "binary",
         **block_kwargs: Any,
     ) -> None:
         super().__init__()
@@ -58,7 +64,12 @@ class DeepSNNStack(nn.Module):
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ValueError(f"{name} must be a positive int, got {value!r}")
         fam = get_family(block)
-        make_sn = neuron_factory(merge_neuron_spec(fam.neuron, neuron))
+        make_sn = neuron_factory(fam.neuron_spec(spikes, neuron))
+        if weights not in ("float", "binary"):
+            raise ValueError(f"weights must be 'float' or 'binary', got {weights!r}")
+        if weights == "float" and binary_scale != "none":
+            raise ValueError(f"binary_scale={binary_scale!r} needs weights='binary'")
+        kit = binarize_kit(LINEAR, binary_scale) if weights == "binary" else LINEAR
         kwargs = dict(fam.block_kwargs, **block_kwargs)
         if fam.bn_init_threshold:
             kwargs.setdefault("bn_init", make_sn().v_threshold)
@@ -72,8 +83,9 @@ class DeepSNNStack(nn.Module):
             make_sn() if fam.stem_neuron else nn.Identity(),
         )
         self.blocks = ResidualStage(
-            *(fam.basic(n_features, n_features, neuron=make_sn, layers=LINEAR, **kwargs) for _ in range(n_blocks))
+            *(fam.basic(n_features, n_features, neuron=make_sn, layers=kit, **kwargs) for _ in range(n_blocks))
         )
+        self.head_bn = kit.norm(n_features) if fam.head_norm else nn.Identity()
         self.head_sn = make_sn() if fam.head_neuron else nn.Identity()
         self.fc = TimeLinear(n_features, num_classes) if num_classes else None
         zero = fam.zero_init_residual if zero_init_residual is None else zero_init_residual
@@ -95,5 +107,5 @@ class DeepSNNStack(nn.Module):
             raise ValueError(
                 f"x must have shape [B, {self.in_features}] or [T, B, {self.in_features}], got {tuple(x.shape)}"
             )
-        y = self.head_sn(self.blocks(self.encoder(x)))
+        y = self.head_sn(self.head_bn(self.blocks(self.encoder(x))))
         return self.fc(y) if self.fc is not None else y

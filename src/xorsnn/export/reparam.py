@@ -1,0 +1,589 @@
+"""Re-parameterise a trained binary-weight SNN into an exact, (mostly) addition-only inference model.
+
+``reparameterize(model)`` returns a copy of a :class:`~xorsnn.models.SpikingResNet` built with
+``weights="binary"`` in which
+
+* every block convolution (and the ``cifar3`` stem's 2nd/3rd convs) is an ordinary conv with
+  weights **exactly ±1** (the first conv, the hidden FC, the classifier and the multi-shortcut
+  family's real-valued shortcut convs stay full precision; they are listed in
+  ``model.full_precision_layers``);
+* eval-mode BatchNorm and the binary scales (ReverB's ``alpha``, magnitude-aware ``a_c``) are
+  folded into the neurons: per-channel threshold ``theta = V_th / u``, constant bias current
+  ``beta = b / u`` and output gain ``omega`` (:class:`~xorsnn.export.inference.FoldedNeuron`);
+* where a gain cannot be folded away (two differently-scaled currents meeting at one neuron, a
+  real-valued residual stream), an explicit :class:`~xorsnn.export.inference.ChannelAffine` is
+  inserted and costed by :func:`~xorsnn.export.opcount.op_report`.
+
+The rewritten model computes **the same function** as the training-form model in eval mode (up to
+floating-point rounding). The rules (binary-weight.md §1.5-1.6):
+
+1. A binary conv with input-channel ``alpha`` applied to a tensor ``x = g ⊙ x'`` (``x'`` what the
+   inference model stores, ``g`` its per-channel gain) equals a ±1 conv on ``(alpha g) ⊙ x'``. The
+   factor ``alpha g`` goes into the output gain of the neuron that produced ``x'`` (ReverB Eq. 18:
+   one multiplication per emitted real-valued spike; a constant-amplitude event for binary spikes)
+   when that neuron has no other consumer, otherwise into a ``ChannelAffine`` before the conv.
+2. Conv -> BN gives ``sigma ⊙ z + b`` with ``sigma = s m`` (BN scale times magnitude scale). A
+   negative ``sigma_o`` is moved into the filter: ``-sign(W_o)`` (never ``sign(-W_o)``, which keeps
+   +1 where ``W = 0``).
+3. A neuron with ``v_reset = 0`` is positively homogeneous: input ``u ⊙ (X' + beta)`` with
+   ``u > 0`` fires exactly when ``X'`` does against ``theta = V_th / u``; real-valued spikes come
+   out divided by ``u`` (carried forward as a gain). **Every scale that crosses a neuron must be > 0**:
+   a zero or negative one (e.g. a pre-activation BN with ``gamma <= 0`` on the residual stream,
+   which cannot be moved into a filter) raises ``ValueError`` naming the layer.
+4. Summands meeting at a neuron or in a residual stream must carry the same gain: an identity
+   shortcut's gain is matched through its producer's output gain; a second conv path gets a
+   ``ChannelAffine``; a full-precision path absorbs any gain into its weights for free.
+5. Spike-logic merges (OR, XOR, AND, IAND) and SEW's spike sums need binary spikes with gain 1:
+   the SEW / OA / XOR families are exported with binary spikes only; with ``spikes="real"`` the
+   export refuses (``ValueError`` naming the block).
+
+Supported block families: ``spiking`` and ``reverb`` (real or binary spikes), ``msc`` (real or
+binary spikes), ``ms`` (real or binary spikes; its residual stream needs one ``ChannelAffine`` per
+block), and ``sew``, ``oa``, ``xor`` (binary spikes).
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from ..blocks import (
+    MSBasicBlock,
+    MSBottleneck,
+    OABasicBlock,
+    OABottleneck,
+    SEWBasicBlock,
+    SEWBottleneck,
+    SpikingBasicBlock,
+    SpikingBottleneck,
+)
+from ..blocks.multishortcut import MultiShortcutBasicBlock
+from ..layers import TimeConv2d, TimeLinear, is_binary_layer
+from ..models.resnet import SpikingResNet
+from ..neurons import SpikingNeuron
+from .inference import ChannelAffine, FoldedNeuron
+from .opcount import OpReport, op_report
+
+__all__ = ["reparameterize", "op_report", "OpReport"]
+
+_BN = nn.modules.batchnorm._BatchNorm
+
+
+# -- small data types ----------------------------------------------------------------------------
+@dataclass
+class _Sig:
+    """A tensor between layers of the inference model: ``actual = gain ⊙ stored`` (per channel).
+
+    kind: ``"spikes"`` (0 or one per-channel constant), ``"graded"`` (sparse, several values),
+    ``"dense"`` (currents, residual streams). ``binary``: stored values are exactly {0, 1}.
+    ``producer``: the folded neuron whose output gain can still absorb a factor (else ``None``).
+    """
+
+    gain: torch.Tensor
+    kind: str
+    binary: bool
+    producer: FoldedNeuron | None
+
+
+@dataclass
+class _Current:
+    """Output of a weight path: ``actual = gain ⊙ stored + offset``.
+
+    ``rescale(scale, shift)`` makes the path emit ``scale ⊙ stored + shift`` instead (``free``: by
+    changing full-precision weights; otherwise by a ``ChannelAffine``).
+    """
+
+    gain: torch.Tensor
+    offset: torch.Tensor
+    rescale: Callable[[torch.Tensor | None, torch.Tensor | None], None]
+    free: bool
+    name: str
+
+
+class _Slot:
+    """A settable attribute ``parent.attr`` with its qualified name (for messages)."""
+
+    def __init__(self, parent: nn.Module, attr: str, name: str) -> None:
+        self.parent, self.attr, self.name = parent, attr, name
+
+    def get(self) -> nn.Module:
+        return getattr(self.parent, self.attr)
+
+    def set(self, module: nn.Module) -> None:
+        setattr(self.parent, self.attr, module)
+
+
+def _ones(n: int) -> torch.Tensor:
+    return torch.ones(n, dtype=torch.float64)
+
+
+def _is_one(v: torch.Tensor) -> bool:
+    return bool((v == 1).all())
+
+
+def _bn_affine(bn: nn.Module, name: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """Eval-mode BN as ``s ⊙ z + b`` (float64)."""
+    if not isinstance(bn, _BN):
+        raise ValueError(f"{name}: expected a BatchNorm layer, got {type(bn).__name__}")
+    if bn.running_mean is None or bn.running_var is None:
+        raise ValueError(f"{name}: a BatchNorm without running statistics cannot be folded (track_running_stats=False)")
+    var = bn.running_var.detach().double()
+    mean = bn.running_mean.detach().double()
+    gamma = bn.weight.detach().double() if bn.weight is not None else torch.ones_like(var)
+    beta = bn.bias.detach().double() if bn.bias is not None else torch.zeros_like(var)
+    s = gamma / torch.sqrt(var + bn.eps)
+    return s, beta - s * mean
+
+
+def _channels_str(mask: torch.Tensor) -> str:
+    idx = torch.nonzero(mask).flatten().tolist()
+    return str(idx[:8])[:-1] + (", ...]" if len(idx) > 8 else "]")
+
+
+# -- the folder ----------------------------------------------------------------------------------
+class _Folder:
+    def __init__(self, model: SpikingResNet) -> None:
+        self.model = model
+        p = next(model.parameters())
+        self.dtype, self.device = p.dtype, p.device
+        self.full_precision: dict[int, str] = {}  # id(module) -> reason
+
+    def _t(self, v: torch.Tensor) -> torch.Tensor:
+        return v.to(dtype=self.dtype, device=self.device)
+
+    # -- weight paths --------------------------------------------------------------------------
+    def _input_factor(self, sig: _Sig, factor: torch.Tensor) -> nn.Module | None:
+        """Make a consumer see ``factor ⊙ stored``: absorbed by the producer, or a ChannelAffine."""
+        if _is_one(factor):
+            return None
+        if sig.producer is not None:
+            sig.producer.scale_output(self._t(factor))
+            sig.gain = sig.gain / factor
+            sig.producer = None
+            sig.binary = False
+            return None
+        kind = {"spikes": "events", "graded": "sparse", "dense": "dense"}[sig.kind]
+        return ChannelAffine(self._t(factor), None, kind)
+
+    def _match_gain(self, sig: _Sig, target: torch.Tensor, name: str) -> None:
+        """Rescale ``sig`` (through its producer's output gain) so that its gain is exactly ``target``."""
+        if torch.equal(sig.gain, target):
+            return
+        if sig.producer is None:
+            raise ValueError(
+                f"{name}: the shortcut must carry the gain of the branch it is added to, but the tensor it "
+                "carries has no neuron that could absorb the factor; no exact fold"
+            )
+        self._input_factor(sig, sig.gain / target)
+        sig.gain = target.clone()
+
+    def _sign_layer(self, layer: nn.Module, flip: torch.Tensor) -> nn.Module:
+        """A plain ±1 conv/linear: ``sign(W)``, with ``-sign(W)`` for the flipped output channels."""
+        w = layer.sign_weight()
+        view = (-1,) + (1,) * (w.dim() - 1)
+        w = torch.where(flip.to(w.device).view(view), -w, w)
+        if isinstance(layer, nn.Conv2d):
+            new: nn.Module = TimeConv2d(
+                layer.in_channels, layer.out_channels, layer.kernel_size, stride=layer.stride,
+                padding=layer.padding, dilation=layer.dilation, bias=False, padding_mode=layer.padding_mode,
+            )
+        else:
+            new = TimeLinear(layer.in_features, layer.out_features, bias=False)
+        new = new.to(dtype=self.dtype, device=self.device)
+        with torch.no_grad():
+            new.weight.copy_(w)
+        return new
+
+    def _binary_path(self, conv_slot: _Slot, bn_slot: _Slot | None, sig: _Sig) -> _Current:
+        """Binary conv (-> BN): replace by a ±1 conv; returns the current ``|sigma| ⊙ z + b``."""
+        conv = conv_slot.get()
+        if not is_binary_layer(conv):
+            raise ValueError(
+                f"{conv_slot.name}: {type(conv).__name__} is full precision; reparameterize needs a model built "
+                "with weights='binary' (every block convolution binary)"
+            )
+        alpha = conv.input_scale()
+        if alpha is not None:
+            alpha = alpha.double().cpu()
+            if not bool((alpha > 0).all()):
+                raise ValueError(
+                    f"{conv_slot.name}: alpha must be > 0 in every input channel, channel(s) "
+                    f"{_channels_str(alpha <= 0)} are not"
+                )
+        n_in = conv.weight.shape[1]
+        pre = self._input_factor(sig, (alpha if alpha is not None else _ones(n_in)) * sig.gain)
+        m = conv.output_scale()
+        m = _ones(conv.weight.shape[0]) if m is None else m.double().cpu()
+        s, b = _bn_affine(bn_slot.get(), bn_slot.name) if bn_slot is not None else (torch.ones_like(m),
+                                                                                      torch.zeros_like(m))
+        bias = conv.bias.detach().double().cpu() if conv.bias is not None else torch.zeros_like(m)
+        sigma = s * m
+        new = self._sign_layer(conv, sigma < 0)
+        conv_slot.set(nn.Sequential(pre, new) if pre is not None else new)
+        if bn_slot is not None:
+            bn_slot.set(nn.Identity())
+
+        def rescale(scale: torch.Tensor | None, shift: torch.Tensor | None) -> None:
+            affine = ChannelAffine(
+                None if scale is None else self._t(scale), None if shift is None else self._t(shift), "dense"
+            )
+            if bn_slot is not None:
+                bn_slot.set(affine)
+            else:
+                conv_slot.set(nn.Sequential(conv_slot.get(), affine))
+
+        return _Current(sigma.abs(), s * bias + b, rescale, False, bn_slot.name if bn_slot else conv_slot.name)
+
+    def _fp_path(self, conv_slot: _Slot, bn_slot: _Slot | None, sig: _Sig) -> _Current:
+        """Full-precision conv/linear (-> BN): fold input gain and BN into its weights and bias."""
+        conv = conv_slot.get()
+        if is_binary_layer(conv):
+            raise ValueError(f"{conv_slot.name}: expected a full-precision layer")
+        w = conv.weight.detach().double().cpu()
+        view_in = (1, -1) + (1,) * (w.dim() - 2)
+        w = w * sig.gain.view(view_in)
+        n_out = w.shape[0]
+        s, b = _bn_affine(bn_slot.get(), bn_slot.name) if bn_slot is not None else (_ones(n_out),
+                                                                                      torch.zeros(n_out).double())
+        view_out = (-1,) + (1,) * (w.dim() - 1)
+        w = w * s.view(view_out)
+        bias = s * (conv.bias.detach().double().cpu() if conv.bias is not None else 0.0) + b
+        if isinstance(conv, nn.Conv2d):
+            new: nn.Module = type(conv)(
+                conv.in_channels, conv.out_channels, conv.kernel_size, stride=conv.stride, padding=conv.padding,
+                dilation=conv.dilation, groups=conv.groups, bias=True, padding_mode=conv.padding_mode,
+            )
+        else:
+            new = type(conv)(conv.in_features, conv.out_features, bias=True)
+        new = new.to(dtype=self.dtype, device=self.device)
+        state = {"w": w, "b": bias}
+
+        def write() -> None:
+            with torch.no_grad():
+                new.weight.copy_(self._t(state["w"]))
+                new.bias.copy_(self._t(state["b"]))
+
+        write()
+        conv_slot.set(new)
+        if bn_slot is not None:
+            bn_slot.set(nn.Identity())
+        self.full_precision[id(new)] = "full-precision layer (MACs)"
+
+        def rescale(scale: torch.Tensor | None, shift: torch.Tensor | None) -> None:
+            if scale is not None:
+                state["w"] = state["w"] * scale.view(view_out)
+                state["b"] = state["b"] * scale
+            if shift is not None:
+                state["b"] = state["b"] + shift
+            write()
+
+        return _Current(_ones(n_out), torch.zeros(n_out).double(), rescale, True, conv_slot.name)
+
+    def _weight_path(self, conv_slot: _Slot, bn_slot: _Slot | None, sig: _Sig) -> _Current:
+        if is_binary_layer(conv_slot.get()):
+            return self._binary_path(conv_slot, bn_slot, sig)
+        return self._fp_path(conv_slot, bn_slot, sig)
+
+    def _stream_bn(self, bn_slot: _Slot, sig: _Sig) -> _Current:
+        """Pre-activation BN on a residual stream: the current ``(s g) ⊙ x' + b`` into the next neuron."""
+        s, b = _bn_affine(bn_slot.get(), bn_slot.name)
+        bn_slot.set(nn.Identity())
+
+        def rescale(scale: torch.Tensor | None, shift: torch.Tensor | None) -> None:  # pragma: no cover
+            bn_slot.set(ChannelAffine(None if scale is None else self._t(scale),
+                                      None if shift is None else self._t(shift), "dense"))
+
+        return _Current(s * sig.gain, b, rescale, False, bn_slot.name)
+
+    def _shortcut_path(self, seq: nn.Sequential, sig: _Sig, name: str) -> tuple[_Current, int]:
+        """``[AvgPool] - conv - BN`` of a projection shortcut; returns the current and the index after BN."""
+        i = 0
+        if isinstance(seq[0], nn.AvgPool2d):  # linear and per-channel: gains pass through
+            sig = _Sig(sig.gain, "graded" if sig.kind == "spikes" else sig.kind, False, None)
+            i = 1
+        cur = self._weight_path(_Slot(seq, str(i), f"{name}.{i}"), _Slot(seq, str(i + 1), f"{name}.{i + 1}"), sig)
+        return cur, i + 2
+
+    # -- neurons and merges --------------------------------------------------------------------
+    def _neuron(self, slot: _Slot, currents: list[_Current], identity: _Sig | None = None) -> _Sig:
+        """Fold the scales of the currents (and an added identity tensor) into the neuron at ``slot``."""
+        sn = slot.get()
+        if not isinstance(sn, SpikingNeuron):
+            raise ValueError(f"{slot.name}: expected a spiking neuron, got {type(sn).__name__}")
+        d = sn.dynamics
+        if d.b != 0.0 or (d.hard_reset and d.v_reset != 0.0):
+            raise ValueError(
+                f"{slot.name}: the neuron is not positively homogeneous (v_reset={d.v_reset:g}); a scale cannot "
+                "be moved into its threshold -- use v_reset=0"
+            )
+        primary = next((c for c in currents if not c.free), currents[0] if currents else None)
+        if primary is not None:
+            unit = primary.gain
+            where = f"from {primary.name}"
+        elif identity is not None:
+            unit = identity.gain
+            where = "the gain of its input stream"
+        else:  # pragma: no cover - every call passes a current or an input
+            raise ValueError(f"{slot.name}: neuron without input")
+        if not bool((unit > 0).all()):
+            raise ValueError(
+                f"{slot.name}: the combined scale that crosses this neuron ({where}: BN gamma/sqrt(var+eps) x binary "
+                f"scale x input gain) must be > 0, but channel(s) {_channels_str(unit <= 0)} are <= 0; "
+                "a zero or negative scale cannot be moved into a threshold (no exact fold)"
+            )
+        if identity is not None and not torch.equal(identity.gain, unit):  # pragma: no cover - callers match it
+            raise ValueError(f"{slot.name}: shortcut gain does not match the branch gain")
+        offset = torch.zeros_like(unit)
+        for c in currents:
+            offset = offset + c.offset
+            if c is not primary:
+                ratio = c.gain / unit
+                if not _is_one(ratio):
+                    c.rescale(ratio, None)
+        bias = None if bool((offset == 0).all()) else self._t(offset / unit)
+        folded = FoldedNeuron(d, self._t(sn.v_threshold / unit), bias, None, stateful=sn.stateful)
+        slot.set(folded)
+        if sn.real_valued:
+            return _Sig(unit.clone(), "graded", False, folded)
+        return _Sig(_ones(unit.numel()), "spikes", True, folded)
+
+    def _stream_sum(self, currents: list[_Current], identity: _Sig | None) -> _Sig:
+        """A real-valued residual stream ``identity + sum(currents)`` (no neuron after the sum)."""
+        if identity is not None:
+            gain = identity.gain
+        else:
+            gain = next((c.gain for c in currents if not c.free and bool((c.gain > 0).all())), None)
+            gain = _ones(currents[0].gain.numel()) if gain is None else gain
+        for c in currents:
+            ratio, shift = c.gain / gain, c.offset / gain
+            scale = None if _is_one(ratio) else ratio
+            shift_ = None if bool((shift == 0).all()) else shift
+            if scale is not None or shift_ is not None:
+                c.rescale(scale, shift_)
+        return _Sig(gain.clone(), "dense", False, None)
+
+    # -- blocks --------------------------------------------------------------------------------
+    @staticmethod
+    def _require_binary_spikes(blk: nn.Module, name: str, what: str) -> None:
+        for m in blk.modules():
+            if isinstance(m, SpikingNeuron) and m.real_valued:
+                raise ValueError(
+                    f"{name}: {type(blk).__name__} merges spikes with {what}, which is exact only on binary spikes "
+                    "with unit gain; a model with spikes='real' has no exact addition-only fold for this block"
+                )
+
+    @staticmethod
+    def _check_unit_binary(sig: _Sig | None, name: str) -> None:
+        if sig is not None and not (sig.binary and _is_one(sig.gain)):
+            raise ValueError(f"{name}: spike-logic merge needs binary input spikes with unit gain")
+
+    @staticmethod
+    def _units(blk: nn.Module) -> list[str]:
+        return ["1", "2", "3"] if hasattr(blk, "conv3") else ["1", "2"]
+
+    def _fold_spiking(self, blk: nn.Module, x: _Sig, name: str) -> _Sig:
+        """Post-activation ``SN(F(x) + shortcut(x))`` (Spiking ResNet, ReverB)."""
+        units = self._units(blk)
+        last = units[-1]
+        identity = None
+        if blk.downsample is None:
+            conv, bn = getattr(blk, f"conv{last}"), getattr(blk, f"bn{last}")
+            s, _ = _bn_affine(bn, f"{name}.bn{last}")
+            m = conv.output_scale() if is_binary_layer(conv) else None
+            u = (s * (1 if m is None else m.double().cpu())).abs()
+            if not bool((u > 0).all()):
+                raise ValueError(
+                    f"{name}.bn{last}: the combined scale that crosses {name}.sn{last} must be > 0 in every channel, "
+                    f"channel(s) {_channels_str(u <= 0)} are 0; no exact fold"
+                )
+            self._match_gain(x, u, f"{name} (identity shortcut)")
+            identity = x
+        h = x
+        for k in units[:-1]:
+            c = self._binary_path(_Slot(blk, f"conv{k}", f"{name}.conv{k}"), _Slot(blk, f"bn{k}", f"{name}.bn{k}"), h)
+            h = self._neuron(_Slot(blk, f"sn{k}", f"{name}.sn{k}"), [c])
+        currents = [self._binary_path(_Slot(blk, f"conv{last}", f"{name}.conv{last}"),
+                                      _Slot(blk, f"bn{last}", f"{name}.bn{last}"), h)]
+        if blk.downsample is not None:
+            currents.append(self._shortcut_path(blk.downsample, x, f"{name}.downsample")[0])
+        return self._neuron(_Slot(blk, f"sn{last}", f"{name}.sn{last}"), currents, identity)
+
+    def _fold_sew(self, blk: nn.Module, x: _Sig, name: str) -> _Sig:
+        """SEW: ``g(SN(F(x)), S)`` with g in add/and/iand."""
+        self._require_binary_spikes(blk, name, f"SEW {blk.connect.upper()}")
+        if blk.connect != "add":
+            self._check_unit_binary(x, name)
+        elif not _is_one(x.gain):
+            raise ValueError(f"{name}: SEW-ADD needs a unit-gain input")
+        x = _Sig(x.gain, x.kind, x.binary, None)
+        h = x
+        for k in self._units(blk):
+            c = self._binary_path(_Slot(blk, f"conv{k}", f"{name}.conv{k}"), _Slot(blk, f"bn{k}", f"{name}.bn{k}"), h)
+            h = self._neuron(_Slot(blk, f"sn{k}", f"{name}.sn{k}"), [c])
+        if blk.downsample is not None:
+            cur, i = self._shortcut_path(blk.downsample, x, f"{name}.downsample")
+            self._neuron(_Slot(blk.downsample, str(i), f"{name}.downsample.{i}"), [cur])
+        if blk.connect == "add":
+            return _Sig(_ones(h.gain.numel()), "graded", False, None)
+        return _Sig(_ones(h.gain.numel()), "spikes", True, None)
+
+    def _fold_oa(self, blk: nn.Module, x: _Sig, x_prev: _Sig | None, name: str) -> _Sig:
+        """OA / XOR: OR (XOR) merges of binary spikes; downsample ``SN(F(x) + BN(conv(x)))`` or OR."""
+        self._require_binary_spikes(blk, name, "OR/XOR")
+        self._check_unit_binary(x, name)
+        if getattr(blk, "xor_mode", "none") == "input":
+            self._check_unit_binary(x_prev, name)
+        x = _Sig(x.gain, x.kind, x.binary, None)
+        units = self._units(blk)
+        h = x
+        for k in units[:-1]:
+            c = self._binary_path(_Slot(blk, f"conv{k}", f"{name}.conv{k}"), _Slot(blk, f"bn{k}", f"{name}.bn{k}"), h)
+            h = self._neuron(_Slot(blk, f"sn{k}", f"{name}.sn{k}"), [c])
+            h.producer = None  # XOR "inner" uses it in a logic op: keep it binary
+        last = units[-1]
+        currents = [self._binary_path(_Slot(blk, f"conv{last}", f"{name}.conv{last}"),
+                                      _Slot(blk, f"bn{last}", f"{name}.bn{last}"), h)]
+        if blk.downsample is not None:
+            cur, i = self._shortcut_path(blk.downsample, x, f"{name}.downsample")
+            if blk.down_merge == "add":
+                currents.append(cur)
+            else:
+                self._neuron(_Slot(blk.downsample, str(i), f"{name}.downsample.{i}"), [cur])
+        self._neuron(_Slot(blk, f"sn{last}", f"{name}.sn{last}"), currents)
+        return _Sig(_ones(currents[0].gain.numel()), "spikes", True, None)
+
+    def _fold_ms(self, blk: nn.Module, x: _Sig, name: str) -> _Sig:
+        """MS-ResNet: ``BN(conv(SN(...SN(x)))) + shortcut(x)`` on a real-valued stream."""
+        h: _Sig | None = None
+        cur: _Current | None = None
+        for k in self._units(blk):
+            sn_slot = _Slot(blk, f"sn{k}", f"{name}.sn{k}")
+            h = self._neuron(sn_slot, [], x) if cur is None else self._neuron(sn_slot, [cur])
+            cur = self._binary_path(_Slot(blk, f"conv{k}", f"{name}.conv{k}"), _Slot(blk, f"bn{k}", f"{name}.bn{k}"), h)
+        assert cur is not None
+        if blk.downsample is None:
+            return self._stream_sum([cur], x)
+        shortcut, _ = self._shortcut_path(blk.downsample, x, f"{name}.downsample")
+        return self._stream_sum([cur, shortcut], None)
+
+    def _fold_msc(self, blk: nn.Module, x: _Sig, name: str) -> _Sig:
+        """Multi-shortcut: ``x1 = P(x) + conv1(SN(BN1(x)))``, ``x2 = x1 + conv2(SN(BN2(x1)))``."""
+        for k in ("1", "2"):
+            c_bn = self._stream_bn(_Slot(blk, f"bn{k}", f"{name}.bn{k}"), x)
+            h = self._neuron(_Slot(blk, f"sn{k}", f"{name}.sn{k}"), [c_bn])
+            cur = self._binary_path(_Slot(blk, f"conv{k}", f"{name}.conv{k}"), None, h)
+            if k == "1" and blk.downsample is not None:
+                shortcut, _ = self._shortcut_path(blk.downsample, x, f"{name}.downsample")
+                x = self._stream_sum([cur, shortcut], None)
+            else:
+                x = self._stream_sum([cur], x)
+        return x
+
+    def _fold_block(self, blk: nn.Module, x: _Sig, x_prev: _Sig | None, name: str) -> _Sig:
+        if isinstance(blk, (SpikingBasicBlock, SpikingBottleneck)):
+            return self._fold_spiking(blk, x, name)
+        if isinstance(blk, (SEWBasicBlock, SEWBottleneck)):
+            return self._fold_sew(blk, x, name)
+        if isinstance(blk, (OABasicBlock, OABottleneck)):  # includes the XOR blocks
+            return self._fold_oa(blk, x, x_prev, name)
+        if isinstance(blk, (MSBasicBlock, MSBottleneck)):
+            return self._fold_ms(blk, x, name)
+        if isinstance(blk, MultiShortcutBasicBlock):
+            return self._fold_msc(blk, x, name)
+        raise ValueError(f"{name}: no exact re-parameterisation is implemented for {type(blk).__name__}")
+
+    # -- the whole network ---------------------------------------------------------------------
+    def _fp_linear_absorb(self, linear: nn.Linear, gain: torch.Tensor) -> None:
+        with torch.no_grad():
+            linear.weight.mul_(self._t(gain).view(1, -1))
+        self.full_precision[id(linear)] = "full-precision layer (MACs)"
+
+    def run(self) -> None:
+        m = self.model
+        image = _Sig(_ones(m.in_channels), "dense", False, None)
+        stem = self._fp_path(_Slot(m, "stem_conv", "stem_conv"), _Slot(m, "stem_bn", "stem_bn"), image)
+        self.full_precision[id(m.stem_conv)] = "first layer: real-valued pixels (MACs)"
+        if isinstance(m.stem_sn, SpikingNeuron):
+            x = self._neuron(_Slot(m, "stem_sn", "stem_sn"), [stem])
+        else:
+            x = self._stream_sum([stem], None)
+        if isinstance(m.stem_extra, nn.Sequential):
+            se = m.stem_extra
+            for i in (0, 3):
+                cur = self._weight_path(_Slot(se, str(i), f"stem_extra.{i}"),
+                                        _Slot(se, str(i + 1), f"stem_extra.{i + 1}"), x)
+                if isinstance(se[i + 2], SpikingNeuron):
+                    x = self._neuron(_Slot(se, str(i + 2), f"stem_extra.{i + 2}"), [cur])
+                else:
+                    x = self._stream_sum([cur], None)
+        if isinstance(m.stem_pool, nn.AvgPool2d):
+            x = _Sig(x.gain, "graded" if x.kind == "spikes" else x.kind, False, x.producer)
+        for si, stage in enumerate(m.stages):
+            prev = None
+            for bi, blk in enumerate(stage):
+                out = self._fold_block(blk, x, prev, f"stages.{si}.{bi}")
+                prev, x = x, out
+        if isinstance(m.head_bn, _BN):
+            cur = self._stream_bn(_Slot(m, "head_bn", "head_bn"), x)
+            x = self._neuron(_Slot(m, "head_sn", "head_sn"), [cur])
+        elif isinstance(m.head_sn, SpikingNeuron):
+            x = self._neuron(_Slot(m, "head_sn", "head_sn"), [], x)
+        gain = x.gain
+        if isinstance(m.hidden, nn.Sequential):
+            self._fp_linear_absorb(m.hidden[0], gain)
+            gain = _ones(m.hidden[0].out_features)
+        self._fp_linear_absorb(m.fc, gain)
+
+    def check(self) -> dict[str, str]:
+        """Every weight layer not declared full precision must be exactly ±1 with no bias."""
+        fp: dict[str, str] = {}
+        for name, mod in self.model.named_modules():
+            if not isinstance(mod, (nn.Conv2d, nn.Linear)):
+                continue
+            if id(mod) in self.full_precision:
+                fp[name] = self.full_precision[id(mod)]
+                continue
+            w = mod.weight
+            if not bool(((w == 1) | (w == -1)).all()) or mod.bias is not None:  # pragma: no cover - invariant
+                raise RuntimeError(f"internal error: exported layer {name} is not a ±1 layer without bias")
+        return fp
+
+
+def reparameterize(model: nn.Module) -> nn.Module:
+    """Exact inference form of a trained binary-weight :class:`~xorsnn.models.SpikingResNet`.
+
+    Args:
+        model: a model built with ``weights="binary"`` (any ``binary_scale``, ``spikes``); it is
+            not modified (the result is a deep copy, in eval mode).
+
+    Returns:
+        The re-parameterised model: same call signature and output ``[T, B, num_classes]``, equal
+        to ``model.eval()(x)`` up to floating-point rounding. ``result.full_precision_layers`` maps
+        the names of the weight layers that are not ±1 (first conv, hidden FC, classifier,
+        real-valued shortcut convs) to the reason; every other conv/linear weight is exactly ±1.
+
+    Raises:
+        ValueError: naming the layer or block, when a scale that must cross a neuron is <= 0, when a
+            block has no exact fold (spike-logic merges with real-valued spikes), when a block layer
+            is full precision, or for an unsupported model.
+    """
+    if not isinstance(model, SpikingResNet):
+        raise ValueError(
+            f"reparameterize: expected a SpikingResNet (xorsnn.create_model(...)), got {type(model).__name__}"
+        )
+    out = copy.deepcopy(model).eval()
+    for mod in out.modules():
+        if isinstance(mod, (FoldedNeuron, ChannelAffine)):
+            raise ValueError("reparameterize: the model is already re-parameterised")
+    folder = _Folder(out)
+    folder.run()
+    out.full_precision_layers = folder.check()
+    out.reparameterized = True
+    for mod in out.modules():
+        if isinstance(mod, SpikingNeuron):
+            mod.reset_state()
+    return out

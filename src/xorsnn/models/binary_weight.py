@@ -1,0 +1,110 @@
+"""Registered models of the binary-weight SNN papers: ReverB-SNN and SEI-BWSNN's multi-shortcut family.
+
+=====================  ========================================================================
+name                   layout
+=====================  ========================================================================
+``reverb_resnet20``    ReverB's ResNet-20, convention (b) (Guo lineage, MPBN
+                       ``resnet20_cifar_modified``): stem 3 x [conv3x3(64)-BN-SN] at 32x32 then
+                       avg-pool 2; 4 stages x 2 Spiking-ResNet basic blocks, widths 64/128/256/512,
+                       strides 1,2,2,2; avg-down shortcut AvgPool-Conv1x1-BN; zero-init; FC
+``reverb_resnet19``    ResNet-19 (tdBN layout, as every ``*19`` in the registry): conv3x3(128) stem,
+                       [3,3,2] x 128/256/512, Conv1x1-BN shortcut, FC-256 - SN - FC head
+                       (``head_hidden=None`` gives the MPBN/Guo variant without FC-256)
+``msc_resnet18``/34    multi-shortcut (SEI-BWSNN, reconstruction), ImageNet layout
+``msc_resnet18_cifar``  multi-shortcut, 3x3 stem, [2,2,2,2] x 64-512
+``msc_resnet19``       multi-shortcut, ResNet-19 layout
+``msc_resnet20``/32/   multi-shortcut, He et al. CIFAR 6n+2, widths 16/32/64
+44/56
+=====================  ========================================================================
+
+What a ReverB user gets: ``create_model("reverb_resnet20")`` **is ReverB-SNN** -- binary weights
+``sign(W)`` (clipped STE), real-valued spikes, LIF decay 0.25, ``V_th = 0.25`` (the paper's value for
+static data; ``neuron={"v_threshold": 0.5}`` is the ablation). The paper's learnable variant is
+``binary_scale="alpha"`` and its "vanilla SNN" baseline is ``weights="float", spikes="binary"``
+(Guo-lineage LIF: decay 0.25, effective ``V_th = 0.5``, rectangular surrogate).
+
+The ``msc_*`` models default to full-precision weights and binary spikes (SEI-BWSNN's stage 1);
+stage 2 is ``weights="binary", binary_scale="magnitude"``. See ``docs/binary.md``.
+"""
+
+from __future__ import annotations
+
+from .registry import register_model
+from .resnet import SpikingResNet
+
+__all__: list[str] = []
+
+
+def _register() -> None:
+    register_model(
+        "reverb_resnet20",
+        SpikingResNet,
+        description="ReverB-SNN ResNet-20, convention (b): 3-conv stem + avgpool, [2,2,2,2] x 64-512, avg-down; "
+        "binary weights, real-valued spikes",
+        family="reverb",
+        layers=[2, 2, 2, 2],
+        stem="cifar3",
+        num_classes=10,
+        weights="binary",
+        spikes="real",
+    )
+    register_model(
+        "reverb_resnet19",
+        SpikingResNet,
+        description="ReverB-SNN ResNet-19 (tdBN layout, FC-256 head); binary weights, real-valued spikes",
+        family="reverb",
+        layers=[3, 3, 2],
+        widths=[128, 256, 512],
+        stem="cifar",
+        head_hidden=256,
+        num_classes=10,
+        weights="binary",
+        spikes="real",
+        avg_down=False,
+    )
+    title = "Multi-shortcut ResNet (SEI-BWSNN, reconstruction)"
+    for depth, layers in (("18", [2, 2, 2, 2]), ("34", [3, 4, 6, 3])):
+        register_model(
+            f"msc_resnet{depth}",
+            SpikingResNet,
+            description=f"{title}-{depth}, ImageNet layout (7x7 stem), basic blocks {layers}",
+            family="msc",
+            layers=layers,
+            stem="imagenet",
+            num_classes=1000,
+        )
+    register_model(
+        "msc_resnet18_cifar",
+        SpikingResNet,
+        description=f"{title}-18, CIFAR layout (3x3 stem), [2,2,2,2] x 64-512",
+        family="msc",
+        layers=[2, 2, 2, 2],
+        stem="cifar",
+        num_classes=10,
+    )
+    register_model(
+        "msc_resnet19",
+        SpikingResNet,
+        description=f"{title}-19 (tdBN layout): 3x3 stem 128, [3,3,2] x 128/256/512, FC-256 head",
+        family="msc",
+        layers=[3, 3, 2],
+        widths=[128, 256, 512],
+        stem="cifar",
+        head_hidden=256,
+        num_classes=10,
+    )
+    for depth in (20, 32, 44, 56):
+        n = (depth - 2) // 6
+        register_model(
+            f"msc_resnet{depth}",
+            SpikingResNet,
+            description=f"{title}-{depth}, CIFAR 6n+2 family (n={n}), widths 16/32/64",
+            family="msc",
+            layers=[n, n, n],
+            widths=[16, 32, 64],
+            stem="cifar",
+            num_classes=10,
+        )
+
+
+_register()
