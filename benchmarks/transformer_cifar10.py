@@ -87,7 +87,8 @@ def write_table(rows: list[dict[str, Any]], path: Path) -> None:
         "Spikformer-4-384, T = 4, ~95 %); it compares the similarity options under one budget, it does "
         "not reproduce the paper's accuracy.",
         "",
-        "| variant | model | T | epochs | train / test images | best acc | final acc | wall time | s / step | learned a |",
+        "| variant | model | T | epochs | train / test images | best acc | final acc | wall time | s / step "
+        "| learned a |",
         "|---|---|---:|---:|---|---:|---:|---:|---:|---|",
     ]
     for r in rows:

@@ -245,3 +245,20 @@ def test_ddp_two_gloo_processes_end_with_identical_weights(tmp_path):
     assert len(rows) == 2
     single = train(small_cfg(tmp_path / "single", epochs=1), tiny_digits(n_train=192))
     assert any(not torch.equal(single.model.state_dict()[k], w0[k]) for k in w0)
+
+
+# -- real data: a short CPU budget on Fashion-MNIST ---------------------------------------------------
+@pytest.mark.slow
+def test_small_xoresnet_on_fashion_mnist_subset_beats_80_percent(tmp_path):
+    """The `fashion_mnist_quick` preset (XOResNet-8, T = 2, 10k training images, 3 epochs, ~100 s)."""
+    from realdata import data_dir
+
+    from xorsnn.training import load_config
+
+    root = data_dir("fashion_mnist")
+    cfg = TrainConfig.from_dict({**load_config("fashion_mnist_quick"), "data_dir": str(root), "device": "cpu",
+                                 "out_dir": str(tmp_path / "run"), "progress": False})
+    assert (cfg.model, cfg.train_subset, cfg.epochs, cfg.T) == ("xoresnet8", 10000, 3, 2)
+    result = train(cfg)
+    assert len(result.metrics) == 3
+    assert result.final_test_acc > 0.80, result.metrics

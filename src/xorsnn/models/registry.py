@@ -23,7 +23,7 @@ depth suffix                    layout                                          
 18, 34 / 50, 101, 152           ImageNet: 7x7 stem, basic / bottleneck, widths 64-512   1000
 18_cifar                        3x3 stem, no max-pool, [2,2,2,2] x 64-512               10
 19                              tdBN ResNet-19: 3x3 stem, [3,3,2] x 128-512, FC-256     10
-20, 32, 44, 56, 110, 482        He et al. CIFAR 6n+2: [n,n,n] x 16/32/64                10
+8, 20, 32, 44, 56, 110, 482     He et al. CIFAR 6n+2: [n,n,n] x 16/32/64                10
 ==============================  ======================================================  =========
 
 Other keyword arguments of :class:`~xorsnn.models.resnet.SpikingResNet` (``T``, ``in_channels``,
@@ -144,7 +144,7 @@ _IMAGENET = {
     "101": ("bottleneck", [3, 4, 23, 3]),
     "152": ("bottleneck", [3, 8, 36, 3]),
 }
-_CIFAR_6N2 = (20, 32, 44, 56, 110, 482)
+_CIFAR_6N2 = (8, 20, 32, 44, 56, 110, 482)
 
 
 def _register_all() -> None:

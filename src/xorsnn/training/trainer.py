@@ -12,7 +12,10 @@ import csv
 import json
 import logging
 import math
+import os
+import platform
 import random
+import sys
 import time
 from contextlib import nullcontext
 from dataclasses import dataclass, field
@@ -293,6 +296,14 @@ def _tensorboard(cfg: TrainConfig, out_dir: Path, ctx: DistContext) -> Any:
     return SummaryWriter(str(out_dir / "tensorboard"))
 
 
+def _device_name(device: torch.device) -> str:
+    """What the run ran on, for result.json: the GPU's name, or the CPU's architecture and core count."""
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    cpu = platform.processor() or platform.machine()
+    return f"{cpu} CPU, {os.cpu_count()} cores, {torch.get_num_threads()} threads"
+
+
 def train(cfg: TrainConfig, data: DataBundle | None = None) -> TrainResult:
     """Train ``cfg.model`` on ``cfg.dataset`` as configured; returns the metrics and the trained model.
 
@@ -400,6 +411,8 @@ def _train(cfg: TrainConfig, data: DataBundle | None, ctx: DistContext, t_start:
     if ctx.is_main:
         with open(out_dir / "result.json", "w") as f:
             json.dump({"model": cfg.model, "dataset": cfg.dataset, "best_test_acc": best, "final_test_acc": final,
-                       "epochs": cfg.epochs, "wall_time_s": wall, "device": str(device),
-                       "world_size": ctx.world_size}, f, indent=2)
+                       "epochs": cfg.epochs, "T": cfg.T, "train_subset": cfg.train_subset,
+                       "test_subset": cfg.test_subset, "wall_time_s": wall, "device": str(device),
+                       "device_name": _device_name(device), "world_size": ctx.world_size,
+                       "torch": torch.__version__, "command": " ".join(sys.argv)}, f, indent=2)
     return TrainResult(metrics, best, final, out_dir, model, wall, cfg)
