@@ -296,6 +296,13 @@ def _tensorboard(cfg: TrainConfig, out_dir: Path, ctx: DistContext) -> Any:
     return SummaryWriter(str(out_dir / "tensorboard"))
 
 
+def _command_line() -> str:
+    """The command that started this process, as a user would type it (``xorsnn train ...``)."""
+    prog = Path(sys.argv[0]).name if sys.argv and sys.argv[0] else "python"
+    prog = "python -m xorsnn" if prog == "__main__.py" else prog
+    return " ".join([prog, *sys.argv[1:]])
+
+
 def _device_name(device: torch.device) -> str:
     """What the run ran on, for result.json: the GPU's name, or the CPU's architecture and core count."""
     if device.type == "cuda":
@@ -414,5 +421,5 @@ def _train(cfg: TrainConfig, data: DataBundle | None, ctx: DistContext, t_start:
                        "epochs": cfg.epochs, "T": cfg.T, "train_subset": cfg.train_subset,
                        "test_subset": cfg.test_subset, "wall_time_s": wall, "device": str(device),
                        "device_name": _device_name(device), "world_size": ctx.world_size,
-                       "torch": torch.__version__, "command": " ".join(sys.argv)}, f, indent=2)
+                       "torch": torch.__version__, "command": _command_line()}, f, indent=2)
     return TrainResult(metrics, best, final, out_dir, model, wall, cfg)
