@@ -1,6 +1,7 @@
 """Networks: the spiking ResNet skeleton, deep MLP stacks, and the model registry."""
 
 from . import binary_weight  # noqa: F401  (registers the ReverB / multi-shortcut models)
+from .ann import ANNResNet  # registers ann_resnet20 / ann_resnet19 (ReLU counterparts, KD teachers)
 from .registry import ModelEntry, create_model, list_models, model_info, register_model
 from .resnet import SpikingResNet, check_image_input
 from .stack import DeepSNNStack
@@ -8,6 +9,7 @@ from .transformers import SpikeDrivenTransformer, Spikformer, record_attention  
 
 __all__ = [
     "SpikingResNet",
+    "ANNResNet",
     "DeepSNNStack",
     "Spikformer",
     "SpikeDrivenTransformer",

@@ -12,9 +12,10 @@ from .checkpoint import (
 )
 from .config import PRESETS_DIR, TrainConfig, list_presets, load_config
 from .distributed import DistContext, setup_distributed
-from .losses import kd_loss, mean_ce_loss, tet_loss
+from .losses import distill_loss, kd_loss, mean_ce_loss, tet_loss
 from .optim import make_optimizer, make_scheduler, param_groups
 from .trainer import NonFiniteLossError, TrainResult, build_model, evaluate, make_loaders, seed_everything, train
+from .transfer import InitReport, init_from_checkpoint, load_teacher, teacher_logits
 
 __all__ = [
     "TrainConfig",
@@ -31,6 +32,11 @@ __all__ = [
     "mean_ce_loss",
     "tet_loss",
     "kd_loss",
+    "distill_loss",
+    "load_teacher",
+    "teacher_logits",
+    "init_from_checkpoint",
+    "InitReport",
     "param_groups",
     "make_optimizer",
     "make_scheduler",

@@ -43,6 +43,13 @@ class TrainConfig:
     tet_lambda: float = _f(0.0, "TET: weight of the MSE regulariser (official code default 1e-3)")
     tet_means: float = _f(1.0, "TET: target value phi of the MSE regulariser")
     label_smoothing: float = _f(0.0, "label smoothing of the cross-entropy")
+    teacher: str | None = _f(None, "knowledge distillation from a frozen teacher: a checkpoint (run directory, epoch "
+                             "folder or model.safetensors) of any registered model, e.g. an SNN's stage 1 or an "
+                             "ANN trained with --model ann_resnet20; or NAME:WEIGHTS_FILE (registered name + state "
+                             "dict)")
+    kd_lambda: float = _f(0.5, "KD weight: loss = (1 - kd_lambda) * task + kd_lambda * kd_tau^2 * mean_t "
+                               "KL(softmax(z_teacher/kd_tau) || softmax(O_t/kd_tau)); only with --teacher")
+    kd_tau: float = _f(1.0, "KD temperature (only with --teacher)")
     # -- optimisation ----------------------------------------------------------------------
     epochs: int = _f(100, "training epochs")
     batch_size: int = _f(128, "batch size per process")
@@ -56,8 +63,17 @@ class TrainConfig:
     warmup_epochs: float = _f(0.0, "linear warm-up length in epochs (cosine/constant)")
     min_lr_ratio: float = _f(0.0, "final lr of the cosine schedule as a fraction of lr")
     grad_clip: float | None = _f(None, "clip the global gradient norm to this value")
+    online: str = _f("none", "none (BPTT over the whole sequence) | sltt (per-step backward, detached membranes: "
+                             "activation memory O(1) in T) | sltt-k (SLTT, only --online-k random steps "
+                             "back-propagate)",
+                     choices=("none", "sltt", "sltt-k"))
+    online_k: int | None = _f(None, "SLTT-K: time steps back-propagated per batch, 1..T (only with --online sltt-k)")
+    init_from: str | None = _f(None, "initialise from a checkpoint of the same architecture (binary layers "
+                                     "take a full-precision conv's weight as their latent weight), e.g. stage 2 "
+                                     "from stage 1; ignored when resuming")
     augment: bool = _f(True, "dataset's standard augmentation (random crop with padding, flips where valid)")
     pad_mode: str = _f("constant", "random-crop padding: constant (zeros) | reflect", choices=("constant", "reflect"))
+    crop_padding: int | None = _f(None, "random-crop padding in pixels (default: the dataset's; 0 = flips only)")
     # -- performance -----------------------------------------------------------------------
     device: str = _f("auto", "auto | cpu | cuda | cuda:N")
     amp: str = _f("none", "autocast on GPU: none | bf16 | fp16", choices=("none", "bf16", "fp16"))
@@ -121,6 +137,23 @@ class TrainConfig:
             raise ValueError(f"warmup_epochs must be in [0, epochs={self.epochs}], got {self.warmup_epochs}")
         if not isinstance(self.model_kwargs, dict):
             raise ValueError(f"model_kwargs must be a mapping, got {type(self.model_kwargs).__name__}")
+        if not 0 <= self.kd_lambda <= 1:
+            raise ValueError(f"kd_lambda must be in [0, 1], got {self.kd_lambda}")
+        if self.kd_tau <= 0:
+            raise ValueError(f"kd_tau must be > 0, got {self.kd_tau}")
+        if self.online == "sltt-k":
+            k = self.online_k
+            if not isinstance(k, int) or isinstance(k, bool) or not 1 <= k <= self.T:
+                raise ValueError(f"online_k must be an int in [1, T={self.T}] with online='sltt-k', got {k!r}")
+        elif self.online_k is not None:
+            raise ValueError(f"online_k is only used with online='sltt-k' (online={self.online!r})")
+        if self.online != "none" and self.amp == "fp16":
+            raise ValueError("online training (SLTT) back-propagates inside the step loop and does not support "
+                             "amp='fp16' loss scaling; use amp='bf16' or 'none'")
+        if self.online != "none" and self.compile:
+            raise ValueError("online training (SLTT) runs the model step by step; compile is not supported with it")
+        if self.crop_padding is not None and (not isinstance(self.crop_padding, int) or self.crop_padding < 0):
+            raise ValueError(f"crop_padding must be a non-negative integer or None, got {self.crop_padding!r}")
         for name in ("train_subset", "test_subset", "image_size"):
             v = getattr(self, name)
             if v is not None and (not isinstance(v, int) or v < 1):

@@ -7,6 +7,7 @@ name           definition
 ``tet``        ``(1 - λ) mean_t CE(O_t, y) + λ mean_t MSE(O_t, φ)`` (Deng et al., ICLR 2022),
                ``φ`` a constant tensor (``tet_means``, 1.0); ``λ = 0`` is pure TET
 ``kd``         ``(1 - λ_kd) L_task + λ_kd τ² mean_t KL(softmax(z_T/τ) ‖ softmax(O_t/τ))``
+               (:func:`distill_loss`; :func:`kd_loss` is the KL term)
 =============  ==========================================================================
 """
 
@@ -15,7 +16,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-__all__ = ["LOSSES", "mean_ce_loss", "tet_loss", "kd_loss", "check_logits"]
+__all__ = ["LOSSES", "mean_ce_loss", "tet_loss", "kd_loss", "distill_loss", "check_logits"]
 
 LOSSES = ("ce", "tet")
 
@@ -68,3 +69,16 @@ def kd_loss(student: torch.Tensor, teacher: torch.Tensor, tau: float = 1.0) -> t
     p_t = F.softmax(teacher.float().detach() / tau, dim=-1)
     kl = (p_t * (torch.log(p_t.clamp_min(1e-12)) - log_p_s)).sum(-1)  # [T, B]
     return tau * tau * kl.mean()
+
+
+def distill_loss(task: torch.Tensor, student: torch.Tensor, teacher: torch.Tensor, lam: float, tau: float = 1.0
+                 ) -> torch.Tensor:
+    """``(1 - lam) * task + lam * kd_loss(student, teacher, tau)`` (Hinton et al.'s mix; ``task`` is the CE or
+    TET loss of ``student`` ``[T, B, K]``, ``teacher`` ``[B, K]`` or ``[T, B, K]``). ``lam = 0`` returns ``task``
+    itself; ``lam = 1`` is pure distillation (the distributional form)."""
+    if not 0 <= lam <= 1:
+        raise ValueError(f"lam must be in [0, 1], got {lam}")
+    if lam == 0:
+        return task
+    kd = kd_loss(student, teacher, tau)
+    return kd * lam if lam == 1 else (1 - lam) * task + lam * kd

@@ -28,11 +28,13 @@ from torch import nn
 
 from ..data import ArrayLoader, BatchAugment, DataBundle, ImageArrays, load_dataset
 from ..models import create_model
+from ..online import OnlineStepResult, sltt_step_losses
 from .checkpoint import load_state, load_weights, resolve_checkpoint, save_checkpoint, unwrap_model
 from .config import TrainConfig
 from .distributed import DistContext, setup_distributed
-from .losses import mean_ce_loss, tet_loss
+from .losses import distill_loss, mean_ce_loss, tet_loss
 from .optim import make_optimizer, make_scheduler
+from .transfer import init_from_checkpoint, load_teacher, teacher_logits
 
 __all__ = ["train", "evaluate", "TrainResult", "NonFiniteLossError", "build_model", "make_loaders", "seed_everything"]
 
@@ -140,7 +142,8 @@ def make_loaders(cfg: TrainConfig, data: DataBundle, ctx: DistContext) -> tuple[
     eval_bs = cfg.eval_batch_size or 2 * cfg.batch_size
     if isinstance(train_split, ImageArrays):
         info = data.info
-        aug = BatchAugment(info.mean, info.std, info.crop_padding if cfg.augment else 0,
+        padding = info.crop_padding if cfg.crop_padding is None else cfg.crop_padding
+        aug = BatchAugment(info.mean, info.std, padding if cfg.augment else 0,
                            info.hflip and cfg.augment, cfg.pad_mode)
         train_loader = ArrayLoader(train_split, cfg.batch_size, aug, train=True, device=ctx.device, seed=cfg.seed,
                                    rank=ctx.rank, world_size=ctx.world_size)
@@ -157,10 +160,43 @@ def _autocast(cfg: TrainConfig, device: torch.device):  # type: ignore[no-untype
     return torch.autocast("cuda", dtype=torch.bfloat16 if cfg.amp == "bf16" else torch.float16)
 
 
-def _loss(cfg: TrainConfig, out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+def _loss(cfg: TrainConfig, out: torch.Tensor, y: torch.Tensor, teacher: torch.Tensor | None = None) -> torch.Tensor:
+    """The training objective on logits ``out`` ``[T, B, K]``: the task loss (CE or TET), mixed with KD
+    against the teacher's logits ``teacher`` ``[B, K]`` when given."""
     if cfg.loss == "tet":
-        return tet_loss(out, y, cfg.tet_lambda, cfg.tet_means, cfg.label_smoothing)
-    return mean_ce_loss(out, y, cfg.label_smoothing)
+        task = tet_loss(out, y, cfg.tet_lambda, cfg.tet_means, cfg.label_smoothing)
+    else:
+        task = mean_ce_loss(out, y, cfg.label_smoothing)
+    if teacher is None:
+        return task
+    return distill_loss(task, out, teacher, cfg.kd_lambda, cfg.kd_tau)
+
+
+def _online_step(model: nn.Module, x: torch.Tensor, y: torch.Tensor, cfg: TrainConfig, teacher: torch.Tensor | None,
+                 step_index: int) -> OnlineStepResult:
+    """One SLTT / SLTT-K forward-backward over a batch (gradients accumulate in ``.grad``).
+
+    Step ``t``'s loss is the training objective of the one-step sequence ``O_t``: per-step CE for
+    ``loss="ce"`` (SLTT's loss), per-step TET and per-step KD -- for TET and KD the mean over steps
+    equals the whole-sequence objective. SLTT-K's steps are drawn from a generator seeded by
+    ``(seed, global step)``, so a resumed run draws the same steps.
+    """
+    k = cfg.online_k if cfg.online == "sltt-k" else None
+    generator = torch.Generator().manual_seed(cfg.seed * 1_000_003 + step_index) if k is not None else None
+
+    def step_loss(out_t: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        one_step = out_t.unsqueeze(0)
+        return _loss(cfg, one_step, target) if teacher is None else _loss(cfg, one_step, target, teacher)
+
+    return sltt_step_losses(model, x, y, step_loss, k=k, generator=generator)
+
+
+def _all_reduce_grads(model: nn.Module, ctx: DistContext) -> None:
+    """Average gradients over ranks (online training does not run under DDP: it calls backward T times)."""
+    for p in model.parameters():
+        if p.grad is not None:
+            ctx.all_reduce_sum(p.grad)
+            p.grad.div_(ctx.world_size)
 
 
 # -- evaluation --------------------------------------------------------------------------------------
@@ -188,9 +224,28 @@ def evaluate(model: nn.Module, loader: Any, ctx: DistContext | None = None, cfg:
 
 
 # -- training ----------------------------------------------------------------------------------------
+def _backward_and_step(loss: torch.Tensor, model: nn.Module, optimizer: torch.optim.Optimizer, scaler: Any,
+                       cfg: TrainConfig) -> None:
+    """Whole-sequence (BPTT) update: backward, optional clipping, optimizer step (with fp16 loss scaling)."""
+    optimizer.zero_grad(set_to_none=True)
+    if scaler is not None:
+        scaler.scale(loss).backward()
+        if cfg.grad_clip:
+            scaler.unscale_(optimizer)
+            nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+        scaler.step(optimizer)
+        scaler.update()
+    else:
+        loss.backward()
+        if cfg.grad_clip:
+            nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+        optimizer.step()
+
+
 def _train_epoch(model: nn.Module, loader: Any, optimizer: torch.optim.Optimizer,
                  scheduler: torch.optim.lr_scheduler.LRScheduler, scaler: Any, cfg: TrainConfig,
-                 ctx: DistContext, epoch: int, global_step: int) -> tuple[dict[str, float], int]:
+                 ctx: DistContext, epoch: int, global_step: int, teacher: nn.Module | None = None
+                 ) -> tuple[dict[str, float], int]:
     model.train()
     device = ctx.device
     check_every = 1 if device.type == "cpu" else cfg.log_interval
@@ -208,28 +263,32 @@ def _train_epoch(model: nn.Module, loader: Any, optimizer: torch.optim.Optimizer
     for step, (x, y) in enumerate(loader):
         if cfg.channels_last and x.dim() == 4:
             x = x.contiguous(memory_format=torch.channels_last)
-        with _autocast(cfg, device):
-            out = model(x)
-            loss = _loss(cfg, out, y)
-        optimizer.zero_grad(set_to_none=True)
-        if scaler is not None:
-            scaler.scale(loss).backward()
-            if cfg.grad_clip:
-                scaler.unscale_(optimizer)
-                nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-            scaler.step(optimizer)
-            scaler.update()
-        else:
-            loss.backward()
+        z_teacher = None
+        if teacher is not None:
+            with _autocast(cfg, device):
+                z_teacher = teacher_logits(teacher, x)
+        if cfg.online != "none":
+            optimizer.zero_grad(set_to_none=True)
+            with _autocast(cfg, device):
+                res = _online_step(model, x, y, cfg, z_teacher, global_step + step)
+            loss, prediction = res.loss.to(device), res.prediction
+            if ctx.enabled:
+                _all_reduce_grads(model, ctx)
             if cfg.grad_clip:
                 nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
             optimizer.step()
+        else:
+            with _autocast(cfg, device):
+                out = model(x)
+                loss = _loss(cfg, out, y) if z_teacher is None else _loss(cfg, out, y, z_teacher)
+            prediction = out.detach().float().mean(0)
+            _backward_and_step(loss, model, optimizer, scaler, cfg)
         scheduler.step()
         with torch.no_grad():
             finite = torch.isfinite(loss.detach())
             first_bad = torch.where((first_bad < 0) & ~finite, torch.tensor(step, device=device), first_bad)
             totals[0] += loss.detach().double() * y.numel()
-            totals[1] += (out.detach().float().mean(0).argmax(-1) == y).sum()
+            totals[1] += (prediction.argmax(-1) == y).sum()
             totals[2] += y.numel()
         n_seen += y.numel()
         if (step + 1) % check_every == 0 or step + 1 == len(loader):
@@ -337,6 +396,13 @@ def _train(cfg: TrainConfig, data: DataBundle | None, ctx: DistContext, t_start:
     if ctx.is_main:
         out_dir.mkdir(parents=True, exist_ok=True)
     model = build_model(cfg, data).to(device)
+    if cfg.init_from and not cfg.resume:
+        init_from_checkpoint(model, cfg.init_from)
+    teacher = None
+    if cfg.teacher:  # a NAME:WEIGHTS teacher is built with the data's shape, not the student's model_kwargs
+        info = data.info
+        teacher = load_teacher(cfg.teacher, {"num_classes": info.num_classes, "in_channels": info.in_channels,
+                                             "T": cfg.T}, device)
     if cfg.channels_last:
         model = model.to(memory_format=torch.channels_last)
     train_loader, test_loader = make_loaders(cfg, data, ctx)
@@ -370,7 +436,7 @@ def _train(cfg: TrainConfig, data: DataBundle | None, ctx: DistContext, t_start:
     tb = _tensorboard(cfg, out_dir, ctx)
 
     run_model: nn.Module = model
-    if ctx.enabled:
+    if ctx.enabled and cfg.online == "none":  # online training all-reduces its accumulated gradients itself
         run_model = nn.parallel.DistributedDataParallel(
             model, device_ids=[device.index] if device.type == "cuda" else None)
     if cfg.compile:
@@ -380,14 +446,15 @@ def _train(cfg: TrainConfig, data: DataBundle | None, ctx: DistContext, t_start:
             "xorsnn_config": cfg.to_dict()}
     if ctx.is_main:
         n_params = sum(p.numel() for p in model.parameters())
-        log.info("training %s (%.2fM parameters) on %s: %d steps/epoch of %d x %d process(es), device %s",
-                 cfg.model, n_params / 1e6, data.info.name, steps_per_epoch, cfg.batch_size, ctx.world_size, device)
+        log.info("training %s (%.2fM parameters) on %s: %d steps/epoch of %d x %d process(es), device %s%s",
+                 cfg.model, n_params / 1e6, data.info.name, steps_per_epoch, cfg.batch_size, ctx.world_size, device,
+                 "" if cfg.online == "none" else f", online {cfg.online}")
 
     test = {"loss": math.nan, "acc": math.nan}
     for epoch in range(start_epoch, cfg.epochs):
         train_loader.set_epoch(epoch)
         stats, global_step = _train_epoch(run_model, train_loader, optimizer, scheduler, scaler, cfg, ctx, epoch,
-                                          global_step)
+                                          global_step, teacher)
         last = epoch + 1 == cfg.epochs
         if (epoch + 1) % cfg.eval_every == 0 or last:
             test = evaluate(model if not cfg.compile else run_model, test_loader, ctx, cfg)

@@ -1,0 +1,87 @@
+"""ANN counterparts of the spiking ResNets: the same skeleton with ReLU instead of spiking neurons.
+
+They exist to be **teachers** for knowledge distillation (SEI-BWSNN trains its stage-1 SNN with a
+KL loss against a full-precision ANN): train one with ``xorsnn train --model ann_resnet20``, then
+pass its run directory as ``--teacher`` to the SNN's run.
+
+=================  ======================================================================
+name               layout (ReLU wherever the spiking model has a neuron)
+=================  ======================================================================
+``ann_resnet20``   ReverB's ResNet-20, convention (b): 3-conv stem + avgpool, [2,2,2,2] x 64-512
+``ann_resnet19``   ResNet-19 (tdBN layout): conv3x3(128) stem, [3,3,2] x 128/256/512, FC-256 head
+=================  ======================================================================
+
+An ANN has no time axis: it is built with ``T = 1`` whatever ``T`` is passed (the trainer passes
+its ``T`` to every model), so a static image ``[B, C, H, W]`` gives logits ``[1, B, K]`` -- the
+time-first interface of every xorsnn model, with one "step".
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from torch import nn
+
+from ..neurons.lif import SpikingNeuron
+from .registry import register_model
+from .resnet import SpikingResNet
+
+__all__ = ["ANNResNet", "replace_neurons"]
+
+
+def replace_neurons(model: nn.Module, make: type[nn.Module] = nn.ReLU) -> int:
+    """Replace every spiking neuron module of ``model`` in place by ``make()``; returns how many."""
+    count = 0
+    for parent in list(model.modules()):
+        for name, child in list(parent.named_children()):
+            if isinstance(child, SpikingNeuron):
+                setattr(parent, name, make())
+                count += 1
+    return count
+
+
+class ANNResNet(SpikingResNet):
+    """:class:`~xorsnn.models.resnet.SpikingResNet` with ``nn.ReLU`` in place of every neuron and ``T = 1``.
+
+    Takes the arguments of ``SpikingResNet`` (``T`` is accepted and ignored). Input ``[B, C, H, W]``,
+    output ``[1, B, num_classes]``.
+    """
+
+    def __init__(self, *args: Any, T: int = 1, **kwargs: Any) -> None:
+        if kwargs.get("spikes", "binary") != "binary":
+            raise ValueError("an ANN has no spikes: spikes must be 'binary' (the default), got "
+                             f"{kwargs['spikes']!r}")
+        super().__init__(*args, T=1, **kwargs)
+        if replace_neurons(self) == 0:  # pragma: no cover - every family has neurons
+            raise ValueError("ANNResNet: the skeleton has no neuron to replace")
+
+    def extra_repr(self) -> str:
+        return "ANN (ReLU), " + super().extra_repr()
+
+
+def _register() -> None:
+    register_model(
+        "ann_resnet20",
+        ANNResNet,
+        description="ANN (ReLU) ResNet-20, convention (b) as reverb_resnet20: 3-conv stem + avgpool, "
+        "[2,2,2,2] x 64-512, avg-down; a KD teacher",
+        family="reverb",
+        layers=[2, 2, 2, 2],
+        stem="cifar3",
+        num_classes=10,
+    )
+    register_model(
+        "ann_resnet19",
+        ANNResNet,
+        description="ANN (ReLU) ResNet-19 (tdBN layout, FC-256 head) as reverb_resnet19; a KD teacher",
+        family="reverb",
+        layers=[3, 3, 2],
+        widths=[128, 256, 512],
+        stem="cifar",
+        head_hidden=256,
+        num_classes=10,
+        avg_down=False,
+    )
+
+
+_register()
