@@ -5,10 +5,11 @@
 
 ``DATA_DIR`` holds ``cifar-10-batches-py`` (``shared/tools/prepare_data.py`` lays it out). Every variant
 is trained with the same recipe, seed and data order through :func:`xorsnn.training.train`; the
-result of each variant is stored in ``benchmarks/results/transformer_cifar10.json`` (so variants can
-be run in separate invocations) and the table ``benchmarks/results/transformer_cifar10.md`` is
-rewritten from all stored results: best/final test accuracy, wall time, the learned values of ``a``
-(per layer and head) and the mean training step time of each similarity.
+result of each variant is stored in ``benchmarks/results/transformer_cifar10.json`` (keyed by variant
+and seed, so variants and seeds can be run in separate invocations) and the table
+``benchmarks/results/transformer_cifar10.md`` is rewritten from all stored results: best/final test
+accuracy, wall time, the learned values of ``a`` (per layer and head) and the mean training step
+time of each similarity.
 
 The default size is a reduced Spikformer (``spikformer_4_384`` with the given ``embed_dim``,
 ``depth``, ``num_heads``) so that a CPU can run it; on a GPU pass ``--embed-dim 384 --depth 4
@@ -87,9 +88,9 @@ def write_table(rows: list[dict[str, Any]], path: Path) -> None:
         "Spikformer-4-384, T = 4, ~95 %); it compares the similarity options under one budget, it does "
         "not reproduce the paper's accuracy.",
         "",
-        "| variant | model | T | epochs | train / test images | best acc | final acc | wall time | s / step "
+        "| variant | seed | model | T | epochs | train / test images | best acc | final acc | wall time | s / step "
         "| learned a |",
-        "|---|---|---:|---:|---|---:|---:|---:|---:|---|",
+        "|---|---:|---|---:|---:|---|---:|---:|---:|---:|---|",
     ]
     for r in rows:
         mk = r["model_kwargs"]
@@ -97,10 +98,17 @@ def write_table(rows: list[dict[str, Any]], path: Path) -> None:
         a = "; ".join(f"{k.replace('blocks.', 'L').replace('.attn', '')}: "
                       + ", ".join(f"{v:.3f}" for v in vals) for k, vals in r["a_values"].items()) or "--"
         lines.append(
-            f"| {r['label']} | {model} | {r['T']} | {r['epochs']} | {r['train_subset']} / {r['test_subset']} | "
+            f"| {r['label']} | {r['seed']} | {model} | {r['T']} | {r['epochs']} | "
+            f"{r['train_subset']} / {r['test_subset']} | "
             f"{100 * r['best_acc']:.2f} % | {100 * r['final_acc']:.2f} % | {r['wall_s'] / 60:.1f} min | "
             f"{r['train_step_s']:.3f} | {a} |"
         )
+    lines += ["", "Mean over seeds (final accuracy; the spread between seeds is the noise level of this budget):", ""]
+    for key, (label, _) in VARIANTS.items():
+        accs = [100 * r["final_acc"] for r in rows if r["variant"] == key]
+        if accs:
+            lines.append(f"- {label}: {sum(accs) / len(accs):.2f} % over {len(accs)} seed(s) "
+                         f"(min {min(accs):.2f}, max {max(accs):.2f})")
     lines += ["", "Runs (command, machine, 1-minute load average after the run; the CPU was shared with other "
               "jobs, so wall times are indicative -- the step-time bar is measured separately in "
               "`attention_similarity_cpu.md`):", ""]
@@ -108,6 +116,10 @@ def write_table(rows: list[dict[str, Any]], path: Path) -> None:
         lines.append(f"- {r['variant']}: `{r['command']}` -- {r['machine']}, device {r['device']}, seed {r['seed']}, "
                      f"batch {r['batch']}, lr {r['lr']}, load {r['load_after']}")
     path.write_text("\n".join(lines) + "\n")
+
+
+def _ordered(rows: dict[tuple[str, int], dict[str, Any]]) -> list[dict[str, Any]]:
+    return sorted(rows.values(), key=lambda r: (list(VARIANTS).index(r["variant"]), r["seed"]))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -127,18 +139,21 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--device", default="auto")
     ap.add_argument("--runs", default="runs/transformer_cifar10")
     ap.add_argument("--results", type=Path, default=RESULTS)
+    ap.add_argument("--table-only", action="store_true", help="rewrite the table from stored results only")
     args = ap.parse_args(argv)
 
     args.results.mkdir(parents=True, exist_ok=True)
     store = args.results / "transformer_cifar10.json"
-    rows = {r["variant"]: r for r in json.loads(store.read_text())} if store.exists() else {}
-    for key in args.variants:
+    rows = {(r["variant"], r["seed"]): r for r in json.loads(store.read_text())} if store.exists() else {}
+    for key in [] if args.table_only else args.variants:
         row = run_variant(key, args)
         print(f"{key}: best {100 * row['best_acc']:.2f} %  final {100 * row['final_acc']:.2f} %  "
               f"{row['wall_s']:.0f} s  a={row['a_values']}", flush=True)
-        rows[key] = row
+        rows[(key, args.seed)] = row
         store.write_text(json.dumps(list(rows.values()), indent=1))
-        write_table([rows[k] for k in VARIANTS if k in rows], args.results / "transformer_cifar10.md")
+        write_table(_ordered(rows), args.results / "transformer_cifar10.md")
+    if args.table_only:
+        write_table(_ordered(rows), args.results / "transformer_cifar10.md")
     return 0
 
 
