@@ -1,0 +1,121 @@
+"""Numba kernels of the bit-packed CPU engine (imported lazily; needs the ``deploy`` extra: ``numba``).
+
+Layouts (all C-contiguous):
+
+* packed spikes ``[N, H + 2p, W + 2p, Cw]`` ``uint64``: bit ``c % 64`` of word ``c // 64`` is the spike
+  of channel ``c`` at that pixel; the border of width ``p`` (the conv's zero padding) is all zeros;
+* packed weights ``[KH, KW, Cw, O]`` ``uint64``: bit set where the ±1 weight is ``+1``;
+* sign table ``[KH, KW, C, O]`` float (``±1``) for the real-valued-spike path.
+
+For binary inputs ``s`` and ±1 weights ``w`` the conv output is
+``sum_i s_i w_i = 2 * popcount(s AND w_pos) - popcount(s)`` over the receptive field: integers, so
+the result is exact in any float format that holds them.
+"""
+
+from __future__ import annotations
+
+import numba
+import numpy as np
+from numba import njit, prange, types
+from numba.extending import intrinsic
+
+__all__ = ["pack_spikes", "popcount_conv", "signed_add_conv", "set_threads"]
+
+
+@intrinsic
+def _popcnt64(typingctx, x):  # type: ignore[no-untyped-def]
+    sig = types.int64(types.uint64)
+
+    def codegen(context, builder, signature, args):  # type: ignore[no-untyped-def]
+        return builder.ctpop(args[0])
+
+    return sig, codegen
+
+
+def set_threads(n: int) -> None:
+    """Use ``n`` threads (clipped to numba's pool size)."""
+    numba.set_num_threads(max(1, min(int(n), numba.config.NUMBA_NUM_THREADS)))
+
+
+@njit(parallel=True, cache=True)
+def pack_spikes(x, pad):  # type: ignore[no-untyped-def]
+    """``x`` float ``[N, C, H, W]`` -> ``(packed [N, H+2p, W+2p, Cw] uint64, binary)``.
+
+    ``binary`` is ``False`` when some value is neither 0 nor 1 (the packed array is then invalid).
+    """
+    n_img, c_in, h_in, w_in = x.shape
+    cw = (c_in + 63) // 64
+    out = np.zeros((n_img, h_in + 2 * pad, w_in + 2 * pad, cw), np.uint64)
+    bad = np.zeros(n_img, np.bool_)
+    for n in prange(n_img):
+        for c in range(c_in):
+            word = c // 64
+            bit = np.uint64(1) << np.uint64(c % 64)
+            for h in range(h_in):
+                for w in range(w_in):
+                    v = x[n, c, h, w]
+                    if v == 1:
+                        out[n, h + pad, w + pad, word] |= bit
+                    elif v != 0:
+                        bad[n] = True
+    return out, not bad.any()
+
+
+@njit(parallel=True, cache=True)
+def popcount_conv(xp, wpos, stride, out):  # type: ignore[no-untyped-def]
+    """Binary-spike x ±1-weight convolution: ``out [N, O, OH, OW]`` (float) from packed operands."""
+    n_img = xp.shape[0]
+    kh_n, kw_n, cw_n, o_n = wpos.shape
+    oh_n, ow_n = out.shape[2], out.shape[3]
+    for job in prange(n_img * oh_n):
+        n = job // oh_n
+        oh = job % oh_n
+        acc = np.empty(o_n, np.int64)
+        for ow in range(ow_n):
+            acc[:] = 0
+            s = 0
+            for kh in range(kh_n):
+                for kw in range(kw_n):
+                    for cw in range(cw_n):
+                        xw = xp[n, oh * stride + kh, ow * stride + kw, cw]
+                        if xw == 0:
+                            continue
+                        s += _popcnt64(xw)
+                        for o in range(o_n):
+                            acc[o] += _popcnt64(xw & wpos[kh, kw, cw, o])
+            for o in range(o_n):
+                out[n, o, oh, ow] = 2 * acc[o] - s
+
+
+@njit(parallel=True, cache=True)
+def signed_add_conv(x, sign, stride, pad, out):  # type: ignore[no-untyped-def]
+    """Real-valued spikes x ±1 weights, event-driven: every non-zero input adds ``±x`` to the outputs
+    it reaches (the sign is a table lookup: no multiplication by a weight). Accumulates in float64.
+
+    ``x`` ``[N, C, H, W]``, ``sign`` ``[KH, KW, C, O]`` (``±1``), ``out`` ``[N, O, OH, OW]``.
+    """
+    n_img, c_in, h_in, w_in = x.shape
+    kh_n, kw_n, _, o_n = sign.shape
+    oh_n, ow_n = out.shape[2], out.shape[3]
+    for job in prange(n_img * oh_n):
+        n = job // oh_n
+        oh = job % oh_n
+        acc = np.empty(o_n, np.float64)
+        for ow in range(ow_n):
+            acc[:] = 0.0
+            for kh in range(kh_n):
+                ih = oh * stride + kh - pad
+                if ih < 0 or ih >= h_in:
+                    continue
+                for kw in range(kw_n):
+                    iw = ow * stride + kw - pad
+                    if iw < 0 or iw >= w_in:
+                        continue
+                    for c in range(c_in):
+                        v = np.float64(x[n, c, ih, iw])
+                        if v == 0.0:
+                            continue
+                        for o in range(o_n):
+                            acc[o] += v * sign[kh, kw, c, o]  # v * ±1: a sign flip, exact
+            for o in range(o_n):
+                out[n, o, oh, ow] = acc[o]
