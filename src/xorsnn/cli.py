@@ -1,8 +1,8 @@
 """The ``xorsnn`` command line (also ``python -m xorsnn``).
 
-Commands: ``train``, ``eval``, ``demo``, ``compare``, ``list``, ``smoke``, ``export``, ``bench-infer``.
-Training options come from :class:`xorsnn.training.TrainConfig` (every field is a flag with its help
-text); a YAML preset (``--config``) sets defaults that flags override.
+Commands: ``train``, ``eval``, ``demo``, ``compare``, ``list``, ``smoke``. Training options come
+from :class:`xorsnn.training.TrainConfig` (every field is a flag with its help text); a YAML preset
+(``--config``) sets defaults that flags override.
 """
 
 from __future__ import annotations

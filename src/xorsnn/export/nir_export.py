@@ -274,7 +274,9 @@ class _Builder:
             return _Sig([name], (x.shape[0], 1, 1), False)
         if isinstance(mod, nn.Flatten):
             it = {"input": np.array(x.shape)}
-            self.add(name, nir.Flatten(input_type=it, start_dim=mod.start_dim - 1 if mod.start_dim > 0 else 0), x)
+            if mod.start_dim != 2 or mod.end_dim != -1:
+                raise ValueError(f"{name}: only nn.Flatten(start_dim=2) ([T, B, ...] -> [T, B, F]) is supported")
+            self.add(name, nir.Flatten(input_type=it, start_dim=0), x)
             return _Sig([name], (int(np.prod(x.shape)),), x.binary)
         raise ValueError(f"{name}: {type(mod).__name__} has no NIR mapping")
 
