@@ -155,3 +155,22 @@ def test_deep_snn_stack_binary_linear_blocks():
 def test_float_model_is_refused():
     with pytest.raises(ValueError, match="±1"):
         pack_model(SpikingResNet("spiking", [1], widths=[8], stem="cifar", num_classes=2, T=1))
+
+
+@pytest.mark.parametrize("spec", [
+    {"tau": 2.0}, {"tau": 1.1, "decay_input": False, "reset": "soft"}, {"tau": None, "decay": 0.25, "v_threshold": 0.5},
+    {"tau": 1.5, "v_reset": -0.3}, {"tau": None, "decay": 0.25, "v_threshold": 0.25, "real_valued": True},
+    {"tau": None, "decay": None},
+])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_fused_neuron_bitwise_equal_to_training_form(spec, dtype):
+    from xorsnn.export.packed import FusedNeuron
+    from xorsnn.neurons import make_neuron
+
+    neuron = make_neuron(spec)
+    g = torch.Generator().manual_seed(5)
+    x = (torch.randn(6, 4, 3, 5, 5, generator=g) * 1.2 + 0.4).to(dtype)
+    x[0, 0, 0, 0, :3] = torch.tensor([neuron.v_threshold, 0.7, 0.1], dtype=dtype)  # values at / near thresholds
+    ref = neuron(x)
+    got = FusedNeuron(neuron)(x)
+    assert torch.equal(ref, got) and 0.05 < float((ref != 0).float().mean()) < 0.95

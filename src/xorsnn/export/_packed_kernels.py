@@ -19,7 +19,7 @@ import numpy as np
 from numba import njit, prange, types
 from numba.extending import intrinsic
 
-__all__ = ["pack_spikes", "popcount_conv", "signed_add_conv", "set_threads"]
+__all__ = ["pack_spikes", "popcount_conv", "signed_add_conv", "neuron_multistep", "set_threads"]
 
 
 @intrinsic
@@ -119,3 +119,34 @@ def signed_add_conv(x, sign, stride, pad, out):  # type: ignore[no-untyped-def]
                             acc[o] += v * sign[kh, kw, c, o]  # v * ±1: a sign flip, exact
             for o in range(o_n):
                 out[n, o, oh, ow] = acc[o]
+
+
+@njit(parallel=True, cache=True)
+def neuron_multistep(x, consts, flags, out):  # type: ignore[no-untyped-def]
+    """Fused multi-step neuron from rest, the same float operations in the same order as
+    :func:`xorsnn.neurons.dynamics.multistep_bptt` (so the spikes are bitwise equal).
+
+    ``x``, ``out``: ``[T, M]``; ``consts`` (dtype of ``x``): ``[k, c, b, v_threshold, v_reset, v_init]``;
+    ``flags``: ``[use_c, use_k, k_is_one, use_b, hard_reset, real_valued]``.
+    """
+    t_n, m_n = x.shape
+    k, c, b, vth, vreset, vinit = consts[0], consts[1], consts[2], consts[3], consts[4], consts[5]
+    use_c, use_k, k_one, use_b, hard, real = flags[0], flags[1], flags[2], flags[3], flags[4], flags[5]
+    zero = consts[0] - consts[0]
+    for i in prange(m_n):
+        v = vinit
+        for t in range(t_n):
+            h = x[t, i] * c if use_c else x[t, i]
+            if use_k:
+                h = h + (v if k_one else v * k)
+            if use_b:
+                h = h + b
+            fire = h >= vth
+            if real:
+                out[t, i] = h if fire else h * zero
+            else:
+                out[t, i] = 1 if fire else 0
+            if hard:
+                v = vreset if fire else h
+            else:
+                v = h - vth if fire else h

@@ -37,8 +37,10 @@ import torch
 from torch import nn
 
 from ..layers import is_binary_layer
+from ..neurons import SpikingNeuron
 
-__all__ = ["PackedConv2d", "PackedLinear", "pack_model", "packed_layers", "is_pm1", "numba_available"]
+__all__ = ["PackedConv2d", "PackedLinear", "FusedNeuron", "pack_model", "packed_layers", "is_pm1",
+           "numba_available"]
 
 
 def numba_available() -> bool:
@@ -164,6 +166,39 @@ class PackedLinear(PackedConv2d):
         return f"in_features={self.in_channels}, out_features={self.out_channels}"
 
 
+class FusedNeuron(nn.Module):
+    """Inference form of a :class:`~xorsnn.neurons.SpikingNeuron`: one fused pass over ``[T, B, ...]``.
+
+    The numba kernel keeps the membrane in a register across the ``T`` steps instead of the
+    ~8 whole-tensor PyTorch operations per step of the training form, and performs the same float
+    operations in the same order (constants cast to the input dtype, as PyTorch does), so its
+    output is bitwise equal to the neuron's. Starts from rest (the neuron must not be ``stateful``).
+    Float32 and float64 inputs; other dtypes fall back to the original module.
+    """
+
+    def __init__(self, neuron: SpikingNeuron) -> None:
+        super().__init__()
+        if neuron.stateful:
+            raise ValueError("FusedNeuron: a stateful neuron cannot be fused (it integrates from rest)")
+        d = neuron.dynamics
+        self.neuron = neuron
+        self._consts = (d.k, d.c, d.b, d.v_threshold, d.v_reset, d.v_init)
+        self._flags = np.array([d.c != 1.0, d.k != 0.0, d.k == 1.0, d.b != 0.0, d.hard_reset, d.real_valued])
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.dtype not in (torch.float32, torch.float64) or x.device.type != "cpu" or x.dim() < 2:
+            return self.neuron(x)
+        k = _kernels()
+        xs = x.detach().contiguous()
+        out = torch.empty_like(xs)
+        consts = np.array(self._consts, dtype=np.float32 if x.dtype == torch.float32 else np.float64)
+        k.neuron_multistep(xs.view(x.shape[0], -1).numpy(), consts, self._flags, out.view(x.shape[0], -1).numpy())
+        return out
+
+    def extra_repr(self) -> str:
+        return "fused numba kernel"
+
+
 def _replace(parent: nn.Module, name: str, new: nn.Module) -> None:
     if isinstance(parent, nn.Sequential) or name.isdigit():
         parent._modules[name] = new
@@ -171,8 +206,9 @@ def _replace(parent: nn.Module, name: str, new: nn.Module) -> None:
         setattr(parent, name, new)
 
 
-def pack_model(model: nn.Module) -> nn.Module:
-    """A copy of ``model`` (eval mode) with every ±1 conv / linear replaced by its packed form.
+def pack_model(model: nn.Module, *, fuse_neurons: bool = True) -> nn.Module:
+    """A copy of ``model`` (eval mode) with every ±1 conv / linear replaced by its packed form and,
+    with ``fuse_neurons``, every (non-stateful) spiking neuron by a :class:`FusedNeuron`.
 
     Works on any model built from ``nn.Conv2d`` / ``nn.Linear`` modules (``SpikingResNet``,
     ``DeepSNNStack``, re-parameterised models). Layers that are not ±1 (first conv, classifier,
@@ -183,6 +219,7 @@ def pack_model(model: nn.Module) -> nn.Module:
         raise ValueError(f"pack_model: model must be an nn.Module, got {type(model).__name__}")
     out = copy.deepcopy(model).eval()
     targets = [(name, mod) for name, mod in out.named_modules() if name and is_pm1(mod)]
+    neurons = [(name, mod) for name, mod in out.named_modules() if isinstance(mod, SpikingNeuron) and not mod.stateful]
     if not targets:
         raise ValueError(
             "pack_model: the model has no conv/linear layer with exactly ±1 weights and no bias; build it with "
@@ -194,6 +231,10 @@ def pack_model(model: nn.Module) -> nn.Module:
         parent = out.get_submodule(parent_name) if parent_name else out
         new = PackedConv2d(mod) if isinstance(mod, nn.Conv2d) else PackedLinear(mod)
         _replace(parent, child, new)
+    if fuse_neurons:
+        for name, mod in neurons:
+            parent_name, _, child = name.rpartition(".")
+            _replace(out.get_submodule(parent_name) if parent_name else out, child, FusedNeuron(mod))
     return out
 
 
