@@ -42,49 +42,59 @@ def pack_spikes(x, pad):  # type: ignore[no-untyped-def]
     """``x`` float ``[N, C, H, W]`` -> ``(packed [N, H+2p, W+2p, Cw] uint64, binary)``.
 
     ``binary`` is ``False`` when some value is neither 0 nor 1 (the packed array is then invalid).
+    Branch-free inner loop over ``W`` (vectorisable).
     """
     n_img, c_in, h_in, w_in = x.shape
     cw = (c_in + 63) // 64
     out = np.zeros((n_img, h_in + 2 * pad, w_in + 2 * pad, cw), np.uint64)
-    bad = np.zeros(n_img, np.bool_)
+    bad = np.zeros(n_img, np.int64)
     for n in prange(n_img):
+        nb = 0
         for c in range(c_in):
             word = c // 64
-            bit = np.uint64(1) << np.uint64(c % 64)
+            sh = np.uint64(c % 64)
             for h in range(h_in):
+                row = out[n, h + pad]
+                xr = x[n, c, h]
                 for w in range(w_in):
-                    v = x[n, c, h, w]
-                    if v == 1:
-                        out[n, h + pad, w + pad, word] |= bit
-                    elif v != 0:
-                        bad[n] = True
-    return out, not bad.any()
+                    v = xr[w]
+                    one = v == 1
+                    nb += (v != 0) & (~one)
+                    row[w + pad, word] |= np.uint64(one) << sh
+        bad[n] = nb
+    return out, bad.sum() == 0
 
 
 @njit(parallel=True, cache=True)
 def popcount_conv(xp, wpos, stride, out):  # type: ignore[no-untyped-def]
-    """Binary-spike x ±1-weight convolution: ``out [N, O, OH, OW]`` (float) from packed operands."""
+    """Binary-spike x ±1-weight convolution: ``out [N, O, OH, OW]`` (float) from packed operands.
+
+    One task per output row; the row's accumulators ``[OW, O]`` stay in L1 while the kernel taps and
+    channel words stream past; the inner loop over ``O`` (contiguous weight words) vectorises.
+    """
     n_img = xp.shape[0]
     kh_n, kw_n, cw_n, o_n = wpos.shape
     oh_n, ow_n = out.shape[2], out.shape[3]
     for job in prange(n_img * oh_n):
         n = job // oh_n
         oh = job % oh_n
-        acc = np.empty(o_n, np.int64)
-        for ow in range(ow_n):
-            acc[:] = 0
-            s = 0
-            for kh in range(kh_n):
-                for kw in range(kw_n):
-                    for cw in range(cw_n):
+        acc = np.zeros((ow_n, o_n), np.int64)
+        s = np.zeros(ow_n, np.int64)
+        for kh in range(kh_n):
+            for kw in range(kw_n):
+                for cw in range(cw_n):
+                    wr = wpos[kh, kw, cw]
+                    for ow in range(ow_n):
                         xw = xp[n, oh * stride + kh, ow * stride + kw, cw]
                         if xw == 0:
                             continue
-                        s += _popcnt64(xw)
+                        s[ow] += _popcnt64(xw)
+                        a = acc[ow]
                         for o in range(o_n):
-                            acc[o] += _popcnt64(xw & wpos[kh, kw, cw, o])
-            for o in range(o_n):
-                out[n, o, oh, ow] = 2 * acc[o] - s
+                            a[o] += _popcnt64(xw & wr[o])
+        for o in range(o_n):
+            for ow in range(ow_n):
+                out[n, o, oh, ow] = 2 * acc[ow, o] - s[ow]
 
 
 @njit(parallel=True, cache=True)
