@@ -105,9 +105,9 @@ def test_packed_model_logits_bitwise_equal_on_fashion_mnist(family, kwargs):
 
 @pytest.mark.slow
 def test_packed_resnet18_layout_bitwise_equal_on_cifar10():
-    x = cifar10(data_dir("cifar10") / "cifar-10-batches-py/test_batch", 8, torch.float32)
+    x = cifar10(data_dir("cifar10") / "cifar-10-batches-py/test_batch", 4, torch.float32)
     torch.manual_seed(1)
-    model = _trained_like(SpikingResNet("spiking", [2, 2, 2, 2], widths=[32, 64, 128, 256], stem="cifar",
+    model = _trained_like(SpikingResNet("spiking", [2, 2, 2, 2], widths=[16, 32, 64, 128], stem="cifar",
                                         num_classes=10, T=2, weights="binary"), x)
     packed = pack_model(model)
     with torch.no_grad():

@@ -137,26 +137,34 @@ def neuron_multistep(x, consts, flags, out):  # type: ignore[no-untyped-def]
     :func:`xorsnn.neurons.dynamics.multistep_bptt` (so the spikes are bitwise equal).
 
     ``x``, ``out``: ``[T, M]``; ``consts`` (dtype of ``x``): ``[k, c, b, v_threshold, v_reset, v_init]``;
-    ``flags``: ``[use_c, use_k, k_is_one, use_b, hard_reset, real_valued]``.
+    ``flags``: ``[use_c, use_k, k_is_one, use_b, hard_reset, real_valued]``. Chunks of 2048 neurons
+    keep their membranes in L1 across the ``T`` steps; the inner loop is branch-free (vectorises).
     """
     t_n, m_n = x.shape
     k, c, b, vth, vreset, vinit = consts[0], consts[1], consts[2], consts[3], consts[4], consts[5]
     use_c, use_k, k_one, use_b, hard, real = flags[0], flags[1], flags[2], flags[3], flags[4], flags[5]
     zero = consts[0] - consts[0]
-    for i in prange(m_n):
-        v = vinit
+    one = zero + 1
+    chunk = 2048
+    for ci in prange((m_n + chunk - 1) // chunk):
+        lo = ci * chunk
+        hi = min(m_n, lo + chunk)
+        v = np.full(hi - lo, vinit, x.dtype)
         for t in range(t_n):
-            h = x[t, i] * c if use_c else x[t, i]
-            if use_k:
-                h = h + (v if k_one else v * k)
-            if use_b:
-                h = h + b
-            fire = h >= vth
-            if real:
-                out[t, i] = h if fire else h * zero
-            else:
-                out[t, i] = 1 if fire else 0
-            if hard:
-                v = vreset if fire else h
-            else:
-                v = h - vth if fire else h
+            xt = x[t, lo:hi]
+            ot = out[t, lo:hi]
+            for j in range(hi - lo):
+                h = xt[j] * c if use_c else xt[j]
+                if use_k:
+                    h = h + (v[j] if k_one else v[j] * k)
+                if use_b:
+                    h = h + b
+                fire = h >= vth
+                if real:
+                    ot[j] = h if fire else h * zero
+                else:
+                    ot[j] = one if fire else zero
+                if hard:
+                    v[j] = vreset if fire else h
+                else:
+                    v[j] = h - vth if fire else h
