@@ -13,7 +13,7 @@ from xorsnn.export import export_nir, to_nir  # noqa: E402
 from xorsnn.export.nir_export import _Builder, _Sig, neuron_to_nir_params  # noqa: E402
 from xorsnn.export.nir_sim import simulate  # noqa: E402
 from xorsnn.layers import TimeAvgPool2d, TimeBatchNorm2d, TimeConv2d, TimeLinear, TimeMaxPool2d  # noqa: E402
-from xorsnn.models import SpikingResNet  # noqa: E402
+from xorsnn.models import DeepSNNStack, SpikingResNet  # noqa: E402
 from xorsnn.neurons import IF, LIF, SpikingNeuron  # noqa: E402
 
 
@@ -140,3 +140,10 @@ def test_refusals_name_the_block():
     odd = SpikingResNet("reverb", [1, 1], widths=[8, 8], stem="cifar", num_classes=2, T=1, in_channels=1)
     with pytest.raises(ValueError, match=r"stages\.1\.0\.downsample\.0: average pool"):
         to_nir(odd, torch.randn(1, 1, 7, 7))  # 7x7 with ceil_mode avg-down: no NIR equivalent
+
+
+@pytest.mark.parametrize("family", ["spiking", "sew", "ms", "oa", "xor"])
+def test_fully_connected_stack_roundtrip(family, tmp_path):
+    torch.manual_seed(3)
+    model = _trained_like(DeepSNNStack(24, 3, family, in_features=10, num_classes=4, T=3))
+    _roundtrip(model, torch.randn(5, 10, dtype=torch.float64), tmp_path, 3)

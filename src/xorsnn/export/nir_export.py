@@ -1,7 +1,8 @@
 """Export spiking networks to NIR (the Neuromorphic Intermediate Representation, ``nir >= 1.0.8``).
 
 :func:`to_nir` turns an eval-mode :class:`~xorsnn.models.SpikingResNet` (families ``spiking``,
-``reverb``, ``sew``, ``ms``, ``oa``, ``xor``) or a feed-forward ``nn.Sequential`` of time-first layers
+``reverb``, ``sew``, ``ms``, ``oa``, ``xor``), a :class:`~xorsnn.models.DeepSNNStack` (the same blocks,
+fully connected) or a feed-forward ``nn.Sequential`` of time-first layers
 into a :class:`nir.NIRGraph`; :func:`export_nir` also writes it (``nir.write``, HDF5).
 :func:`xorsnn.export.nir_sim.simulate` runs a graph in discrete time (the reference the tests use).
 
@@ -54,6 +55,7 @@ from ..blocks.multishortcut import MultiShortcutBasicBlock
 from ..blocks.xor import XORBasicBlock, XORBottleneck
 from ..layers import is_binary_layer
 from ..models.resnet import SpikingResNet
+from ..models.stack import DeepSNNStack
 from ..neurons import SpikingNeuron
 
 __all__ = ["to_nir", "export_nir", "neuron_to_nir_params"]
@@ -380,6 +382,21 @@ class _Builder:
         x = self.weight_layer("fc", m.fc, None, x)
         self.add("output", nir.Output(output_type={"output": np.array(x.shape)}), x)
 
+    def stack(self, m: DeepSNNStack, in_shape: tuple[int, ...]) -> None:
+        nir = self.nir
+        self.add("input", nir.Input(input_type={"input": np.array(in_shape)}), [])
+        x = self.seq("encoder", m.encoder, _Sig(["input"], in_shape, False))
+        prev = None
+        for i, blk in enumerate(m.blocks):
+            out = self.block(f"blocks.{i}", blk, x, prev)
+            prev, x = x, out
+        if isinstance(m.head_bn, _BN):
+            raise ValueError("head_bn: a BatchNorm on the residual stream cannot be folded into NIR")
+        x = self.module("head_sn", m.head_sn, x)
+        if m.fc is not None:
+            x = self.weight_layer("fc", m.fc, None, x)
+        self.add("output", nir.Output(output_type={"output": np.array(x.shape)}), x)
+
     def sequential(self, m: nn.Sequential, in_shape: tuple[int, ...]) -> None:
         nir = self.nir
         self.add("input", nir.Input(input_type={"input": np.array(in_shape)}), [])
@@ -398,7 +415,8 @@ def to_nir(model: nn.Module, sample: torch.Tensor) -> Any:
     """The NIR graph of ``model`` (eval mode; the model is not modified).
 
     Args:
-        model: a :class:`~xorsnn.models.SpikingResNet` or an ``nn.Sequential`` of time-first layers
+        model: a :class:`~xorsnn.models.SpikingResNet`, a :class:`~xorsnn.models.DeepSNNStack` (FC residual
+            blocks) or an ``nn.Sequential`` of time-first layers
             (``TimeConv2d``/``TimeLinear`` [+ BN], neurons, pools, ``nn.Flatten(start_dim=2)``).
         sample: one input the model accepts (``[B, C, H, W]`` or ``[T, B, C, H, W]``), used to trace
             shapes. Node names are the model's module names (neurons keep theirs: ``stages.0.1.sn2``).
@@ -419,10 +437,13 @@ def to_nir(model: nn.Module, sample: torch.Tensor) -> Any:
         per_step = tuple(sample.shape[-3:]) if sample.dim() >= 4 else tuple(sample.shape[-1:])
         if isinstance(model, SpikingResNet):
             b.resnet(model, per_step)
+        elif isinstance(model, DeepSNNStack):
+            b.stack(model, per_step)
         elif isinstance(model, nn.Sequential):
             b.sequential(model, per_step)
         else:
-            raise ValueError(f"to_nir: {type(model).__name__} is not supported (SpikingResNet or nn.Sequential)")
+            raise ValueError(
+                f"to_nir: {type(model).__name__} is not supported (SpikingResNet, DeepSNNStack or nn.Sequential)")
         return b.graph()
     finally:
         model.train(was_training)
