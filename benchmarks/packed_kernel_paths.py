@@ -52,7 +52,7 @@ def main() -> None:
             "torch fp32 conv2d": lambda x=x, w=w: torch.nn.functional.conv2d(x, w, padding=1),
             "numpy bitwise_count (im2col)": lambda x=x, wp=wp, c=c: numpy_path(x, wp, c),
             "numba pack + popcount_conv": lambda x=x, wp=wp, out=out: popcount_conv(
-                pack_spikes(x.numpy(), 1)[0], wp, 1, out),
+                pack_spikes(x.numpy(), 1)[0], wp, 1, 0, out),
         }
         for name, f in paths.items():
             f()

@@ -97,7 +97,8 @@ def test_packed_model_logits_bitwise_equal_on_fashion_mnist(family, kwargs):
     assert len(names) >= 6 and "stem_conv" not in names and "fc" not in names
     with torch.no_grad():
         ref, got = model(x), packed(x)
-    assert torch.equal(ref, got)
+        unfused = pack_model(model, fuse_neurons=False)(x)  # PyTorch neurons, convs pack their own input
+    assert torch.equal(ref, got) and torch.equal(ref, unfused)
     paths = {m.last_path for m in packed.modules() if isinstance(m, PackedConv2d)}
     # binary spikes everywhere; SEW-ADD sums (integers 0..2) take the signed-addition path, exact on integers
     assert paths == ({"popcount", "signed-add"} if family == "sew" else {"popcount"})

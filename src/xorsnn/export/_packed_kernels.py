@@ -19,7 +19,7 @@ import numpy as np
 from numba import njit, prange, types
 from numba.extending import intrinsic
 
-__all__ = ["pack_spikes", "popcount_conv", "signed_add_conv", "neuron_multistep", "set_threads"]
+__all__ = ["pack_spikes", "popcount_conv", "signed_add_conv", "neuron_multistep", "neuron_pack", "set_threads"]
 
 
 @intrinsic
@@ -66,8 +66,10 @@ def pack_spikes(x, pad):  # type: ignore[no-untyped-def]
 
 
 @njit(parallel=True, cache=True)
-def popcount_conv(xp, wpos, stride, out):  # type: ignore[no-untyped-def]
+def popcount_conv(xp, wpos, stride, off, out):  # type: ignore[no-untyped-def]
     """Binary-spike x ±1-weight convolution: ``out [N, O, OH, OW]`` (float) from packed operands.
+
+    ``off`` = (padding of ``xp``) - (padding of the conv) >= 0: a padding-1 array serves a 1x1 conv.
 
     One task per output row; the row's accumulators ``[OW, O]`` stay in L1 while the kernel taps and
     channel words stream past; the inner loop over ``O`` (contiguous weight words) vectorises.
@@ -85,7 +87,7 @@ def popcount_conv(xp, wpos, stride, out):  # type: ignore[no-untyped-def]
                 for cw in range(cw_n):
                     wr = wpos[kh, kw, cw]
                     for ow in range(ow_n):
-                        xw = xp[n, oh * stride + kh, ow * stride + kw, cw]
+                        xw = xp[n, oh * stride + kh + off, ow * stride + kw + off, cw]
                         if xw == 0:
                             continue
                         s[ow] += _popcnt64(xw)
@@ -168,3 +170,49 @@ def neuron_multistep(x, consts, flags, out):  # type: ignore[no-untyped-def]
                     v[j] = vreset if fire else h
                 else:
                     v[j] = h - vth if fire else h
+
+
+@njit(parallel=True, cache=True)
+def neuron_pack(x, consts, flags, out, packed):  # type: ignore[no-untyped-def]
+    """Binary-spike neuron over ``x`` ``[T, B, C, H, W]`` that also packs its spikes.
+
+    Same float operations as :func:`neuron_multistep` (bitwise-equal spikes in ``out``); ``packed``
+    ``[T*B, H+2, W+2, Cw]`` receives the spikes in the layout of :func:`pack_spikes` with padding 1
+    (its border must be zero). One task per ``(b, h)`` row; the row's membranes ``[C, W]`` stay in L1.
+    """
+    t_n, b_n, c_n, h_n, w_n = x.shape
+    cw_n = packed.shape[3]
+    k, c, b, vth, vreset, vinit = consts[0], consts[1], consts[2], consts[3], consts[4], consts[5]
+    use_c, use_k, k_one, use_b, hard = flags[0], flags[1], flags[2], flags[3], flags[4]
+    zero = consts[0] - consts[0]
+    one = zero + 1
+    for job in prange(b_n * h_n):
+        bi = job // h_n
+        hi = job % h_n
+        v = np.full((c_n, w_n), vinit, x.dtype)
+        acc = np.empty((w_n, cw_n), np.uint64)
+        for t in range(t_n):
+            acc[:] = 0
+            for ch in range(c_n):
+                xr = x[t, bi, ch, hi]
+                orow = out[t, bi, ch, hi]
+                vr = v[ch]
+                word = ch // 64
+                sh = np.uint64(ch % 64)
+                for j in range(w_n):
+                    h = xr[j] * c if use_c else xr[j]
+                    if use_k:
+                        h = h + (vr[j] if k_one else vr[j] * k)
+                    if use_b:
+                        h = h + b
+                    fire = h >= vth
+                    orow[j] = one if fire else zero
+                    if hard:
+                        vr[j] = vreset if fire else h
+                    else:
+                        vr[j] = h - vth if fire else h
+                    acc[j, word] |= np.uint64(fire) << sh
+            n = t * b_n + bi
+            for j in range(w_n):
+                for q in range(cw_n):
+                    packed[n, hi + 1, j + 1, q] = acc[j, q]

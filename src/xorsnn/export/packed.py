@@ -30,6 +30,7 @@ use and cached on disk.
 from __future__ import annotations
 
 import copy
+import weakref
 from typing import Any
 
 import numpy as np
@@ -41,6 +42,24 @@ from ..neurons import SpikingNeuron
 
 __all__ = ["PackedConv2d", "PackedLinear", "FusedNeuron", "pack_model", "packed_layers", "is_pm1",
            "numba_available"]
+
+
+# Spikes packed by a FusedNeuron, keyed by the data pointer of its output: the consumer convs reuse them
+# instead of re-reading the float tensor. An entry is valid while its tensor is alive and unmodified.
+_PACKED: dict[int, tuple[Any, tuple[int, ...], int, np.ndarray]] = {}
+
+
+def _register_packed(out: torch.Tensor, packed: np.ndarray) -> None:
+    for key in [k for k, e in _PACKED.items() if e[0]() is None]:
+        del _PACKED[key]
+    _PACKED[out.data_ptr()] = (weakref.ref(out), (out.shape[0] * out.shape[1], *out.shape[2:]), out._version, packed)
+
+
+def _lookup_packed(x: torch.Tensor) -> np.ndarray | None:
+    e = _PACKED.get(x.data_ptr())
+    if e is None or e[0]() is None or e[1] != tuple(x.shape) or e[2] != x._version or not x.is_contiguous():
+        return None
+    return e[3]
 
 
 def numba_available() -> bool:
@@ -126,9 +145,14 @@ class PackedConv2d(nn.Module):
         xn = x.detach().contiguous().numpy()
         oh, ow = self._out_hw(x.shape[2], x.shape[3])
         out = torch.empty(x.shape[0], self.out_channels, oh, ow, dtype=x.dtype)
+        reuse = _lookup_packed(x) if self.padding <= 1 else None
+        if reuse is not None:  # spikes packed by the FusedNeuron that produced x (padding 1)
+            k.popcount_conv(reuse, self.wpos, self.stride, 1 - self.padding, out.numpy())
+            self.last_path = "popcount"
+            return out
         packed, binary = k.pack_spikes(xn, self.padding)
         if binary:
-            k.popcount_conv(packed, self.wpos, self.stride, out.numpy())
+            k.popcount_conv(packed, self.wpos, self.stride, 0, out.numpy())
             self.last_path = "popcount"
         else:
             k.signed_add_conv(xn, self.sign, self.stride, self.padding, out.numpy())
@@ -192,6 +216,12 @@ class FusedNeuron(nn.Module):
         xs = x.detach().contiguous()
         out = torch.empty_like(xs)
         consts = np.array(self._consts, dtype=np.float32 if x.dtype == torch.float32 else np.float64)
+        if x.dim() == 5 and not self._flags[5]:  # binary spikes of feature maps: also pack them (padding 1)
+            t_n, b_n, c_n, h_n, w_n = x.shape
+            packed = np.zeros((t_n * b_n, h_n + 2, w_n + 2, (c_n + 63) // 64), np.uint64)
+            k.neuron_pack(xs.numpy(), consts, self._flags, out.numpy(), packed)
+            _register_packed(out, packed)
+            return out
         k.neuron_multistep(xs.view(x.shape[0], -1).numpy(), consts, self._flags, out.view(x.shape[0], -1).numpy())
         return out
 
