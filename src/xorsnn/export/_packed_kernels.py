@@ -190,14 +190,14 @@ def neuron_pack(x, consts, flags, out, packed):  # type: ignore[no-untyped-def]
         bi = job // h_n
         hi = job % h_n
         v = np.full((c_n, w_n), vinit, x.dtype)
-        acc = np.empty((w_n, cw_n), np.uint64)
+        acc = np.empty((cw_n, w_n), np.uint64)  # word-major: the inner loop over W is contiguous
         for t in range(t_n):
             acc[:] = 0
             for ch in range(c_n):
                 xr = x[t, bi, ch, hi]
                 orow = out[t, bi, ch, hi]
                 vr = v[ch]
-                word = ch // 64
+                accw = acc[ch // 64]
                 sh = np.uint64(ch % 64)
                 for j in range(w_n):
                     h = xr[j] * c if use_c else xr[j]
@@ -211,8 +211,8 @@ def neuron_pack(x, consts, flags, out, packed):  # type: ignore[no-untyped-def]
                         vr[j] = vreset if fire else h
                     else:
                         vr[j] = h - vth if fire else h
-                    acc[j, word] |= np.uint64(fire) << sh
+                    accw[j] |= np.uint64(fire) << sh
             n = t * b_n + bi
             for j in range(w_n):
                 for q in range(cw_n):
-                    packed[n, hi + 1, j + 1, q] = acc[j, q]
+                    packed[n, hi + 1, j + 1, q] = acc[q, j]
