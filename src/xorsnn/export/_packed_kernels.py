@@ -1,0 +1,218 @@
+"""Numba kernels of the bit-packed CPU engine (imported lazily; needs the ``deploy`` extra: ``numba``).
+
+Layouts (all C-contiguous):
+
+* packed spikes ``[N, H + 2p, W + 2p, Cw]`` ``uint64``: bit ``c % 64`` of word ``c // 64`` is the spike
+  of channel ``c`` at that pixel; the border of width ``p`` (the conv's zero padding) is all zeros;
+* packed weights ``[KH, KW, Cw, O]`` ``uint64``: bit set where the ±1 weight is ``+1``;
+* sign table ``[KH, KW, C, O]`` float (``±1``) for the real-valued-spike path.
+
+For binary inputs ``s`` and ±1 weights ``w`` the conv output is
+``sum_i s_i w_i = 2 * popcount(s AND w_pos) - popcount(s)`` over the receptive field: integers, so
+the result is exact in any float format that holds them.
+"""
+
+from __future__ import annotations
+
+import numba
+import numpy as np
+from numba import njit, prange, types
+from numba.extending import intrinsic
+
+__all__ = ["pack_spikes", "popcount_conv", "signed_add_conv", "neuron_multistep", "neuron_pack", "set_threads"]
+
+
+@intrinsic
+def _popcnt64(typingctx, x):  # type: ignore[no-untyped-def]
+    sig = types.int64(types.uint64)
+
+    def codegen(context, builder, signature, args):  # type: ignore[no-untyped-def]
+        return builder.ctpop(args[0])
+
+    return sig, codegen
+
+
+def set_threads(n: int) -> None:
+    """Use ``n`` threads (clipped to numba's pool size)."""
+    numba.set_num_threads(max(1, min(int(n), numba.config.NUMBA_NUM_THREADS)))
+
+
+@njit(parallel=True, cache=True)
+def pack_spikes(x, pad):  # type: ignore[no-untyped-def]
+    """``x`` float ``[N, C, H, W]`` -> ``(packed [N, H+2p, W+2p, Cw] uint64, binary)``.
+
+    ``binary`` is ``False`` when some value is neither 0 nor 1 (the packed array is then invalid).
+    Branch-free inner loop over ``W`` (vectorisable).
+    """
+    n_img, c_in, h_in, w_in = x.shape
+    cw = (c_in + 63) // 64
+    out = np.zeros((n_img, h_in + 2 * pad, w_in + 2 * pad, cw), np.uint64)
+    bad = np.zeros(n_img, np.int64)
+    for n in prange(n_img):
+        nb = 0
+        for c in range(c_in):
+            word = c // 64
+            sh = np.uint64(c % 64)
+            for h in range(h_in):
+                row = out[n, h + pad]
+                xr = x[n, c, h]
+                for w in range(w_in):
+                    v = xr[w]
+                    one = v == 1
+                    nb += (v != 0) & (~one)
+                    row[w + pad, word] |= np.uint64(one) << sh
+        bad[n] = nb
+    return out, bad.sum() == 0
+
+
+@njit(parallel=True, cache=True)
+def popcount_conv(xp, wpos, stride, off, out):  # type: ignore[no-untyped-def]
+    """Binary-spike x ±1-weight convolution: ``out [N, O, OH, OW]`` (float) from packed operands.
+
+    ``off`` = (padding of ``xp``) - (padding of the conv) >= 0: a padding-1 array serves a 1x1 conv.
+
+    One task per output row; the row's accumulators ``[OW, O]`` stay in L1 while the kernel taps and
+    channel words stream past; the inner loop over ``O`` (contiguous weight words) vectorises.
+    """
+    n_img = xp.shape[0]
+    kh_n, kw_n, cw_n, o_n = wpos.shape
+    oh_n, ow_n = out.shape[2], out.shape[3]
+    for job in prange(n_img * oh_n):
+        n = job // oh_n
+        oh = job % oh_n
+        acc = np.zeros((ow_n, o_n), np.int64)
+        s = np.zeros(ow_n, np.int64)
+        for kh in range(kh_n):
+            for kw in range(kw_n):
+                for cw in range(cw_n):
+                    wr = wpos[kh, kw, cw]
+                    for ow in range(ow_n):
+                        xw = xp[n, oh * stride + kh + off, ow * stride + kw + off, cw]
+                        if xw == 0:
+                            continue
+                        s[ow] += _popcnt64(xw)
+                        a = acc[ow]
+                        for o in range(o_n):
+                            a[o] += _popcnt64(xw & wr[o])
+        for o in range(o_n):
+            for ow in range(ow_n):
+                out[n, o, oh, ow] = 2 * acc[ow, o] - s[ow]
+
+
+@njit(parallel=True, cache=True)
+def signed_add_conv(x, sign, stride, pad, out):  # type: ignore[no-untyped-def]
+    """Real-valued spikes x ±1 weights, event-driven: every non-zero input adds ``±x`` to the outputs
+    it reaches (the sign is a table lookup: no multiplication by a weight). Accumulates in float64.
+
+    ``x`` ``[N, C, H, W]``, ``sign`` ``[KH, KW, C, O]`` (``±1``), ``out`` ``[N, O, OH, OW]``.
+    """
+    n_img, c_in, h_in, w_in = x.shape
+    kh_n, kw_n, _, o_n = sign.shape
+    oh_n, ow_n = out.shape[2], out.shape[3]
+    for job in prange(n_img * oh_n):
+        n = job // oh_n
+        oh = job % oh_n
+        acc = np.empty(o_n, np.float64)
+        for ow in range(ow_n):
+            acc[:] = 0.0
+            for kh in range(kh_n):
+                ih = oh * stride + kh - pad
+                if ih < 0 or ih >= h_in:
+                    continue
+                for kw in range(kw_n):
+                    iw = ow * stride + kw - pad
+                    if iw < 0 or iw >= w_in:
+                        continue
+                    for c in range(c_in):
+                        v = np.float64(x[n, c, ih, iw])
+                        if v == 0.0:
+                            continue
+                        for o in range(o_n):
+                            acc[o] += v * sign[kh, kw, c, o]  # v * ±1: a sign flip, exact
+            for o in range(o_n):
+                out[n, o, oh, ow] = acc[o]
+
+
+@njit(parallel=True, cache=True)
+def neuron_multistep(x, consts, flags, out):  # type: ignore[no-untyped-def]
+    """Fused multi-step neuron from rest, the same float operations in the same order as
+    :func:`xorsnn.neurons.dynamics.multistep_bptt` (so the spikes are bitwise equal).
+
+    ``x``, ``out``: ``[T, M]``; ``consts`` (dtype of ``x``): ``[k, c, b, v_threshold, v_reset, v_init]``;
+    ``flags``: ``[use_c, use_k, k_is_one, use_b, hard_reset, real_valued]``. Chunks of 2048 neurons
+    keep their membranes in L1 across the ``T`` steps; the inner loop is branch-free (vectorises).
+    """
+    t_n, m_n = x.shape
+    k, c, b, vth, vreset, vinit = consts[0], consts[1], consts[2], consts[3], consts[4], consts[5]
+    use_c, use_k, k_one, use_b, hard, real = flags[0], flags[1], flags[2], flags[3], flags[4], flags[5]
+    zero = consts[0] - consts[0]
+    one = zero + 1
+    chunk = 2048
+    for ci in prange((m_n + chunk - 1) // chunk):
+        lo = ci * chunk
+        hi = min(m_n, lo + chunk)
+        v = np.full(hi - lo, vinit, x.dtype)
+        for t in range(t_n):
+            xt = x[t, lo:hi]
+            ot = out[t, lo:hi]
+            for j in range(hi - lo):
+                h = xt[j] * c if use_c else xt[j]
+                if use_k:
+                    h = h + (v[j] if k_one else v[j] * k)
+                if use_b:
+                    h = h + b
+                fire = h >= vth
+                if real:
+                    ot[j] = h if fire else h * zero
+                else:
+                    ot[j] = one if fire else zero
+                if hard:
+                    v[j] = vreset if fire else h
+                else:
+                    v[j] = h - vth if fire else h
+
+
+@njit(parallel=True, cache=True)
+def neuron_pack(x, consts, flags, out, packed):  # type: ignore[no-untyped-def]
+    """Binary-spike neuron over ``x`` ``[T, B, C, H, W]`` that also packs its spikes.
+
+    Same float operations as :func:`neuron_multistep` (bitwise-equal spikes in ``out``); ``packed``
+    ``[T*B, H+2, W+2, Cw]`` receives the spikes in the layout of :func:`pack_spikes` with padding 1
+    (its border must be zero). One task per ``(b, h)`` row; the row's membranes ``[C, W]`` stay in L1.
+    """
+    t_n, b_n, c_n, h_n, w_n = x.shape
+    cw_n = packed.shape[3]
+    k, c, b, vth, vreset, vinit = consts[0], consts[1], consts[2], consts[3], consts[4], consts[5]
+    use_c, use_k, k_one, use_b, hard = flags[0], flags[1], flags[2], flags[3], flags[4]
+    zero = consts[0] - consts[0]
+    one = zero + 1
+    for job in prange(b_n * h_n):
+        bi = job // h_n
+        hi = job % h_n
+        v = np.full((c_n, w_n), vinit, x.dtype)
+        acc = np.empty((cw_n, w_n), np.uint64)  # word-major: the inner loop over W is contiguous
+        for t in range(t_n):
+            acc[:] = 0
+            for ch in range(c_n):
+                xr = x[t, bi, ch, hi]
+                orow = out[t, bi, ch, hi]
+                vr = v[ch]
+                accw = acc[ch // 64]
+                sh = np.uint64(ch % 64)
+                for j in range(w_n):
+                    h = xr[j] * c if use_c else xr[j]
+                    if use_k:
+                        h = h + (vr[j] if k_one else vr[j] * k)
+                    if use_b:
+                        h = h + b
+                    fire = h >= vth
+                    orow[j] = one if fire else zero
+                    if hard:
+                        vr[j] = vreset if fire else h
+                    else:
+                        vr[j] = h - vth if fire else h
+                    accw[j] |= np.uint64(fire) << sh
+            n = t * b_n + bi
+            for j in range(w_n):
+                for q in range(cw_n):
+                    packed[n, hi + 1, j + 1, q] = acc[q, j]

@@ -1,0 +1,136 @@
+"""The ``xorsnn export`` and ``xorsnn bench-infer`` commands (registered by :mod:`xorsnn.cli`).
+
+``xorsnn export --format nir CHECKPOINT out.nir``: NIR graph (:func:`xorsnn.export.export_nir`).
+``xorsnn export --format reparam CHECKPOINT OUT_DIR`` (or ``--reparam``): the re-parameterised ±1-weight
+inference model as ``OUT_DIR/model.safetensors`` + ``OUT_DIR/model.json`` (sidecar: source model,
+arguments, full-precision layers, op report), and the op report printed.
+``xorsnn bench-infer``: latency / throughput of the bit-packed engine against PyTorch fp32.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+__all__ = ["add_export_parser", "add_bench_infer_parser"]
+
+_SIZES = {"fashion_mnist": 28, "fashion-mnist": 28, "fmnist": 28, "mnist": 28, "digits": 8}
+
+
+def _sample_input(model: Any, meta: dict[str, Any], size: int | None, batch: int, seed: int) -> Any:
+    import torch
+
+    if size is None:
+        if getattr(model, "input_size", None):
+            h, w = model.input_size
+        else:
+            dataset = str(meta.get("xorsnn_config", {}).get("dataset", "")).lower()
+            img = meta.get("xorsnn_config", {}).get("image_size")
+            h = w = int(img or _SIZES.get(dataset, 32))
+    else:
+        h = w = int(size)
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(batch, int(getattr(model, "in_channels", 3)), h, w, generator=g)
+
+
+def _cmd_export(args: argparse.Namespace) -> int:
+    import torch
+
+    from ..training import build_model_from_checkpoint
+
+    fmt = "reparam" if args.reparam else args.format
+    if fmt is None:
+        raise ValueError("choose the export format: --format nir or --format reparam (same as --reparam)")
+    model, meta = build_model_from_checkpoint(args.checkpoint, "cpu", which=args.which)
+    model.eval()
+    x = _sample_input(model, meta, args.input_size, args.batch, args.seed)
+    out = Path(args.out)
+    if fmt == "nir":
+        from .nir_export import export_nir
+
+        graph = export_nir(model, x, out)
+        n_neurons = sum(type(n).__name__ in ("LIF", "IF") for n in graph.nodes.values())
+        print(f"wrote {out}: {len(graph.nodes)} NIR nodes ({n_neurons} LIF/IF populations), {len(graph.edges)} edges "
+              f"from {meta['model']} (epoch {meta.get('epoch')}); input per step {tuple(x.shape[1:])}")
+        return 0
+
+    from safetensors.torch import save_file
+
+    from .opcount import op_report
+    from .reparam import reparameterize
+
+    inference = reparameterize(model)
+    with torch.no_grad():
+        ref = model(x)
+        got = inference(x)
+    report = op_report(inference, x)
+    out.mkdir(parents=True, exist_ok=True)
+    tensors = {k: v.detach().cpu().contiguous() for k, v in inference.state_dict().items()}
+    save_file(tensors, str(out / "model.safetensors"), metadata={"format": "xorsnn-reparam", "model": meta["model"]})
+    sidecar = {
+        "format": "xorsnn-reparam",
+        "source_checkpoint": meta["checkpoint"],
+        "model": meta["model"],
+        "model_kwargs": meta.get("model_kwargs", {}),
+        "epoch": meta.get("epoch"),
+        "full_precision_layers": inference.full_precision_layers,
+        "max_abs_logit_diff_vs_source": float((ref - got).abs().max()),
+        "op_report": {
+            "note": f"per sample over T={model.T} steps, on {args.batch} random N(0,1) images (seed {args.seed}); "
+                    "spike rates of real data differ",
+            "additions": report.additions,
+            "multiplications": report.multiplications,
+            "rows": [vars(r) for r in report.rows],
+        },
+        "rebuild": "xorsnn.export.reparameterize(build_model_from_checkpoint(source_checkpoint)[0]); its state_dict "
+                   "equals model.safetensors",
+    }
+    (out / "model.json").write_text(json.dumps(sidecar, indent=2))
+    print(report.to_markdown())
+    print(f"\nadditions {report.additions:,.0f}, multiplications {report.multiplications:,.0f} per sample")
+    print("full-precision layers: " + (", ".join(f"{k} ({v})" for k, v in inference.full_precision_layers.items())
+                                       or "none"))
+    print(f"wrote {out / 'model.safetensors'} and {out / 'model.json'} (max |logit diff| vs the source model "
+          f"{sidecar['max_abs_logit_diff_vs_source']:.3g})")
+    return 0
+
+
+def add_export_parser(sub: Any) -> None:
+    """Register ``xorsnn export`` on the subparsers ``sub``."""
+    p = sub.add_parser("export", help="export a checkpoint: NIR graph or re-parameterised ±1-weight model",
+                       description="Examples: xorsnn export --format nir RUN out.nir; "
+                                   "xorsnn export --reparam RUN out_dir")
+    p.add_argument("checkpoint", help="run directory, epoch_NNNN folder or model.safetensors")
+    p.add_argument("out", help="output file (nir) or directory (reparam)")
+    p.add_argument("--format", choices=("nir", "reparam"), default=None, help="what to write")
+    p.add_argument("--reparam", action="store_true", help="same as --format reparam")
+    p.add_argument("--which", choices=("BEST", "LAST"), default="BEST", help="checkpoint of a run directory")
+    p.add_argument("--input-size", type=int, default=None,
+                   help="image height = width used to trace shapes (default: the model's or its dataset's)")
+    p.add_argument("--batch", type=int, default=2, help="random images used for tracing / the op report (default 2)")
+    p.add_argument("--seed", type=int, default=0, help="seed of those images (default 0)")
+    p.set_defaults(func=_cmd_export)
+
+
+def _cmd_bench(args: argparse.Namespace) -> int:
+    from .bench import bench_infer, format_results
+
+    rows = bench_infer(batches=args.batch, T=args.T, repeats=args.repeats, threads=args.threads, arch=args.arch)
+    print(format_results(rows))
+    return 0
+
+
+def add_bench_infer_parser(sub: Any) -> None:
+    """Register ``xorsnn bench-infer`` on the subparsers ``sub``."""
+    p = sub.add_parser("bench-infer", help="latency/throughput of the bit-packed CPU engine vs PyTorch fp32",
+                       description="Binary-weight, binary-spike ResNet on CIFAR-sized input; checks the packed "
+                                   "engine's logits equal PyTorch's, then times both.")
+    p.add_argument("--arch", choices=("resnet18", "resnet20"), default="resnet18",
+                   help="network: resnet18 (widths 64-512, 11M params) or resnet20 (16-64, quick)")
+    p.add_argument("--batch", type=int, nargs="+", default=[1, 64], help="batch sizes (default: 1 64)")
+    p.add_argument("--T", type=int, default=4, help="time steps (default 4)")
+    p.add_argument("--repeats", type=int, default=5, help="timed repetitions per setting (default 5)")
+    p.add_argument("--threads", type=int, default=None, help="CPU threads (default: torch's current setting)")
+    p.set_defaults(func=_cmd_bench)

@@ -1,0 +1,456 @@
+"""Export spiking networks to NIR (the Neuromorphic Intermediate Representation, ``nir >= 1.0.8``).
+
+:func:`to_nir` turns an eval-mode :class:`~xorsnn.models.SpikingResNet` (families ``spiking``,
+``reverb``, ``sew``, ``ms``, ``oa``, ``xor``), a :class:`~xorsnn.models.DeepSNNStack` (the same blocks,
+fully connected) or a feed-forward ``nn.Sequential`` of time-first layers
+into a :class:`nir.NIRGraph`; :func:`export_nir` also writes it (``nir.write``, HDF5).
+:func:`xorsnn.export.nir_sim.simulate` runs a graph in discrete time (the reference the tests use).
+
+Conventions (``docs/deploy.md``):
+
+* **time**: one NIR time step is one xorsnn step, ``dt = 1``, forward Euler; a static image is
+  presented at every step (xorsnn computes the stem conv once and repeats it: the same values).
+* **BatchNorm** (eval statistics) is folded into the preceding conv / linear (weight and bias).
+* **LIF**, tau form ``H = V + (X - (V - V_reset)) / tau``: ``tau = tau``, ``r = 1`` (``tau`` with
+  ``decay_input=False``), ``v_leak = V_reset``; decay form ``H = d V + X``: ``tau = 1 / (1 - d)``,
+  ``r = tau``, ``v_leak = 0`` (``d = 1`` is exported as IF); **IF**: ``r = 1``. Threshold
+  ``v_threshold = V_th`` (a spike where ``v >= V_th``), hard reset to ``v_reset = V_reset``.
+* **Residual ADD** (Spiking ResNet, SEW-ADD, MS): no node -- every summand gets an edge into the
+  consumer (NIR sums a node's inputs).
+* **Spike logic** on binary spikes is lowered exactly to stateless ``Threshold`` nodes on summed
+  spikes (``Scale(-1)`` where a summand is negated): ``OR(a, b) = H(a + b - 1/2)``,
+  ``AND(a, b) = H(a + b - 3/2)``, ``IAND(a, b) = (1 - a) b = H(b - a - 1/2)``,
+  ``XOR(a, b) = OR(a, b) - AND(a, b)`` (two thresholds, the second through ``Scale(-1)``); max-pool
+  of binary spikes is ``H(SumPool - 1/2)``. Truth tables in ``docs/deploy.md``; the half-integer
+  thresholds make the convention at ``x = threshold`` irrelevant.
+
+Refused (``ValueError`` naming the module): real-valued spikes (no NIR neuron emits its membrane),
+soft reset (NIR neurons reset to ``v_reset``), the multi-shortcut family (soft-reset neurons and a
+BatchNorm on the residual stream), spike logic on non-binary operands (e.g. after a SEW-ADD),
+max-pool of non-spike values, an avg-down shortcut whose input size is not a multiple of the stride
+(``ceil_mode`` padding has no NIR equivalent), and modules without a NIR mapping.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..blocks import (
+    MSBasicBlock,
+    MSBottleneck,
+    OABasicBlock,
+    OABottleneck,
+    SEWBasicBlock,
+    SEWBottleneck,
+    SpikingBasicBlock,
+    SpikingBottleneck,
+)
+from ..blocks.multishortcut import MultiShortcutBasicBlock
+from ..blocks.xor import XORBasicBlock, XORBottleneck
+from ..layers import is_binary_layer
+from ..models.resnet import SpikingResNet
+from ..models.stack import DeepSNNStack
+from ..neurons import SpikingNeuron
+
+__all__ = ["to_nir", "export_nir", "neuron_to_nir_params"]
+
+_BN = nn.modules.batchnorm._BatchNorm
+
+
+def _nir() -> Any:
+    try:
+        import nir
+    except ImportError as exc:  # pragma: no cover - depends on the environment
+        raise ImportError("NIR export needs the nir package: pip install 'xorsnn[nir]'") from exc
+    return nir
+
+
+@dataclass
+class _Sig:
+    """A tensor of the exported graph: the sum of the outputs of ``sources`` (NIR multi-input edges)."""
+
+    sources: list[str]
+    shape: tuple[int, ...]  # per sample, per step: (C, H, W) or (F,)
+    binary: bool  # every value in {0, 1}
+
+
+def neuron_to_nir_params(neuron: SpikingNeuron, name: str) -> dict[str, float]:
+    """NIR LIF/IF parameters of an xorsnn neuron (scalars; see the module docstring).
+
+    Returns ``{"kind": "LIF" | "IF", "tau", "r", "v_leak", "v_threshold", "v_reset"}``.
+    Raises ``ValueError`` naming ``name`` for real-valued spikes and soft reset.
+    """
+    if neuron.real_valued:
+        raise ValueError(f"{name}: real-valued spikes (U * 1[U >= V_th]) have no NIR neuron; export binary spikes")
+    if neuron.reset != "hard":
+        raise ValueError(f"{name}: soft reset (subtract V_th) has no NIR equivalent (NIR neurons reset to v_reset)")
+    out = {"v_threshold": neuron.v_threshold, "v_reset": neuron.v_reset}
+    if neuron.tau is not None:
+        r = 1.0 if neuron.decay_input else neuron.tau
+        return {"kind": "LIF", "tau": neuron.tau, "r": r, "v_leak": neuron.v_reset, **out}
+    if neuron.decay is not None and neuron.decay < 1.0:
+        tau = 1.0 / (1.0 - neuron.decay)
+        return {"kind": "LIF", "tau": tau, "r": tau, "v_leak": 0.0, **out}
+    return {"kind": "IF", "tau": float("inf"), "r": 1.0, "v_leak": 0.0, **out}
+
+
+class _Builder:
+    def __init__(self, model: nn.Module, sample: torch.Tensor) -> None:
+        self.nir = _nir()
+        self.model = model
+        self.nodes: dict[str, Any] = {}
+        self.edges: list[tuple[str, str]] = []
+        self.shapes: dict[int, tuple[tuple[int, ...], tuple[int, ...]]] = {}
+        self._trace(sample)
+
+    # -- shapes ---------------------------------------------------------------------------------
+    def _trace(self, sample: torch.Tensor) -> None:
+        """Record each module's per-sample input/output shape with one forward pass."""
+        hooks = []
+
+        def hook(mod: nn.Module, args: tuple, out: Any) -> None:
+            if isinstance(out, torch.Tensor) and args and isinstance(args[0], torch.Tensor):
+                lead = 2 if args[0].dim() in (5, 3) and mod is not self.model else 1
+                if isinstance(mod, (nn.Conv2d, _BN)) and args[0].dim() == 4:
+                    lead = 1
+                self.shapes.setdefault(id(mod), (tuple(args[0].shape[lead:]), tuple(out.shape[lead:])))
+
+        for mod in self.model.modules():
+            hooks.append(mod.register_forward_hook(hook))
+        try:
+            with torch.no_grad():
+                self.model(sample)
+        finally:
+            for h in hooks:
+                h.remove()
+
+    def _in_shape(self, mod: nn.Module) -> tuple[int, ...]:
+        return self.shapes[id(mod)][0]
+
+    def _out_shape(self, mod: nn.Module) -> tuple[int, ...]:
+        return self.shapes[id(mod)][1]
+
+    # -- graph primitives -----------------------------------------------------------------------
+    def add(self, name: str, node: Any, inputs: _Sig | list[str]) -> str:
+        if name in self.nodes:
+            raise RuntimeError(f"internal error: duplicate NIR node {name}")  # pragma: no cover
+        self.nodes[name] = node
+        for src in inputs.sources if isinstance(inputs, _Sig) else inputs:
+            self.edges.append((src, name))
+        return name
+
+    @staticmethod
+    def _np(t: torch.Tensor) -> np.ndarray:
+        return t.detach().cpu().to(torch.float64).numpy()
+
+    def weight_layer(self, name: str, layer: nn.Module, bn: nn.Module | None, x: _Sig) -> _Sig:
+        """Conv/Linear (+ folded BN) node fed by ``x``."""
+        with torch.no_grad():
+            w = (layer.binary_weight() if is_binary_layer(layer) else layer.weight).detach().double()
+            b = layer.bias.detach().double() if layer.bias is not None else torch.zeros(w.shape[0], dtype=torch.float64)
+            if bn is not None:
+                if not isinstance(bn, _BN) or bn.running_var is None:
+                    raise ValueError(f"{name}: BatchNorm without running statistics cannot be folded")
+                s = (bn.weight.detach().double() if bn.weight is not None else 1.0) / torch.sqrt(
+                    bn.running_var.double() + bn.eps)
+                shift = bn.bias.detach().double() if bn.bias is not None else 0.0
+                w = w * s.view((-1,) + (1,) * (w.dim() - 1))
+                b = (b - bn.running_mean.double()) * s + shift
+        if isinstance(layer, nn.Conv2d):
+            if layer.padding_mode != "zeros" or isinstance(layer.padding, str):
+                raise ValueError(f"{name}: only numeric zero padding can be exported")
+            node = self.nir.Conv2d(
+                input_shape=tuple(x.shape[1:]), weight=self._np(w), stride=tuple(layer.stride),
+                padding=tuple(layer.padding), dilation=tuple(layer.dilation), groups=layer.groups, bias=self._np(b))
+        else:
+            node = self.nir.Affine(weight=self._np(w), bias=self._np(b))
+        self.add(name, node, x)
+        return _Sig([name], self._out_shape(bn if bn is not None else layer), False)
+
+    def neuron(self, name: str, neuron: nn.Module, x: _Sig) -> _Sig:
+        if not isinstance(neuron, SpikingNeuron):
+            raise ValueError(f"{name}: {type(neuron).__name__} is not an xorsnn spiking neuron")
+        p = neuron_to_nir_params(neuron, name)
+        shape = x.shape
+        full = {k: np.full(shape, v, dtype=np.float64) for k, v in p.items() if k != "kind"}
+        if p["kind"] == "LIF":
+            node = self.nir.LIF(tau=full["tau"], r=full["r"], v_leak=full["v_leak"],
+                                v_threshold=full["v_threshold"], v_reset=full["v_reset"])
+        else:
+            node = self.nir.IF(r=full["r"], v_threshold=full["v_threshold"], v_reset=full["v_reset"])
+        self.add(name, node, x)
+        return _Sig([name], shape, True)
+
+    def scale(self, name: str, x: _Sig, factor: float) -> _Sig:
+        self.add(name, self.nir.Scale(scale=np.full(x.shape, factor)), x)
+        return _Sig([name], x.shape, False)
+
+    def threshold(self, name: str, x: _Sig, theta: float) -> _Sig:
+        self.add(name, self.nir.Threshold(threshold=np.full(x.shape, theta)), x)
+        return _Sig([name], x.shape, True)
+
+    @staticmethod
+    def _need_binary(name: str, *sigs: _Sig) -> None:
+        for s in sigs:
+            if not s.binary:
+                raise ValueError(
+                    f"{name}: spike logic on non-binary operands (e.g. the integer output of a SEW-ADD) computes a "
+                    "different function when lowered to thresholds; refusing to export")
+
+    def logic(self, name: str, op: str, a: _Sig, b: _Sig) -> _Sig:
+        """Exact lowering of ``op(a, b)`` on binary spikes (see the module docstring)."""
+        self._need_binary(name, a, b)
+        both = _Sig(a.sources + b.sources, a.shape, False)
+        if op == "or":
+            return self.threshold(f"{name}.or", both, 0.5)
+        if op == "and":
+            return self.threshold(f"{name}.and", both, 1.5)
+        if op == "iand":  # (1 - a) * b
+            neg = self.scale(f"{name}.neg", a, -1.0)
+            return self.threshold(f"{name}.iand", _Sig(neg.sources + b.sources, a.shape, False), 0.5)
+        if op == "xor":  # OR - AND
+            o = self.threshold(f"{name}.xor_or", both, 0.5)
+            n = self.threshold(f"{name}.xor_and", both, 1.5)
+            neg = self.scale(f"{name}.xor_neg", n, -1.0)
+            return _Sig(o.sources + neg.sources, a.shape, True)
+        raise ValueError(f"{name}: unknown logic op {op!r}")  # pragma: no cover
+
+    # -- pieces of models ---------------------------------------------------------------------
+    def seq(self, name: str, seq: nn.Module, x: _Sig) -> _Sig:
+        """A feed-forward chain of conv/linear (+BN), neurons, pools, flatten."""
+        mods = list(seq.named_children()) if isinstance(seq, nn.Sequential) else [("", seq)]
+        i = 0
+        while i < len(mods):
+            sub, mod = mods[i]
+            full = f"{name}.{sub}" if name and sub else (name or sub)
+            if isinstance(mod, (nn.Conv2d, nn.Linear)):
+                bn = mods[i + 1][1] if i + 1 < len(mods) and isinstance(mods[i + 1][1], _BN) else None
+                x = self.weight_layer(full, mod, bn, x)
+                i += 2 if bn is not None else 1
+                continue
+            x = self.module(full, mod, x)
+            i += 1
+        return x
+
+    def module(self, name: str, mod: nn.Module, x: _Sig) -> _Sig:
+        nir = self.nir
+        if isinstance(mod, (nn.Identity, nn.Dropout)):
+            return x
+        if isinstance(mod, SpikingNeuron):
+            return self.neuron(name, mod, x)
+        if isinstance(mod, nn.Sequential):
+            return self.seq(name, mod, x)
+        if isinstance(mod, _BN):
+            raise ValueError(f"{name}: a BatchNorm that does not follow a conv/linear cannot be folded")
+        if isinstance(mod, nn.MaxPool2d):
+            if not x.binary:
+                raise ValueError(f"{name}: max-pool of non-spike values has no NIR primitive")
+            if mod.dilation not in (1, (1, 1)) or mod.ceil_mode:
+                raise ValueError(f"{name}: max-pool with dilation or ceil_mode cannot be exported")
+            pool = nir.SumPool2d(kernel_size=np.array(_pair(mod.kernel_size)), stride=np.array(_pair(mod.stride)),
+                                 padding=np.array(_pair(mod.padding)))
+            self.add(f"{name}.sum", pool, x)
+            return self.threshold(name, _Sig([f"{name}.sum"], self._out_shape(mod), False), 0.5)
+        if isinstance(mod, nn.AvgPool2d):
+            k, s, p = _pair(mod.kernel_size), _pair(mod.stride or mod.kernel_size), _pair(mod.padding)
+            h, w = x.shape[1:]
+            exact = p == (0, 0) and (h - k[0]) % s[0] == 0 and (w - k[1]) % s[1] == 0
+            if not exact and (mod.ceil_mode or (p != (0, 0) and not mod.count_include_pad)):
+                raise ValueError(f"{name}: average pool with ceil_mode/excluded padding on a {h}x{w} input has no "
+                                 "NIR equivalent (use an input size divisible by the stride)")
+            self.add(name, nir.AvgPool2d(kernel_size=np.array(k), stride=np.array(s), padding=np.array(p)), x)
+            return _Sig([name], self._out_shape(mod), False)
+        if isinstance(mod, nn.AdaptiveAvgPool2d):
+            h, w = x.shape[1:]
+            size = _pair(mod.output_size)
+            if size != (1, 1):
+                raise ValueError(f"{name}: only global average pooling (output size 1) can be exported")
+            self.add(name, nir.AvgPool2d(kernel_size=np.array([h, w]), stride=np.array([h, w]),
+                                         padding=np.array([0, 0])), x)
+            return _Sig([name], (x.shape[0], 1, 1), False)
+        if isinstance(mod, nn.Flatten):
+            it = {"input": np.array(x.shape)}
+            if mod.start_dim != 2 or mod.end_dim != -1:
+                raise ValueError(f"{name}: only nn.Flatten(start_dim=2) ([T, B, ...] -> [T, B, F]) is supported")
+            self.add(name, nir.Flatten(input_type=it, start_dim=0), x)
+            return _Sig([name], (int(np.prod(x.shape)),), x.binary)
+        raise ValueError(f"{name}: {type(mod).__name__} has no NIR mapping")
+
+    def block(self, name: str, blk: nn.Module, x: _Sig, x_prev: _Sig | None) -> _Sig:
+        if isinstance(blk, MultiShortcutBasicBlock):
+            raise ValueError(f"{name}: multi-shortcut blocks (soft-reset neurons, BatchNorm on the residual stream) "
+                             "have no exact NIR form")
+        if isinstance(blk, (XORBasicBlock, XORBottleneck)):
+            return self._xor_block(name, blk, x, x_prev)
+        if isinstance(blk, (OABasicBlock, OABottleneck)):
+            return self._oa_merge(name, blk, x, self._residual(name, blk, x))
+        if isinstance(blk, (SpikingBasicBlock, SpikingBottleneck)):
+            identity = x if blk.downsample is None else self._shortcut(name, blk.downsample, x)
+            cur = self._residual(name, blk, x)
+            last = "sn3" if hasattr(blk, "conv3") else "sn2"
+            return self.neuron(f"{name}.{last}", getattr(blk, last), _Sig(cur.sources + identity.sources,
+                                                                          cur.shape, False))
+        if isinstance(blk, (SEWBasicBlock, SEWBottleneck)):
+            identity = x if blk.downsample is None else self._shortcut(name, blk.downsample, x)
+            cur = self._residual(name, blk, x)
+            last = "sn3" if hasattr(blk, "conv3") else "sn2"
+            a = self.neuron(f"{name}.{last}", getattr(blk, last), cur)
+            if blk.connect == "add":
+                return _Sig(a.sources + identity.sources, a.shape, False)
+            return self.logic(f"{name}.{blk.connect}", blk.connect, a, identity)  # IAND(A, S) = (1 - A) S
+        if isinstance(blk, (MSBasicBlock, MSBottleneck)):
+            identity = x if blk.downsample is None else self._shortcut(name, blk.downsample, x)
+            h = x
+            for i in (1, 2, 3):
+                if not hasattr(blk, f"conv{i}"):
+                    break
+                h = self.neuron(f"{name}.sn{i}", getattr(blk, f"sn{i}"), h)
+                h = self.weight_layer(f"{name}.conv{i}", getattr(blk, f"conv{i}"), getattr(blk, f"bn{i}"), h)
+            return _Sig(h.sources + identity.sources, h.shape, False)
+        raise ValueError(f"{name}: block type {type(blk).__name__} has no NIR mapping")
+
+    def _shortcut(self, name: str, ds: nn.Module, x: _Sig) -> _Sig:
+        return self.seq(f"{name}.downsample", ds, x)
+
+    def _residual(self, name: str, blk: nn.Module, x: _Sig, *, inner_xor: bool = False) -> _Sig:
+        """Branch current before its last neuron: conv-BN(-SN-conv-BN)... (Spiking/SEW/OA layouts)."""
+        convs = [i for i in (1, 2, 3) if hasattr(blk, f"conv{i}")]
+        h = x
+        for i in convs:
+            h = self.weight_layer(f"{name}.conv{i}", getattr(blk, f"conv{i}"), getattr(blk, f"bn{i}"), h)
+            if i != convs[-1]:
+                h = self.neuron(f"{name}.sn{i}", getattr(blk, f"sn{i}"), h)
+                if inner_xor:
+                    h = self.logic(f"{name}.inner_xor", "xor", x, h)
+        return h
+
+    def _fire(self, name: str, blk: nn.Module, cur: _Sig) -> _Sig:
+        last = "sn3" if hasattr(blk, "conv3") else "sn2"
+        return self.neuron(f"{name}.{last}", getattr(blk, last), cur)
+
+    def _oa_merge(self, name: str, blk: nn.Module, x: _Sig, cur: _Sig) -> _Sig:
+        if blk.downsample is None:
+            return self.logic(f"{name}.merge", "or", x, self._fire(name, blk, cur))
+        sc = self._shortcut(name, blk.downsample, x)
+        if blk.down_merge == "add":
+            return self._fire(name, blk, _Sig(cur.sources + sc.sources, cur.shape, False))
+        return self.logic(f"{name}.merge", "or", sc, self._fire(name, blk, cur))
+
+    def _xor_block(self, name: str, blk: nn.Module, x: _Sig, x_prev: _Sig | None) -> _Sig:
+        mode = blk.xor_mode
+        if blk.downsample is not None or mode == "none":
+            return self._oa_merge(name, blk, x, self._residual(name, blk, x))
+        if mode == "input":
+            m = x if x_prev is None or x_prev.shape != x.shape else self.logic(f"{name}.meta_xor", "xor", x, x_prev)
+            return self._oa_merge(name, blk, x, self._residual(name, blk, m))
+        if mode == "inner":
+            cur = self._residual(name, blk, x, inner_xor=True)
+            return self.logic(f"{name}.merge", "or", x, self._fire(name, blk, cur))
+        a = self._fire(name, blk, self._residual(name, blk, x))
+        if mode == "output":  # OR(x, A AND XOR(x, A)) == OR(x, A) on binary spikes (Boolean identity)
+            sel = self.logic(f"{name}.sel", "and", a, self.logic(f"{name}.out_xor", "xor", x, a))
+            return self.logic(f"{name}.merge", "or", x, sel)
+        return self.logic(f"{name}.merge_xor", "xor", x, a)  # merge
+
+    # -- whole models ---------------------------------------------------------------------------
+    def resnet(self, m: SpikingResNet, in_shape: tuple[int, ...]) -> None:
+        nir = self.nir
+        self.add("input", nir.Input(input_type={"input": np.array(in_shape)}), [])
+        x = _Sig(["input"], in_shape, False)
+        x = self.weight_layer("stem_conv", m.stem_conv, m.stem_bn, x)
+        x = self.module("stem_sn", m.stem_sn, x)
+        x = self.module("stem_extra", m.stem_extra, x)
+        x = self.module("stem_pool", m.stem_pool, x)
+        for si, stage in enumerate(m.stages):
+            prev = None
+            for bi, blk in enumerate(stage):
+                out = self.block(f"stages.{si}.{bi}", blk, x, prev)
+                prev, x = x, out
+        if isinstance(m.head_bn, _BN):
+            raise ValueError("head_bn: a BatchNorm on the residual stream cannot be folded into NIR")
+        x = self.module("head_sn", m.head_sn, x)
+        x = self.module("pool", m.pool, x)
+        self.add("flatten", nir.Flatten(input_type={"input": np.array(x.shape)}, start_dim=0), x)
+        x = _Sig(["flatten"], (int(np.prod(x.shape)),), x.binary)
+        x = self.module("hidden", m.hidden, x)
+        x = self.weight_layer("fc", m.fc, None, x)
+        self.add("output", nir.Output(output_type={"output": np.array(x.shape)}), x)
+
+    def stack(self, m: DeepSNNStack, in_shape: tuple[int, ...]) -> None:
+        nir = self.nir
+        self.add("input", nir.Input(input_type={"input": np.array(in_shape)}), [])
+        x = self.seq("encoder", m.encoder, _Sig(["input"], in_shape, False))
+        prev = None
+        for i, blk in enumerate(m.blocks):
+            out = self.block(f"blocks.{i}", blk, x, prev)
+            prev, x = x, out
+        if isinstance(m.head_bn, _BN):
+            raise ValueError("head_bn: a BatchNorm on the residual stream cannot be folded into NIR")
+        x = self.module("head_sn", m.head_sn, x)
+        if m.fc is not None:
+            x = self.weight_layer("fc", m.fc, None, x)
+        self.add("output", nir.Output(output_type={"output": np.array(x.shape)}), x)
+
+    def sequential(self, m: nn.Sequential, in_shape: tuple[int, ...]) -> None:
+        nir = self.nir
+        self.add("input", nir.Input(input_type={"input": np.array(in_shape)}), [])
+        x = self.seq("", m, _Sig(["input"], in_shape, False))
+        self.add("output", nir.Output(output_type={"output": np.array(x.shape)}), x)
+
+    def graph(self) -> Any:
+        return self.nir.NIRGraph(nodes=self.nodes, edges=self.edges, type_check=False)
+
+
+def _pair(v: Any) -> tuple[int, int]:
+    return (int(v), int(v)) if isinstance(v, int) else (int(v[0]), int(v[1]))
+
+
+def to_nir(model: nn.Module, sample: torch.Tensor) -> Any:
+    """The NIR graph of ``model`` (eval mode; the model is not modified).
+
+    Args:
+        model: a :class:`~xorsnn.models.SpikingResNet`, a :class:`~xorsnn.models.DeepSNNStack` (FC residual
+            blocks) or an ``nn.Sequential`` of time-first layers
+            (``TimeConv2d``/``TimeLinear`` [+ BN], neurons, pools, ``nn.Flatten(start_dim=2)``).
+        sample: one input the model accepts (``[B, C, H, W]`` or ``[T, B, C, H, W]``), used to trace
+            shapes. Node names are the model's module names (neurons keep theirs: ``stages.0.1.sn2``).
+
+    Returns:
+        ``nir.NIRGraph`` with nodes ``input`` and ``output``. Per sample and step, the input is
+        ``[C, H, W]`` (or ``[F]``) and the output the logits ``[K]``.
+
+    Raises:
+        ValueError: naming the module, for anything that has no exact NIR form (module docstring).
+    """
+    if not isinstance(model, nn.Module):
+        raise ValueError(f"to_nir: model must be an nn.Module, got {type(model).__name__}")
+    was_training = model.training
+    model.eval()
+    try:
+        b = _Builder(model, sample)
+        per_step = tuple(sample.shape[-3:]) if sample.dim() >= 4 else tuple(sample.shape[-1:])
+        if isinstance(model, SpikingResNet):
+            b.resnet(model, per_step)
+        elif isinstance(model, DeepSNNStack):
+            b.stack(model, per_step)
+        elif isinstance(model, nn.Sequential):
+            b.sequential(model, per_step)
+        else:
+            raise ValueError(
+                f"to_nir: {type(model).__name__} is not supported (SpikingResNet, DeepSNNStack or nn.Sequential)")
+        return b.graph()
+    finally:
+        model.train(was_training)
+
+
+def export_nir(model: nn.Module, sample: torch.Tensor, path: str | Path) -> Any:
+    """:func:`to_nir` and ``nir.write(path, graph)``; returns the graph."""
+    graph = to_nir(model, sample)
+    _nir().write(str(path), graph)
+    return graph

@@ -1,0 +1,94 @@
+"""``xorsnn export`` (NIR and re-parameterised model) and ``xorsnn bench-infer`` through the CLI."""
+
+import json
+
+import pytest
+import torch
+from torch import nn
+
+from xorsnn.cli import build_parser, main
+from xorsnn.models import create_model
+from xorsnn.training import save_checkpoint
+
+KWARGS = {"widths": [8, 16, 32], "num_classes": 10, "T": 2, "in_channels": 1, "weights": "binary"}
+
+
+def _checkpoint(tmp_path, name="spiking_resnet20", **extra):
+    torch.manual_seed(0)
+    kwargs = {**KWARGS, **extra}
+    model = create_model(name, **kwargs)
+    g = torch.Generator().manual_seed(0)
+    for mod in model.modules():
+        if isinstance(mod, nn.modules.batchnorm._BatchNorm):
+            with torch.no_grad():
+                mod.weight.uniform_(0.5, 1.5, generator=g)
+                mod.bias.uniform_(0.2, 1.0, generator=g)
+    run = tmp_path / "run"
+    meta = {"model": name, "model_kwargs": kwargs, "xorsnn_config": {"dataset": "fashion_mnist"}}
+    save_checkpoint(run, model, {}, meta, epoch=1, is_best=True)
+    return run, model.eval()
+
+
+def test_parser_has_export_and_bench_infer():
+    subparsers = next(a for a in build_parser()._actions if a.dest == "command").choices
+    assert {"export", "bench-infer"} <= set(subparsers)
+
+
+def test_export_nir_roundtrip(tmp_path, capsys):
+    nir = pytest.importorskip("nir")
+    from xorsnn.export.nir_sim import simulate
+
+    run, model = _checkpoint(tmp_path)
+    out = tmp_path / "model.nir"
+    assert main(["-q", "export", "--format", "nir", str(run), str(out)]) == 0
+    assert "NIR nodes" in capsys.readouterr().out
+    graph = nir.read(str(out))
+    x = torch.randn(3, 1, 28, 28)  # Fashion-MNIST size, from the checkpoint's dataset
+    with torch.no_grad():
+        ref = model.double()(x.double())
+    got, _ = simulate(graph, x.double().unsqueeze(0).expand(2, *x.shape))
+    assert (got - ref).abs().max() < 1e-9
+
+
+def test_export_nir_refuses_or_blocks_that_cannot_be_lowered(tmp_path, capsys):
+    pytest.importorskip("nir")
+    run, _ = _checkpoint(tmp_path, "xoresnet20", spikes="real")
+    assert main(["-q", "export", "--format", "nir", str(run), str(tmp_path / "x.nir")]) == 2
+    assert "real-valued spikes" in capsys.readouterr().err
+
+
+def test_export_reparam(tmp_path, capsys):
+    from safetensors.torch import load_file
+
+    from xorsnn.export import reparameterize
+
+    run, model = _checkpoint(tmp_path)
+    out = tmp_path / "reparam"
+    assert main(["-q", "export", "--reparam", str(run), str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "±1 weights" in printed and "full-precision layers: stem_conv" in printed
+    sidecar = json.loads((out / "model.json").read_text())
+    assert sidecar["model"] == "spiking_resnet20" and "fc" in sidecar["full_precision_layers"]
+    assert sidecar["op_report"]["multiplications"] > 0 and sidecar["max_abs_logit_diff_vs_source"] < 1e-3
+    tensors = load_file(str(out / "model.safetensors"))
+    expected = reparameterize(model).state_dict()
+    assert set(tensors) == set(expected)
+    for k, v in expected.items():
+        assert torch.equal(tensors[k], v), k
+    w = tensors["stages.0.0.conv2.weight"]
+    assert bool(((w == 1) | (w == -1)).all())
+    # the same through --format reparam
+    assert main(["-q", "export", "--format", "reparam", str(run), str(tmp_path / "r2")]) == 0
+
+
+def test_export_needs_a_format(tmp_path, capsys):
+    run, _ = _checkpoint(tmp_path)
+    assert main(["-q", "export", str(run), str(tmp_path / "o")]) == 2
+    assert "--format nir or --format reparam" in capsys.readouterr().err
+
+
+def test_bench_infer_quick(capsys):
+    pytest.importorskip("numba")
+    assert main(["-q", "bench-infer", "--arch", "resnet20", "--batch", "2", "--T", "1", "--repeats", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "| resnet20 | 2 | 1 |" in out and "| True |" in out
