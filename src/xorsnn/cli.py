@@ -290,6 +290,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--T", type=int, default=4, help="time steps (default 4)")
     p.add_argument("--batch", type=int, default=8, help="batch size (default 8)")
     p.set_defaults(func=_cmd_smoke)
+
+    from .analysis.cli import add_analyze_parser
+    add_analyze_parser(sub)
     return parser
 
 
