@@ -1,11 +1,6 @@
-"""``xorsnn analyze`` end to end, attention ops of the spiking transformers in the op report, and
-tiny runs of the study scripts' core functions (``benchmarks/ablation_xoresnet.py``,
-``benchmarks/depth_study.py``) so they do not rot."""
+"""``xorsnn analyze`` end to end, and the attention ops of the spiking transformers in the op report."""
 
-import importlib.util
 import json
-import sys
-from pathlib import Path
 
 import pytest
 import torch
@@ -14,8 +9,6 @@ from xorsnn.analysis import FiringMonitor, analyze, count_ops
 from xorsnn.cli import main
 from xorsnn.models import SpikeDrivenTransformer, Spikformer
 from xorsnn.training import TrainConfig, build_model_from_checkpoint, train
-
-REPO = Path(__file__).resolve().parent.parent
 
 
 # -- attention ops ------------------------------------------------------------------------------
@@ -148,66 +141,3 @@ def test_analyze_cli_rejects_bad_arguments(digits_run, tmp_path, capsys):
     assert main(["analyze", str(digits_run), "--raster-layer", "nope", "--out", str(tmp_path)]) == 2
     assert "not a module of the model" in capsys.readouterr().err
     assert main(["analyze", str(tmp_path / "missing"), "--out", str(tmp_path)]) == 2
-
-
-# -- the study scripts -------------------------------------------------------------------------
-def _load(script):
-    path = REPO / "benchmarks" / f"{script}.py"
-    spec = importlib.util.spec_from_file_location(f"bench_{script}", path)
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = mod
-    spec.loader.exec_module(mod)
-    return mod
-
-
-@pytest.fixture(scope="module")
-def digits():
-    pytest.importorskip("sklearn")
-    from xorsnn.data import load_dataset
-
-    return load_dataset("digits")
-
-
-def test_ablation_core_runs_and_renders(digits, tmp_path):
-    abl = _load("ablation_xoresnet")
-    recipe = abl.Recipe(train_subset=64, test_subset=32, batch_size=32, analyze_batches=1, analyze_batch_size=16)
-    row = abl.run_variant("xor_input", "digits", 20, 0, recipe, digits)
-    assert row["model"] == "xoresnet20" and row["model_kwargs"] == {"xor_mode": "input"}
-    assert 0 <= row["test_acc"] <= 100 and row["sops"] >= 0 and row["energy_45nm_uJ"] > 0
-    assert row["energy_77fJ_uJ"] > 0 and row["nonbinary_out"] == 0.0  # OR keeps block outputs binary
-    path = tmp_path / "abl.json"
-    abl.merge_rows(path, {abl.row_key(row): row})
-    other = {**row, "seed": 1, "test_acc": row["test_acc"] + 2.0}
-    rows = abl.merge_rows(path, {abl.row_key(other): other})
-    assert set(rows) == {"digits/20/xor_input/seed0", "digits/20/xor_input/seed1"}
-    md = abl.render(rows)
-    assert "## digits, depth 20 (seed 0)" in md and "| xor_input | `xoresnet20` (xor_mode=input) |" in md
-    assert "Seed spread" in md and "| 1.41 |" in md  # stdev of (a, a + 2)
-    with pytest.raises(ValueError, match="unknown variant"):
-        abl.model_name("xor_sideways", 20)
-
-
-def _random_images(n_train=64, n_test=40, size=16):
-    """A DataBundle of random RGB images (the setting of the depth study's known init ratios)."""
-    from xorsnn.data import DataBundle, DatasetInfo, ImageArrays
-
-    g = torch.Generator().manual_seed(0)
-
-    def split(n):
-        return ImageArrays(torch.randint(0, 256, (n, 3, size, size), dtype=torch.uint8, generator=g),
-                           torch.randint(0, 10, (n,), generator=g))
-
-    info = DatasetInfo("random", 10, 3, (size, size), (0.5, 0.5, 0.5), (0.25, 0.25, 0.25))
-    return DataBundle(info, split(n_train), split(n_test))
-
-
-def test_depth_study_core_runs_and_renders():
-    ds = _load("depth_study")
-    budget = ds.Budget(steps=2, batch_size=8, grad_batch=8, train_subset=64, test_subset=40)
-    row = ds.run_depth("ms_resnet", 20, 0, budget, _random_images())
-    assert row["steps"] == 2 and row["test_count"] == 40 and 0 <= row["test_acc"] <= 100
-    assert row["grad_ratio_init"] > 0 and torch.isfinite(torch.tensor(row["loss_last"]))
-    md = ds.render({"ms_resnet/20/seed0": row})
-    assert "| ms_resnet | 20 |" in md
-    with pytest.raises(ValueError, match="unknown family"):
-        ds.run_depth("resnet", 20, 0, budget, _random_images())
