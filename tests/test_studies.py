@@ -35,6 +35,24 @@ def test_output_mode_identity_blocks_get_exactly_zero_gradient_under_zero_init(o
 
 
 # -- the study scripts -------------------------------------------------------------------------
+def test_input_mode_xor_blocks_start_with_only_a_bn_shift_gradient():
+    """At zero-init every identity backbone is silent, so ``m = XOR(x_l, x_{l-1})`` -- the spikes the
+    previous block added -- is exactly 0: conv1 sees zeros, BN2's normalised input is 0, and the only
+    parameter of an active XOR block with a gradient is ``bn2.bias``. OA blocks (``none``) see ``x``, so
+    their ``bn2.weight`` gets a gradient too."""
+    torch.manual_seed(0)
+    x, y = torch.rand(4, 3, 16, 16), torch.tensor([0, 1, 2, 3])
+    active = {"stages.0.1", "stages.0.2", "stages.1.2", "stages.2.2"}  # same-shape predecessor, n = 3
+    for mode, expected in (("input", {"bn2.bias"}), ("none", {"bn2.weight", "bn2.bias"})):
+        torch.manual_seed(1)
+        m = xorsnn.create_model("xoresnet20", num_classes=10, T=2, xor_mode=mode)
+        torch.nn.functional.cross_entropy(m(x).mean(0), y).backward()
+        for name, block in find_blocks(m):
+            if name in active:
+                nonzero = {n for n, p in block.named_parameters() if p.grad is not None and p.grad.abs().sum() > 0}
+                assert nonzero == expected, (mode, name, nonzero)
+
+
 def _load(script):
     path = REPO / "benchmarks" / f"{script}.py"
     spec = importlib.util.spec_from_file_location(f"bench_{script}", path)
