@@ -291,8 +291,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch", type=int, default=8, help="batch size (default 8)")
     p.set_defaults(func=_cmd_smoke)
 
+    from .analysis.cli import add_analyze_parser
     from .export.cli import add_bench_infer_parser, add_export_parser
 
+    add_analyze_parser(sub)
     add_export_parser(sub)
     add_bench_infer_parser(sub)
     return parser

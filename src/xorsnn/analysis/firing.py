@@ -14,7 +14,9 @@ What is recorded, per module name:
   non-zero fraction, its kind (binary / graded / real, :mod:`~xorsnn.analysis.kinds`), the MACs of
   one execution and the executions per sample (so a stem that runs once and is repeated over
   ``T`` is counted once -- what the code does);
-* every module with an op counter (``extra_ops`` method or :func:`register_op_counter`): its records;
+* every module with an op counter (``extra_ops`` method or :func:`register_op_counter`): its records
+  (a module with a bool attribute ``capture_op_operands`` has it set to ``True`` while the monitor
+  is open, so it can keep the internal tensors its counter needs; the old value is restored);
 * every spiking neuron: the output rate overall and per time step, and the output kind.
 
 The number of samples of each forward is read from the model output (time-first ``[T, B, ...]``:
@@ -33,7 +35,7 @@ from torch import nn
 
 from ..neurons import SpikingNeuron
 from .kinds import ValueCounts, worst_kind
-from .ops import SYNAPTIC_TYPES, extra_op_records, op_counter_for, synaptic_macs
+from .ops import CAPTURE_FLAG, SYNAPTIC_TYPES, extra_op_records, op_counter_for, synaptic_macs
 from .optable import LayerOps, OpTable
 
 __all__ = ["FiringMonitor", "NeuronStats", "count_ops"]
@@ -142,12 +144,16 @@ class FiringMonitor:
         self._layers: dict[str, _LayerAcc] = {}
         self._neurons: dict[str, _NeuronAcc] = {}
         self._handles: list[Any] = []
+        self._captures: list[tuple[nn.Module, bool]] = []
 
     # -- hooks ----------------------------------------------------------------------------
     def __enter__(self) -> FiringMonitor:
         for name, module in self.model.named_modules():
             if op_counter_for(module) is not None:
                 self._handles.append(module.register_forward_hook(self._extra_hook(name)))
+                if isinstance(getattr(module, CAPTURE_FLAG, None), bool):  # counter needs internal tensors
+                    self._captures.append((module, getattr(module, CAPTURE_FLAG)))
+                    setattr(module, CAPTURE_FLAG, True)
             elif isinstance(module, self.synaptic_types):
                 self._handles.append(module.register_forward_hook(self._synaptic_hook(name)))
             if isinstance(module, self.neuron_types):
@@ -163,6 +169,9 @@ class FiringMonitor:
         for h in self._handles:
             h.remove()
         self._handles.clear()
+        for module, previous in self._captures:
+            setattr(module, CAPTURE_FLAG, previous)
+        self._captures.clear()
 
     def _acc(self, key: str, op: str, synaptic: bool) -> _LayerAcc:
         if key not in self._layers:

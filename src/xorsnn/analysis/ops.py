@@ -22,6 +22,13 @@ own operations in either of two ways:
 2. register a counter for a class you cannot edit:
    ``register_op_counter(MyAttention, fn)`` with ``fn(module, inputs, output) -> Iterable[...]``.
 
+A counter that needs tensors internal to the forward pass (attention's ``Q``, ``K``, ``V`` spikes)
+can ask for them: give the module a bool attribute ``capture_op_operands`` (:data:`CAPTURE_FLAG`),
+``False`` by default. :class:`~xorsnn.analysis.firing.FiringMonitor` sets it to ``True`` while it is
+open; the module then keeps (detached) what its ``extra_ops`` needs for the next report and drops
+it there, so nothing is held outside an analysis. The spiking attentions of
+:mod:`xorsnn.models.transformers` work this way.
+
 Each record describes one operation of *this call* (all samples and time steps together):
 
 =================  ===========================================================================
@@ -55,6 +62,7 @@ from .kinds import KINDS, ValueCounts
 __all__ = [
     "OpRecord",
     "SYNAPTIC_TYPES",
+    "CAPTURE_FLAG",
     "OpCounter",
     "register_op_counter",
     "op_counter_for",
@@ -65,6 +73,9 @@ __all__ = [
 
 SYNAPTIC_TYPES: tuple[type[nn.Module], ...] = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear)
 """Module types whose input rate and MACs are counted automatically."""
+
+CAPTURE_FLAG = "capture_op_operands"
+"""Bool attribute a module sets up when its op counter needs tensors kept from the forward pass."""
 
 
 @dataclass(frozen=True)

@@ -58,6 +58,7 @@ def plot_raster(raster: torch.Tensor, path: str | Path, *, title: str = "spike r
     ax.scatter(n.numpy(), t.numpy(), s=2, marker="|", color="black")
     ax.set_xlim(-0.5, raster.shape[1] - 0.5)
     ax.set_ylim(raster.shape[0] - 0.5, -0.5)
+    ax.set_yticks(range(raster.shape[0]))
     ax.set_xlabel("neuron")
     ax.set_ylabel("time step")
     ax.set_title(title)

@@ -41,6 +41,10 @@ Analysis hooks (generic, no extra dependencies):
 * ``module.geometry()`` gives the sizes (tokens ``N``, heads, head dim, ordering, similarity) and
   ``module.attention_ops()`` the ANN-equivalent accumulate counts of the attention products, per
   sample and time step, with the spike tensors that gate them -- what SOP accounting needs.
+* ``module.extra_ops(inputs, output)`` reports the attention products to :mod:`xorsnn.analysis`
+  (the extra-ops protocol), counted with :mod:`xorsnn.analysis.attention_ops` on the actual Q/K/V
+  spikes, so ``analyze`` / ``count_ops`` include them in the SOP and energy tables. The spikes are
+  kept only while ``capture_op_operands`` is ``True`` (the analysis sets it during its pass).
 * the neurons are ordinary named submodules (``q.sn``, ``k.sn``, ``v.sn``, ``attn_sn`` / ``kv_sn``),
   so generic forward hooks on :class:`~xorsnn.neurons.SpikingNeuron` see their spikes.
 """
@@ -160,6 +164,8 @@ class SpikingAttention(nn.Module):
         self.record = False
         self.last_record: AttentionRecord | None = None
         self.last_tokens: int | None = None
+        self.capture_op_operands = False
+        self._op_operands: tuple[torch.Tensor, ...] | None = None
 
     # -- helpers -----------------------------------------------------------------------------
     def a_value(self) -> torch.Tensor | None:
@@ -215,6 +221,38 @@ class SpikingAttention(nn.Module):
     def attention_ops(self, tokens: int | None = None) -> list[dict[str, Any]]:  # pragma: no cover - abstract
         """ANN-equivalent accumulates of the attention products per sample and time step."""
         raise NotImplementedError
+
+    # -- op counting (the extra-ops protocol of xorsnn.analysis) ------------------------------
+    def _capture(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> None:
+        """Keep the ``[T, B, h, N, d]`` spike operands for :meth:`extra_ops` (only while counting)."""
+        if self.capture_op_operands:
+            self._op_operands = (q.detach(), k.detach(), v.detach())
+
+    def extra_ops(self, inputs: tuple[Any, ...], output: Any) -> list[Any]:
+        """Op records of the attention products of the last forward (projections are counted as layers).
+
+        Called by :class:`xorsnn.analysis.FiringMonitor` after each forward while it sets
+        ``capture_op_operands``; see :meth:`_op_records` of each attention for what is counted.
+        """
+        operands, self._op_operands = self._op_operands, None
+        if operands is None:
+            raise ValueError(
+                f"{type(self).__name__}.extra_ops: no operands were captured; set capture_op_operands=True "
+                "before the forward pass (xorsnn.analysis.FiringMonitor does)"
+            )
+        x = inputs[0]
+        return self._op_records(*operands, step_samples=int(x.shape[0] * x.shape[1]))
+
+    def _op_records(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, step_samples: int) -> list[Any]:
+        raise NotImplementedError  # pragma: no cover - abstract
+
+    def _norm_record(self, n_out: int, step_samples: int) -> list[Any]:
+        """The real-valued rescaling / shift of ``match_dot`` / ``center``: one MAC per output entry."""
+        from ...analysis.ops import OpRecord
+
+        if self.normalize == "none":
+            return []
+        return [OpRecord(f"norm:{self.normalize}", float(n_out), 1.0, step_samples, "real", dense=True)]
 
     def extra_repr(self) -> str:
         parts = [f"dim={self.dim}", f"heads={self.num_heads}", f"similarity={self.similarity!r}",
@@ -291,6 +329,7 @@ class SpikingSelfAttention(SpikingAttention):
         q = self._split_heads(self.q(x))
         k = self._split_heads(self.k(x))
         v = self._split_heads(self.v(x))
+        self._capture(q, k, v)
         a = self.a_value()
         attn = self.attn_sn(self._merge_heads(self._attend(q, k, v, a)))
         out = self.proj(attn)
@@ -313,6 +352,28 @@ class SpikingSelfAttention(SpikingAttention):
             a=None if a is None else a.detach().clone(),
             scores=scores.detach(),
         )
+
+    def _op_records(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, step_samples: int) -> list[Any]:
+        """Dot product: :func:`~xorsnn.analysis.attention_ops.ssa_ops` in this module's order. a-XNOR,
+        ``kv_first``: :func:`~xorsnn.analysis.attention_ops.axnor_ops` (expanded form); ``qk_first``:
+        the two SSA products, the popcounts ``|q|``, ``|k|`` (one accumulate per spike) and the rank-1
+        correction of the ``N x N`` scores (2 real MACs per score). Plus the normalisation, if any.
+        """
+        from ...analysis.attention_ops import axnor_ops, ssa_ops
+        from ...analysis.ops import OpRecord
+
+        lead, n, d = math.prod(q.shape[:-2]), q.shape[-2], q.shape[-1]
+        if self.similarity == "dot":
+            records = ssa_ops(q, k, v, step_samples, order=self.order)
+        elif self.order == "kv_first":
+            records = axnor_ops(q, k, v, step_samples)
+        else:
+            records = ssa_ops(q, k, v, step_samples, order="qk_first") + [
+                OpRecord.from_events("|q|", q, lead * n * d, step_samples),
+                OpRecord.from_events("|k|", k, lead * n * d, step_samples),
+                OpRecord("axnor:correction", float(2 * lead * n * n), 1.0, step_samples, "real", dense=True),
+            ]
+        return records + self._norm_record(lead * n * v.shape[-1], step_samples)
 
     def attention_ops(self, tokens: int | None = None) -> list[dict[str, Any]]:
         """Accumulates of the attention products per sample and time step (projections excluded).
@@ -394,6 +455,7 @@ class SpikeDrivenSelfAttention(SpikingAttention):
         q = self._split_heads(self.q(s))
         k = self._split_heads(self.k(s))
         v = self._split_heads(self.v(s))
+        self._capture(q, k, v)
         a = self.a_value()
         kv = self._column_sums(k, v, a)
         mask = self.kv_sn(kv)
@@ -414,6 +476,23 @@ class SpikeDrivenSelfAttention(SpikingAttention):
             kv=kv.detach().squeeze(-2),
             kv_mask=mask.detach().squeeze(-2),
         )
+
+    def _op_records(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, step_samples: int) -> list[Any]:
+        """:func:`~xorsnn.analysis.attention_ops.sdsa_ops`; a-XNOR adds the column popcounts of ``K`` and
+        ``V`` (one accumulate per spike) and the per-channel correction (3 real MACs per channel).
+        """
+        from ...analysis.attention_ops import sdsa_ops
+        from ...analysis.ops import OpRecord
+
+        records = sdsa_ops(q, k, v, step_samples)
+        channels = math.prod(q.shape[:-2]) * q.shape[-1]  # T * B * h * d
+        if self.similarity == "axnor":
+            records += [
+                OpRecord.from_events("axnor:sum_N(k)", k, k.numel(), step_samples),
+                OpRecord.from_events("axnor:sum_N(v)", v, v.numel(), step_samples),
+                OpRecord("axnor:correction", float(3 * channels), 1.0, step_samples, "real", dense=True),
+            ]
+        return records + self._norm_record(channels, step_samples)
 
     def attention_ops(self, tokens: int | None = None) -> list[dict[str, Any]]:
         """Accumulates / masks of SDSA per sample and time step (see :meth:`SpikingSelfAttention.attention_ops`).
