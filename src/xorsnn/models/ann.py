@@ -23,6 +23,7 @@ from typing import Any
 from torch import nn
 
 from ..neurons.lif import SpikingNeuron
+from .binary_weight import REVERB_RESNET19_LAYOUT, REVERB_RESNET20_LAYOUT
 from .registry import register_model
 from .resnet import SpikingResNet
 
@@ -65,22 +66,13 @@ def _register() -> None:
         ANNResNet,
         description="ANN (ReLU) ResNet-20, convention (b) as reverb_resnet20: 3-conv stem + avgpool, "
         "[2,2,2,2] x 64-512, avg-down; a KD teacher",
-        family="reverb",
-        layers=[2, 2, 2, 2],
-        stem="cifar3",
-        num_classes=10,
+        **REVERB_RESNET20_LAYOUT,
     )
     register_model(
         "ann_resnet19",
         ANNResNet,
         description="ANN (ReLU) ResNet-19 (tdBN layout, FC-256 head) as reverb_resnet19; a KD teacher",
-        family="reverb",
-        layers=[3, 3, 2],
-        widths=[128, 256, 512],
-        stem="cifar",
-        head_hidden=256,
-        num_classes=10,
-        avg_down=False,
+        **REVERB_RESNET19_LAYOUT,
     )
 
 

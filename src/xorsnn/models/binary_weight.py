@@ -32,7 +32,12 @@ from __future__ import annotations
 from .registry import register_model
 from .resnet import SpikingResNet
 
-__all__: list[str] = []
+__all__ = ["REVERB_RESNET20_LAYOUT", "REVERB_RESNET19_LAYOUT"]
+
+# The two ReverB layouts; the ANN teachers in ``ann.py`` reuse them so teacher and student match.
+REVERB_RESNET20_LAYOUT = {"family": "reverb", "layers": [2, 2, 2, 2], "stem": "cifar3", "num_classes": 10}
+REVERB_RESNET19_LAYOUT = {"family": "reverb", "layers": [3, 3, 2], "widths": [128, 256, 512], "stem": "cifar",
+                          "head_hidden": 256, "num_classes": 10, "avg_down": False}
 
 
 def _register() -> None:
@@ -41,10 +46,7 @@ def _register() -> None:
         SpikingResNet,
         description="ReverB-SNN ResNet-20, convention (b): 3-conv stem + avgpool, [2,2,2,2] x 64-512, avg-down; "
         "binary weights, real-valued spikes",
-        family="reverb",
-        layers=[2, 2, 2, 2],
-        stem="cifar3",
-        num_classes=10,
+        **REVERB_RESNET20_LAYOUT,
         weights="binary",
         spikes="real",
     )
@@ -52,15 +54,9 @@ def _register() -> None:
         "reverb_resnet19",
         SpikingResNet,
         description="ReverB-SNN ResNet-19 (tdBN layout, FC-256 head); binary weights, real-valued spikes",
-        family="reverb",
-        layers=[3, 3, 2],
-        widths=[128, 256, 512],
-        stem="cifar",
-        head_hidden=256,
-        num_classes=10,
+        **REVERB_RESNET19_LAYOUT,
         weights="binary",
         spikes="real",
-        avg_down=False,
     )
     title = "Multi-shortcut ResNet (SEI-BWSNN, reconstruction)"
     for depth, layers in (("18", [2, 2, 2, 2]), ("34", [3, 4, 6, 3])):
