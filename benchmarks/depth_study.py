@@ -235,7 +235,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                           flush=True)
     rows = load_rows(args.results)
     if rows:
-        args.markdown.write_text(render(rows, args.results.name))
+        notes = args.markdown.with_name(args.markdown.stem + "_notes.md")  # hand-written, kept across re-renders
+        extra = "\n" + notes.read_text() if notes.exists() else ""
+        args.markdown.write_text(render(rows, args.results.name) + extra)
         print(f"wrote {args.markdown}")
     return 0
 

@@ -24,12 +24,13 @@ def _grad_norm(module):
 
 def test_registry_has_every_family_and_depth():
     base = ("spiking_resnet", "sew_resnet", "ms_resnet", "oa_resnet", "xoresnet")
-    assert len([n for n in ALL_MODELS if n.startswith(base)]) == 70
+    assert len([n for n in ALL_MODELS if n.startswith(base)]) == 75
     assert {"reverb_resnet20", "reverb_resnet19", "msc_resnet18_cifar", "msc_resnet19"} <= set(ALL_MODELS)
     for prefix in ("spiking_resnet", "sew_resnet", "ms_resnet", "oa_resnet", "xoresnet"):
-        for depth in ("18", "34", "50", "101", "152", "18_cifar", "19", "8", "20", "32", "44", "56", "110", "482"):
+        depths = ("18", "34", "50", "101", "152", "18_cifar", "19", "8", "14", "20", "32", "44", "56", "110", "482")
+        for depth in depths:
             assert f"{prefix}{depth}" in ALL_MODELS
-    assert xorsnn.list_models("xoresnet1*") == ["xoresnet101", "xoresnet110", "xoresnet152", "xoresnet18",
+    assert xorsnn.list_models("xoresnet1*") == ["xoresnet101", "xoresnet110", "xoresnet14", "xoresnet152", "xoresnet18",
                                                 "xoresnet18_cifar", "xoresnet19"]
 
 

@@ -10,6 +10,7 @@ pytest.importorskip("numba")
 
 from xorsnn.export import PackedConv2d, PackedLinear, pack_model, packed_layers, reparameterize  # noqa: E402
 from xorsnn.export.bench import calibrate_bn  # noqa: E402
+from xorsnn.export.packed_fused import FusedBasicBlock, FusedBlockChain  # noqa: E402
 from xorsnn.models import DeepSNNStack, SpikingResNet  # noqa: E402
 from xorsnn.neurons import SpikingNeuron  # noqa: E402
 
@@ -95,13 +96,17 @@ def test_packed_model_logits_bitwise_equal_on_fashion_mnist(family, kwargs):
     packed = pack_model(model)
     names = packed_layers(packed)
     assert len(names) >= 6 and "stem_conv" not in names and "fc" not in names
+    layerwise = pack_model(model, fuse_blocks=False)
     with torch.no_grad():
-        ref, got = model(x), packed(x)
+        ref, got, got_layerwise = model(x), packed(x), layerwise(x)
         unfused = pack_model(model, fuse_neurons=False)(x)  # PyTorch neurons, convs pack their own input
-    assert torch.equal(ref, got) and torch.equal(ref, unfused)
-    paths = {m.last_path for m in packed.modules() if isinstance(m, PackedConv2d)}
+    assert torch.equal(ref, got) and torch.equal(ref, got_layerwise) and torch.equal(ref, unfused)
+    paths = {m.last_path for m in layerwise.modules() if isinstance(m, PackedConv2d)}
     # binary spikes everywhere; SEW-ADD sums (integers 0..2) take the signed-addition path, exact on integers
     assert paths == ({"popcount", "signed-add"} if family == "sew" else {"popcount"})
+    fused = [m.last_path for m in packed.modules() if isinstance(m, FusedBasicBlock)]
+    # Spiking / OA / XOR blocks run fused (the network body as one chain); SEW and msc layer by layer
+    assert fused == (["fused"] * 3 if family in ("spiking", "oa", "xor") else [])
 
 
 @pytest.mark.slow
@@ -111,9 +116,13 @@ def test_packed_resnet18_layout_bitwise_equal_on_cifar10():
     model = _trained_like(SpikingResNet("spiking", [2, 2, 2, 2], widths=[16, 32, 64, 128], stem="cifar",
                                         num_classes=10, T=2, weights="binary"), x)
     packed = pack_model(model)
+    layerwise = pack_model(model, fuse_blocks=False)
     with torch.no_grad():
-        assert torch.equal(model(x), packed(x))
-    assert all(m.last_path == "popcount" for m in packed.modules() if isinstance(m, PackedConv2d))
+        ref = model(x)
+        assert torch.equal(ref, packed(x)) and torch.equal(ref, layerwise(x))
+    assert all(m.last_path == "popcount" for m in layerwise.modules() if isinstance(m, PackedConv2d))
+    assert [m.last_path for m in packed.modules() if isinstance(m, FusedBasicBlock)] == ["fused"] * 8
+    assert sum(isinstance(m, FusedBlockChain) for m in packed.modules()) == 1
 
 
 def test_scaled_binary_weights_via_reparameterize():

@@ -19,7 +19,8 @@ import numpy as np
 from numba import njit, prange, types
 from numba.extending import intrinsic
 
-__all__ = ["pack_spikes", "popcount_conv", "signed_add_conv", "neuron_multistep", "neuron_pack", "set_threads"]
+__all__ = ["pack_spikes", "popcount_conv", "signed_add_conv", "neuron_multistep", "neuron_pack", "fused_conv_bn_neuron",
+           "set_threads"]
 
 
 @intrinsic
@@ -176,11 +177,15 @@ def neuron_multistep(x, consts, flags, out):  # type: ignore[no-untyped-def]
 def neuron_pack(x, consts, flags, out, packed):  # type: ignore[no-untyped-def]
     """Binary-spike neuron over ``x`` ``[T, B, C, H, W]`` that also packs its spikes.
 
-    Same float operations as :func:`neuron_multistep` (bitwise-equal spikes in ``out``); ``packed``
-    ``[T*B, H+2, W+2, Cw]`` receives the spikes in the layout of :func:`pack_spikes` with padding 1
-    (its border must be zero). One task per ``(b, h)`` row; the row's membranes ``[C, W]`` stay in L1.
+    Same float operations as :func:`neuron_multistep` (bitwise-equal spikes in ``out``
+    ``[T, B, C, H, W]``); ``packed`` ``[T*B, H+2, W+2, Cw]`` receives the spikes in the layout of
+    :func:`pack_spikes` with padding 1 (its border must be zero). ``x`` may have a leading size of 1
+    for an input that is the same at every step (a static image's stem current): ``T`` is then
+    ``out.shape[0]``. One task per ``(b, h)`` row; the row's membranes ``[C, W]`` stay in L1.
     """
-    t_n, b_n, c_n, h_n, w_n = x.shape
+    _, b_n, c_n, h_n, w_n = x.shape
+    t_n = out.shape[0]
+    t_step = 1 if x.shape[0] > 1 else 0
     cw_n = packed.shape[3]
     k, c, b, vth, vreset, vinit = consts[0], consts[1], consts[2], consts[3], consts[4], consts[5]
     use_c, use_k, k_one, use_b, hard = flags[0], flags[1], flags[2], flags[3], flags[4]
@@ -194,7 +199,7 @@ def neuron_pack(x, consts, flags, out, packed):  # type: ignore[no-untyped-def]
         for t in range(t_n):
             acc[:] = 0
             for ch in range(c_n):
-                xr = x[t, bi, ch, hi]
+                xr = x[t * t_step, bi, ch, hi]
                 orow = out[t, bi, ch, hi]
                 vr = v[ch]
                 accw = acc[ch // 64]
@@ -216,3 +221,100 @@ def neuron_pack(x, consts, flags, out, packed):  # type: ignore[no-untyped-def]
             for j in range(w_n):
                 for q in range(cw_n):
                     packed[n, hi + 1, j + 1, q] = acc[q, j]
+
+
+@njit(parallel=True, cache=True)
+def fused_conv_bn_neuron(xp, wpos, stride, off, t_n, oh_n, ow_n, alpha, beta,
+                         res_kind, res_packed, res_float, consts, flags, neuron_on,
+                         out_packed, out_float, write_float):  # type: ignore[no-untyped-def]
+    """Binary-spike x ±1 conv, then BN, an optional residual add and a multi-step neuron, in one pass.
+
+    ``xp`` packed input ``[T*B, H+2p, W+2p, Cw]`` (image ``n = t*B + b``), ``wpos`` ``[KH, KW, Cw, O]``;
+    ``off`` as in :func:`popcount_conv`. The integer conv output ``y`` goes through BN as
+    ``float32(float64(y) * alpha[o] + beta[o])`` (the fused multiply-add of PyTorch's CPU batch norm;
+    the caller verifies it against PyTorch for every possible ``y`` before using this kernel).
+    Residual (``res_kind``), before the neuron: 0 none; 1 a binary spike read from ``res_packed``
+    ``[T*B, OH+2, OW+2, Ow]`` (padding 1), added as ``+1.0`` / ``+0.0``; 2 the float ``res_float``
+    ``[T*B, OH, OW, O]`` added; after the neuron, on the packed spikes: 3 OR with ``res_packed`` (the
+    OA shortcut), 4 XOR with it (XOR ``merge`` blocks).
+    With ``neuron_on`` the sum drives the neuron of :func:`neuron_pack` (same float ops, membranes
+    ``[OW, O]`` kept in L1 across the ``T`` steps of a ``(b, oh)`` job) whose spikes are packed into
+    ``out_packed`` ``[T*B, OH+2, OW+2, Ow]`` (zero border) and, with ``write_float``, written to
+    ``out_float`` ``[T*B, OH, OW, O]`` (channels last); without it the BN(+residual) value itself goes
+    to ``out_float``. Float32 only (``consts``, ``res_float``, ``out_float``); ``alpha``/``beta`` float64.
+    """
+    nt = xp.shape[0]
+    b_n = nt // t_n
+    kh_n, kw_n, cw_n, o_n = wpos.shape
+    ow_words = (o_n + 63) // 64
+    k, c, b, vth, vreset, vinit = consts[0], consts[1], consts[2], consts[3], consts[4], consts[5]
+    use_c, use_k, k_one, use_b, hard = flags[0], flags[1], flags[2], flags[3], flags[4]
+    zero = consts[0] - consts[0]
+    one = zero + 1
+    for job in prange(b_n * oh_n):
+        bi = job // oh_n
+        oh = job % oh_n
+        acc = np.zeros((ow_n, o_n), np.int64)
+        s = np.zeros(ow_n, np.int64)
+        v = np.full((ow_n, o_n), vinit, np.float32)
+        xv = np.empty(o_n, np.float32)
+        for t in range(t_n):
+            n = t * b_n + bi
+            acc[:] = 0
+            s[:] = 0
+            for kh in range(kh_n):
+                for kw in range(kw_n):
+                    for cw in range(cw_n):
+                        wr = wpos[kh, kw, cw]
+                        for ow in range(ow_n):
+                            xw = xp[n, oh * stride + kh + off, ow * stride + kw + off, cw]
+                            if xw == 0:
+                                continue
+                            s[ow] += _popcnt64(xw)
+                            a = acc[ow]
+                            for o in range(o_n):
+                                a[o] += _popcnt64(xw & wr[o])
+            for ow in range(ow_n):
+                a = acc[ow]
+                sw = s[ow]
+                for o in range(o_n):
+                    xv[o] = np.float32(np.float64(2 * a[o] - sw) * alpha[o] + beta[o])
+                if res_kind == 1:
+                    for q in range(ow_words):
+                        rw = res_packed[n, oh + 1, ow + 1, q]
+                        for j in range(min(64, o_n - 64 * q)):
+                            xv[64 * q + j] = xv[64 * q + j] + (one if (rw >> np.uint64(j)) & np.uint64(1) else zero)
+                elif res_kind == 2:
+                    rf = res_float[n, oh, ow]
+                    for o in range(o_n):
+                        xv[o] = xv[o] + rf[o]
+                if not neuron_on:
+                    of = out_float[n, oh, ow]
+                    for o in range(o_n):
+                        of[o] = xv[o]
+                    continue
+                vr = v[ow]
+                for q in range(ow_words):
+                    word = np.uint64(0)
+                    for j in range(min(64, o_n - 64 * q)):
+                        o = 64 * q + j
+                        h = xv[o] * c if use_c else xv[o]
+                        if use_k:
+                            h = h + (vr[o] if k_one else vr[o] * k)
+                        if use_b:
+                            h = h + b
+                        fire = h >= vth
+                        if hard:
+                            vr[o] = vreset if fire else h
+                        else:
+                            vr[o] = h - vth if fire else h
+                        word |= np.uint64(fire) << np.uint64(j)
+                    if res_kind == 3:
+                        word |= res_packed[n, oh + 1, ow + 1, q]
+                    elif res_kind == 4:
+                        word ^= res_packed[n, oh + 1, ow + 1, q]
+                    out_packed[n, oh + 1, ow + 1, q] = word
+                    if write_float:
+                        of = out_float[n, oh, ow]
+                        for j in range(min(64, o_n - 64 * q)):
+                            of[64 * q + j] = one if (word >> np.uint64(j)) & np.uint64(1) else zero

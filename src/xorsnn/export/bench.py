@@ -1,9 +1,10 @@
 """Benchmark of the bit-packed CPU engine against PyTorch fp32 (``xorsnn bench-infer``,
 ``benchmarks/bench_infer.py``).
 
-The network is a binary-weight (``sign(W)``, no scale), binary-spike Spiking ResNet on 32x32 RGB
-input: ``resnet18`` = CIFAR ResNet-18 layout (3x3 stem, [2, 2, 2, 2] basic blocks, widths
-64/128/256/512, 11.2M parameters), ``resnet20`` = widths 16/32/64, [3, 3, 3] (quick). BatchNorm
+The network is a binary-weight (``sign(W)``, no scale), binary-spike residual network on 32x32 RGB
+input: ``resnet18`` = Spiking ResNet, CIFAR ResNet-18 layout (3x3 stem, [2, 2, 2, 2] basic blocks,
+widths 64/128/256/512, 11.2M parameters), ``xoresnet18`` = the same layout with XOResNet blocks
+(OR shortcuts, XOR meta-residuals), ``resnet20`` = widths 16/32/64, [3, 3, 3] (quick). BatchNorm
 running statistics are calibrated on the benchmark input (so neurons fire at realistic rates).
 Before timing, the packed model's logits are checked to be bitwise equal to the float model's.
 """
@@ -18,7 +19,14 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-__all__ = ["BenchRow", "bench_model", "bench_infer", "format_results", "machine_info"]
+__all__ = ["BENCH_ARCHS", "BenchRow", "bench_model", "bench_infer", "format_results", "machine_info"]
+
+BENCH_ARCHS: dict[str, tuple[str, list[int], list[int]]] = {
+    "resnet18": ("spiking", [2, 2, 2, 2], [64, 128, 256, 512]),
+    "xoresnet18": ("xor", [2, 2, 2, 2], [64, 128, 256, 512]),
+    "resnet20": ("spiking", [3, 3, 3], [16, 32, 64]),
+}
+"""Benchmark networks: name -> (family, blocks per stage, widths), all with the CIFAR 3x3 stem."""
 
 
 @dataclass
@@ -31,6 +39,7 @@ class BenchRow:
     packed_ms: float
     equal: bool
     spike_rate: float
+    layerwise_ms: float = float("nan")  # packed layer by layer (``fuse_blocks=False``), for comparison
 
     @property
     def speedup(self) -> float:
@@ -45,13 +54,10 @@ def bench_model(arch: str = "resnet18", T: int = 4, seed: int = 0) -> nn.Module:
     from ..models import SpikingResNet
 
     torch.manual_seed(seed)
-    if arch == "resnet18":
-        m = SpikingResNet("spiking", [2, 2, 2, 2], stem="cifar", num_classes=10, T=T, weights="binary")
-    elif arch == "resnet20":
-        m = SpikingResNet("spiking", [3, 3, 3], widths=[16, 32, 64], stem="cifar", num_classes=10, T=T,
-                          weights="binary")
-    else:
-        raise ValueError(f"arch must be 'resnet18' or 'resnet20', got {arch!r}")
+    if arch not in BENCH_ARCHS:
+        raise ValueError(f"arch must be one of {tuple(BENCH_ARCHS)}, got {arch!r}")
+    family, layers, widths = BENCH_ARCHS[arch]
+    m = SpikingResNet(family, layers, widths=widths, stem="cifar", num_classes=10, T=T, weights="binary")
     calibrate_bn(m, torch.randn(32, 3, 32, 32))
     return m.eval()
 
@@ -98,21 +104,25 @@ def _time(fn, x: torch.Tensor, repeats: int) -> float:  # type: ignore[no-untype
 
 
 def bench_infer(batches: list[int] | tuple[int, ...] = (1, 64), T: int = 4, repeats: int = 5,
-                threads: int | None = None, arch: str = "resnet18") -> list[BenchRow]:
-    """Median latency of ``model(x)`` (PyTorch fp32) and ``pack_model(model)(x)`` per batch size."""
+                threads: int | None = None, arch: str = "resnet18", with_layerwise: bool = True) -> list[BenchRow]:
+    """Median latency of ``model(x)`` (PyTorch fp32) and ``pack_model(model)(x)`` per batch size (and,
+    with ``with_layerwise``, of the layer-by-layer packed model ``pack_model(model, fuse_blocks=False)``)."""
     from .packed import pack_model
 
     if threads is not None:
         torch.set_num_threads(int(threads))
     model = bench_model(arch, T)
     packed = pack_model(model)
+    layerwise = pack_model(model, fuse_blocks=False) if with_layerwise else None
     rows = []
     for b in batches:
         x = torch.randn(int(b), 3, 32, 32, generator=torch.Generator().manual_seed(b))
         with torch.no_grad():
-            equal = torch.equal(model(x), packed(x))
+            ref = model(x)
+            equal = torch.equal(ref, packed(x)) and (layerwise is None or torch.equal(ref, layerwise(x)))
         rows.append(BenchRow(arch, int(b), T, torch.get_num_threads(), _time(model, x, repeats),
-                             _time(packed, x, repeats), equal, _spike_rate(model, x)))
+                             _time(packed, x, repeats), equal, _spike_rate(model, x),
+                             _time(layerwise, x, repeats) if layerwise is not None else float("nan")))
     return rows
 
 
@@ -138,11 +148,12 @@ def machine_info() -> str:
 def format_results(rows: list[BenchRow]) -> str:
     lines = [
         "| network | batch | T | threads | torch fp32 (ms) | packed (ms) | torch img/s | packed img/s | speedup | "
-        "logits equal | mean spike rate |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|",
+        "layer-wise packed (ms) | logits equal | mean spike rate |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|",
     ]
     for r in rows:
+        lw = "–" if r.layerwise_ms != r.layerwise_ms else f"{r.layerwise_ms:.1f}"
         lines.append(f"| {r.arch} | {r.batch} | {r.T} | {r.threads} | {r.torch_ms:.1f} | {r.packed_ms:.1f} | "
                      f"{r.throughput(r.torch_ms):.1f} | {r.throughput(r.packed_ms):.1f} | {r.speedup:.2f}x | "
-                     f"{r.equal} | {r.spike_rate:.3f} |")
+                     f"{lw} | {r.equal} | {r.spike_rate:.3f} |")
     return "\n".join(lines)

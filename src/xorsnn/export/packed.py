@@ -41,23 +41,24 @@ from ..layers import is_binary_layer
 from ..neurons import SpikingNeuron
 
 __all__ = ["PackedConv2d", "PackedLinear", "FusedNeuron", "pack_model", "packed_layers", "is_pm1",
-           "numba_available"]
+           "numba_available", "neuron_kernel_params"]
 
 
 # Spikes packed by a FusedNeuron, keyed by the data pointer of its output: the consumer convs reuse them
 # instead of re-reading the float tensor. An entry is valid while its tensor is alive and unmodified.
-_PACKED: dict[int, tuple[Any, tuple[int, ...], int, np.ndarray]] = {}
+_PACKED: dict[int, tuple[Any, set[tuple[int, ...]], int, np.ndarray]] = {}
 
 
 def _register_packed(out: torch.Tensor, packed: np.ndarray) -> None:
     for key in [k for k, e in _PACKED.items() if e[0]() is None]:
         del _PACKED[key]
-    _PACKED[out.data_ptr()] = (weakref.ref(out), (out.shape[0] * out.shape[1], *out.shape[2:]), out._version, packed)
+    shapes = {tuple(out.shape), (out.shape[0] * out.shape[1], *out.shape[2:])}  # [T, B, C, H, W] or [T*B, C, H, W]
+    _PACKED[out.data_ptr()] = (weakref.ref(out), shapes, out._version, packed)
 
 
 def _lookup_packed(x: torch.Tensor) -> np.ndarray | None:
     e = _PACKED.get(x.data_ptr())
-    if e is None or e[0]() is None or e[1] != tuple(x.shape) or e[2] != x._version or not x.is_contiguous():
+    if e is None or e[0]() is None or tuple(x.shape) not in e[1] or e[2] != x._version or not x.is_contiguous():
         return None
     return e[3]
 
@@ -190,6 +191,16 @@ class PackedLinear(PackedConv2d):
         return f"in_features={self.in_channels}, out_features={self.out_channels}"
 
 
+def neuron_kernel_params(neuron: SpikingNeuron, dtype: Any = np.float32) -> tuple[np.ndarray, np.ndarray]:
+    """The constants ``[k, c, b, v_threshold, v_reset, v_init]`` (in ``dtype``, the input's float type, as
+    PyTorch casts them) and flags ``[use_c, use_k, k_is_one, use_b, hard_reset, real_valued]`` of the
+    numba neuron kernels for ``neuron``'s update ``h = c*x + k*v + b``."""
+    d = neuron.dynamics
+    consts = np.array((d.k, d.c, d.b, d.v_threshold, d.v_reset, d.v_init), dtype=dtype)
+    flags = np.array([d.c != 1.0, d.k != 0.0, d.k == 1.0, d.b != 0.0, d.hard_reset, d.real_valued])
+    return consts, flags
+
+
 class FusedNeuron(nn.Module):
     """Inference form of a :class:`~xorsnn.neurons.SpikingNeuron`: one fused pass over ``[T, B, ...]``.
 
@@ -204,20 +215,22 @@ class FusedNeuron(nn.Module):
         super().__init__()
         if neuron.stateful:
             raise ValueError("FusedNeuron: a stateful neuron cannot be fused (it integrates from rest)")
-        d = neuron.dynamics
         self.neuron = neuron
-        self._consts = (d.k, d.c, d.b, d.v_threshold, d.v_reset, d.v_init)
-        self._flags = np.array([d.c != 1.0, d.k != 0.0, d.k == 1.0, d.b != 0.0, d.hard_reset, d.real_valued])
+        self._consts32, self._flags = neuron_kernel_params(neuron, np.float32)
+        self._consts64, _ = neuron_kernel_params(neuron, np.float64)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.dtype not in (torch.float32, torch.float64) or x.device.type != "cpu" or x.dim() < 2:
             return self.neuron(x)
         k = _kernels()
-        xs = x.detach().contiguous()
-        out = torch.empty_like(xs)
-        consts = np.array(self._consts, dtype=np.float32 if x.dtype == torch.float32 else np.float64)
+        xs = x.detach()
+        out = torch.empty(xs.shape, dtype=xs.dtype)
+        if x.dim() == 5 and not self._flags[5] and x.shape[0] > 1 and x.stride(0) == 0:
+            xs = xs[:1]  # a T-expanded input (static image): the kernel reads its single step T times
+        xs = xs.contiguous()
+        consts = self._consts32 if x.dtype == torch.float32 else self._consts64
         if x.dim() == 5 and not self._flags[5]:  # binary spikes of feature maps: also pack them (padding 1)
-            t_n, b_n, c_n, h_n, w_n = x.shape
+            t_n, b_n, c_n, h_n, w_n = out.shape
             packed = np.zeros((t_n * b_n, h_n + 2, w_n + 2, (c_n + 63) // 64), np.uint64)
             k.neuron_pack(xs.numpy(), consts, self._flags, out.numpy(), packed)
             _register_packed(out, packed)
@@ -236,9 +249,16 @@ def _replace(parent: nn.Module, name: str, new: nn.Module) -> None:
         setattr(parent, name, new)
 
 
-def pack_model(model: nn.Module, *, fuse_neurons: bool = True) -> nn.Module:
+def pack_model(model: nn.Module, *, fuse_neurons: bool = True, fuse_blocks: bool = True) -> nn.Module:
     """A copy of ``model`` (eval mode) with every ±1 conv / linear replaced by its packed form and,
     with ``fuse_neurons``, every (non-stateful) spiking neuron by a :class:`FusedNeuron`.
+
+    With ``fuse_blocks`` (and ``fuse_neurons``), Spiking ResNet basic blocks that qualify
+    (:func:`xorsnn.export.packed_fused.can_fuse_block`) first become
+    :class:`~xorsnn.export.packed_fused.FusedBasicBlock`: conv, BN, residual and neurons in
+    one pass over bit-packed spikes (forward hooks on their inner modules then do not fire). Their
+    original form, itself packed layer by layer, is kept as the fallback for inputs the fused
+    kernels cannot take.
 
     Works on any model built from ``nn.Conv2d`` / ``nn.Linear`` modules (``SpikingResNet``,
     ``DeepSNNStack``, re-parameterised models). Layers that are not ±1 (first conv, classifier,
@@ -248,6 +268,10 @@ def pack_model(model: nn.Module, *, fuse_neurons: bool = True) -> nn.Module:
     if not isinstance(model, nn.Module):
         raise ValueError(f"pack_model: model must be an nn.Module, got {type(model).__name__}")
     out = copy.deepcopy(model).eval()
+    if fuse_blocks and fuse_neurons and numba_available():
+        from .packed_fused import fuse_blocks as _fuse_blocks
+
+        _fuse_blocks(out)
     targets = [(name, mod) for name, mod in out.named_modules() if name and is_pm1(mod)]
     neurons = [(name, mod) for name, mod in out.named_modules() if isinstance(mod, SpikingNeuron) and not mod.stateful]
     if not targets:
