@@ -320,12 +320,12 @@ def test_geometry_and_attention_ops_for_sop_accounting():
     assert (g["tokens"], g["heads"], g["head_dim"], g["order"], g["similarity"]) == (64, 12, 32, "kv_first", "axnor")
     assert g["scale"] == 0.125 and len(g["a"]) == 12
     ops = {o["name"]: o for o in attn.attention_ops()}
-    assert ops["k^T v"]["macs"] == ops["q (k^T v)"]["macs"] == 12 * 64 * 32 * 32
-    extra = sum(o["macs"] for n, o in ops.items() if n.startswith("axnor"))
-    assert extra == 12 * (64 * 32 + 2 * 32 * 32 + 64 * 32)  # O(N d + d²): 4.7 % of the dot product's
+    assert ops["k^T@v"]["macs"] == ops["q@(k^T v)"]["macs"] == 12 * 64 * 32 * 32
+    extra = sum(o["macs"] for n, o in ops.items() if n not in ("k^T@v", "q@(k^T v)"))
+    assert extra == 12 * 64 * 32 * 7  # O(N d): |q|, |k|, 1ᵀv, |k|ᵀv + 3 per output entry = 22 % of one product
     qk = SpikingSelfAttention(384, 12, neuron=SpikingNeuron, attn_neuron=SpikingNeuron, order="qk_first")
     assert {o["name"]: o["macs"] for o in qk.attention_ops(tokens=64)} == {
-        "q k^T": 12 * 64 * 64 * 32, "(q k^T) v": 12 * 64 * 64 * 32}
+        "q@k^T": 12 * 64 * 64 * 32, "(q k^T)@v": 12 * 64 * 64 * 32}
     sdsa = SpikeDrivenSelfAttention(64, 4, neuron=SpikingNeuron, attn_neuron=SpikingNeuron)
     assert [o["macs"] for o in sdsa.attention_ops(tokens=10)] == [640, 640, 640]
     with pytest.raises(ValueError, match="tokens"):
@@ -467,3 +467,26 @@ def test_models_train_on_random_data(cls, kw):
     if kw.get("similarity") == "axnor":
         a1 = model.a_values()
         assert a1 != a0 and all(0 < v < 1 for vals in a1.values() for v in vals)
+
+
+@pytest.mark.parametrize("kind,order", [("ssa", "kv_first"), ("ssa", "qk_first"), ("sdsa", None)])
+@pytest.mark.parametrize("similarity,normalize", [("dot", "none"), ("axnor", "none"), ("axnor", "match_dot"),
+                                                  ("axnor", "center")])
+def test_attention_ops_equal_the_analysis_records(kind, order, similarity, normalize):
+    """The static per-sample description and what xorsnn.analysis counts on real operands agree entry by entry."""
+    coef = AXNORCoefficient(0.25) if similarity == "axnor" else None
+    if kind == "ssa":
+        attn = SpikingSelfAttention(32, 4, neuron=SpikingNeuron, attn_neuron=SpikingNeuron, order=order,
+                                    similarity=similarity, a_coef=coef, normalize=normalize)
+    else:
+        attn = SpikeDrivenSelfAttention(32, 4, neuron=SpikingNeuron, attn_neuron=SpikingNeuron,
+                                        similarity=similarity, a_coef=coef, normalize=normalize)
+    x = (torch.rand(2, 3, 10, 32, generator=torch.Generator().manual_seed(0)) < 0.4).float()
+    attn.capture_op_operands = True
+    out = attn(x)
+    records = attn.extra_ops((x,), out)
+    counted = {r.name: r.macs / r.step_samples for r in records}
+    static = {o["name"]: o["macs"] for o in attn.attention_ops()}
+    assert counted == static and len(records) == len(static)
+    for o in attn.attention_ops():
+        assert set(o["operands"]) <= {"q", "k", "v", "attn"}

@@ -380,30 +380,38 @@ class SpikingSelfAttention(SpikingAttention):
 
         Each entry: ``name``, ``macs`` (ANN-equivalent multiply-accumulates, all heads) and
         ``operands`` -- the keys of ``AttentionRecord.rates`` whose spikes gate the accumulates
-        (empty for the dense, real-valued a-XNOR correction terms). The a-XNOR entries are those of
-        the expanded form (never the dense complement products ``(1 - Q)(1 - K)ᵀ``).
+        (empty for the dense, real-valued a-XNOR terms and the normalisation). The entries are those
+        :meth:`extra_ops` reports to :mod:`xorsnn.analysis` (same names; there ``macs`` are totals
+        over ``T * B`` samples and steps): the a-XNOR entries are the expanded form's, never the dense
+        complement products ``(1 - Q)(1 - K)ᵀ``.
         """
         n, h, d = self._tokens(tokens), self.num_heads, self.head_dim
         if self.order == "kv_first":
             ops = [
-                {"name": "k^T v", "macs": h * n * d * d, "operands": ("k", "v")},
-                {"name": "q (k^T v)", "macs": h * n * d * d, "operands": ("q",)},
+                {"name": "k^T@v", "macs": h * n * d * d, "operands": ("k",)},
+                {"name": "q@(k^T v)", "macs": h * n * d * d, "operands": ("q",)},
             ]
             if self.similarity == "axnor":
                 ops += [
-                    {"name": "axnor: 1^T v", "macs": h * n * d, "operands": ("v",)},
-                    {"name": "axnor: correction", "macs": h * (2 * d * d + n * d), "operands": ()},
+                    {"name": "|q|", "macs": h * n * d, "operands": ("q",)},
+                    {"name": "|k|", "macs": h * n * d, "operands": ("k",)},
+                    {"name": "1^T@v", "macs": h * n * d, "operands": ("v",)},
+                    {"name": "|k|^T@v", "macs": h * n * d, "operands": ("v",)},
+                    {"name": "axnor:combine", "macs": 3 * h * n * d, "operands": ()},
                 ]
         else:
             ops = [
-                {"name": "q k^T", "macs": h * n * n * d, "operands": ("q", "k")},
-                {"name": "(q k^T) v", "macs": h * n * n * d, "operands": ("v",)},
+                {"name": "q@k^T", "macs": h * n * n * d, "operands": ("q",)},
+                {"name": "(q k^T)@v", "macs": h * n * n * d, "operands": ("v",)},
             ]
             if self.similarity == "axnor":
                 ops += [
-                    {"name": "axnor: popcounts", "macs": 2 * h * n * d, "operands": ("q", "k")},
-                    {"name": "axnor: correction", "macs": 2 * h * n * n, "operands": ()},
+                    {"name": "|q|", "macs": h * n * d, "operands": ("q",)},
+                    {"name": "|k|", "macs": h * n * d, "operands": ("k",)},
+                    {"name": "axnor:correction", "macs": 2 * h * n * n, "operands": ()},
                 ]
+        if self.normalize != "none":
+            ops.append({"name": f"norm:{self.normalize}", "macs": h * n * d, "operands": ()})
         return ops
 
 
@@ -502,15 +510,18 @@ class SpikeDrivenSelfAttention(SpikingAttention):
         """
         n, c = self._tokens(tokens), self.dim
         ops = [
-            {"name": "k * v", "macs": n * c, "operands": ("k", "v")},
-            {"name": "sum over tokens", "macs": n * c, "operands": ("k", "v")},
-            {"name": "q * kv_mask", "macs": n * c, "operands": ("q", "attn")},
+            {"name": "k*v", "macs": n * c, "operands": ("k",)},
+            {"name": "sum_N(k*v)", "macs": n * c, "operands": ("k", "v")},
+            {"name": "q*kv", "macs": n * c, "operands": ("q",)},
         ]
         if self.similarity == "axnor":
             ops += [
-                {"name": "axnor: column sums of k and v", "macs": 2 * n * c, "operands": ("k", "v")},
-                {"name": "axnor: correction", "macs": 3 * c, "operands": ()},
+                {"name": "axnor:sum_N(k)", "macs": n * c, "operands": ("k",)},
+                {"name": "axnor:sum_N(v)", "macs": n * c, "operands": ("v",)},
+                {"name": "axnor:correction", "macs": 3 * c, "operands": ()},
             ]
+        if self.normalize != "none":
+            ops.append({"name": f"norm:{self.normalize}", "macs": c, "operands": ()})
         return ops
 
 
