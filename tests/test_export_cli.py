@@ -92,3 +92,35 @@ def test_bench_infer_quick(capsys):
     assert main(["-q", "bench-infer", "--arch", "resnet20", "--batch", "2", "--T", "1", "--repeats", "1"]) == 0
     out = capsys.readouterr().out
     assert "| resnet20 | 2 | 1 |" in out and "| True |" in out
+
+
+@pytest.mark.parametrize("name,extra", [("spiking_resnet20", {}), ("xoresnet20", {}),
+                                        ("xoresnet20", {"binary_scale": "alpha"})])
+def test_eval_packed_engine_matches_torch_on_fashion_mnist(tmp_path, capsys, name, extra):
+    pytest.importorskip("numba")
+    from realdata import data_dir
+
+    root = data_dir("fashion_mnist")
+    run, _ = _checkpoint(tmp_path, name, **extra)
+    common = ["-q", "eval", str(run), "--data-dir", str(root), "--test-subset", "96", "--batch-size", "32",
+              "--device", "cpu", "--json"]
+    assert main(common) == 0
+    ref = json.loads(capsys.readouterr().out)
+    assert main([*common, "--engine", "packed"]) == 0
+    got = json.loads(capsys.readouterr().out)
+    assert got["engine"] == "packed" and got["packed_layers"] >= 6
+    assert got["reparameterized"] == ("binary_scale" in extra)
+    assert got["fused_blocks"] == (0 if extra else 9)  # re-parameterised blocks run layer by layer
+    assert got["count"] == ref["count"] == 96
+    if extra:  # alpha folded into thresholds: equal up to rounding
+        assert got["acc"] == pytest.approx(ref["acc"], abs=2 / 96)
+        assert got["loss"] == pytest.approx(ref["loss"], rel=1e-3)
+    else:  # bitwise-equal logits
+        assert got["acc"] == ref["acc"] and got["loss"] == ref["loss"]
+
+
+def test_eval_packed_engine_refuses_float_models_and_gpus(tmp_path, capsys):
+    pytest.importorskip("numba")
+    run, _ = _checkpoint(tmp_path, weights="float")
+    assert main(["-q", "eval", str(run), "--engine", "packed", "--device", "cpu", "--test-subset", "8"]) == 2
+    assert "binary-weight" in capsys.readouterr().err

@@ -153,6 +153,9 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     model, meta = build_model_from_checkpoint(args.checkpoint, device, which=args.which)
     if args.T is not None:
         model.T = args.T
+    engine_info: dict[str, Any] = {"engine": args.engine}
+    if args.engine == "packed":
+        model, engine_info = _packed_engine(model, device)
     saved = meta.get("xorsnn_config", {})
     dataset = args.dataset or saved.get("dataset")
     if not dataset:
@@ -170,13 +173,32 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     with torch.no_grad():
         res = evaluate(model, test_loader, ctx)
     res.update(model=meta["model"], epoch=meta.get("epoch"), checkpoint=meta["checkpoint"], dataset=dataset,
-               seconds=time.perf_counter() - t0)
+               seconds=time.perf_counter() - t0, **engine_info)
     if args.json:
         print(json.dumps(res, indent=2))
     else:
+        engine = "" if args.engine == "torch" else (f" [packed engine: {engine_info['packed_layers']} packed layers, "
+                                                     f"{engine_info['fused_blocks']} fused blocks]")
         print(f"{meta['model']} (epoch {meta.get('epoch')}) on {dataset}: test accuracy {100 * res['acc']:.2f}%, "
-              f"loss {res['loss']:.4f} over {int(res['count'])} samples ({res['seconds']:.1f}s)")
+              f"loss {res['loss']:.4f} over {int(res['count'])} samples ({res['seconds']:.1f}s){engine}")
     return 0
+
+
+def _packed_engine(model: Any, device: Any) -> tuple[Any, dict[str, Any]]:
+    """``xorsnn eval --engine packed``: the bit-packed CPU form of ``model`` and what was packed."""
+    from .export import pack_model, packed_layers, reparameterize
+    from .export.packed_fused import FusedBasicBlock
+
+    if device.type != "cpu":
+        raise ValueError("--engine packed runs on the CPU: add --device cpu")
+    if getattr(model, "weights", "float") != "binary":
+        raise ValueError(f"--engine packed needs a binary-weight model (weights='binary'); this checkpoint has "
+                         f"weights={getattr(model, 'weights', 'float')!r}")
+    reparam = getattr(model, "binary_scale", "none") != "none"
+    packed = pack_model(reparameterize(model) if reparam else model)
+    info = {"engine": "packed", "reparameterized": reparam, "packed_layers": len(packed_layers(packed)),
+            "fused_blocks": sum(isinstance(m, FusedBasicBlock) for m in packed.modules())}
+    return packed, info
 
 
 def _run_comparison(models: Sequence[str], base_cfg: Any, out_dir: Path, title: str) -> list[dict[str, Any]]:
@@ -263,6 +285,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--T", type=int, default=None, help="override the number of time steps")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
+    p.add_argument("--engine", choices=("torch", "packed"), default="torch",
+                   help="torch (default) or packed: the bit-packed CPU engine (binary-weight models; scaled "
+                        "weights are re-parameterised first; needs numba)")
     p.set_defaults(func=_cmd_eval)
 
     p = sub.add_parser("demo", help="train XOResNet, SEW- and MS-ResNet briefly on digits (CPU) and compare")
