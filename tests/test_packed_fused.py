@@ -172,3 +172,17 @@ def test_xoresnet_stages_chain_hands_on_previous_input_within_a_stage():
             no_prev = blk(no_prev)
     assert torch.equal(ref, got) and not torch.equal(ref, no_prev)
     assert [b.last_path for b in chain.blocks] == ["fused"] * 6
+
+
+def test_packed_spikes_are_forgotten_with_their_tensor():
+    from xorsnn.export import packed as packed_mod
+
+    neuron = FusedNeuron(make_neuron({"tau": 2.0}))
+    x = torch.randn(2, 2, 8, 4, 4) + 1.0
+    a, b = neuron(x), neuron(x)
+    keys = {a.data_ptr(), b.data_ptr()}
+    assert keys <= set(packed_mod._PACKED) and _lookup_packed(a) is not None
+    del a  # freeing the float spikes drops their packed copy at once (no memory held until the next call)
+    assert set(packed_mod._PACKED) & keys == {b.data_ptr()} and _lookup_packed(b) is not None
+    b.add_(0)  # an in-place change invalidates the packed copy
+    assert _lookup_packed(b) is None

@@ -49,11 +49,20 @@ __all__ = ["PackedConv2d", "PackedLinear", "FusedNeuron", "pack_model", "packed_
 _PACKED: dict[int, tuple[Any, set[tuple[int, ...]], int, np.ndarray]] = {}
 
 
+def _forget(key: int, ref: Any) -> None:
+    e = _PACKED.get(key)
+    if e is not None and e[0] is ref:
+        del _PACKED[key]
+
+
 def _register_packed(out: torch.Tensor, packed: np.ndarray) -> None:
+    """Remember ``packed`` as the packed form of ``out``; dropped as soon as ``out`` is freed."""
     for key in [k for k, e in _PACKED.items() if e[0]() is None]:
         del _PACKED[key]
+    ref = weakref.ref(out)
+    weakref.finalize(out, _forget, out.data_ptr(), ref)
     shapes = {tuple(out.shape), (out.shape[0] * out.shape[1], *out.shape[2:])}  # [T, B, C, H, W] or [T*B, C, H, W]
-    _PACKED[out.data_ptr()] = (weakref.ref(out), shapes, out._version, packed)
+    _PACKED[out.data_ptr()] = (ref, shapes, out._version, packed)
 
 
 def _lookup_packed(x: torch.Tensor) -> np.ndarray | None:
