@@ -17,7 +17,8 @@ whose (effective) weights are **exactly ±1** and that has no bias is replaced b
 Everything else (BN, neurons, pooling, residual merges, the full-precision first conv and
 classifier) runs as the model's own PyTorch modules on the same values, so with binary spikes the
 packed model's logits are **bitwise equal** to the float model's (``torch.equal``; tested on real
-Fashion-MNIST and CIFAR-10 images).
+Fashion-MNIST and CIFAR-10 images). By default, Spiking / OA / XOR basic blocks go further and run
+as fused blocks on packed spikes (:mod:`xorsnn.export.packed_fused`), with the same exactness.
 
 Which layers are ±1: binary layers with ``binary_scale="none"``, and every block conv of a
 re-parameterised model (:func:`xorsnn.export.reparameterize`), which is how ``alpha`` and
