@@ -2,7 +2,8 @@
 
 Usage (2 cores, as recorded in benchmarks/results/bench_infer.md)::
 
-    OMP_NUM_THREADS=2 python benchmarks/bench_infer.py --threads 2 --batch 1 64 --T 4 --arch resnet18 xoresnet18
+    OMP_NUM_THREADS=2 python benchmarks/bench_infer.py --threads 2 --batch 1 64 --T 4 \\
+        --arch resnet18 xoresnet18 msc_resnet18
 
 Writes ``benchmarks/results/bench_infer.md`` (machine, versions, command, table). The same numbers are
 printed by ``xorsnn bench-infer``. Needs numba (``pip install 'xorsnn[deploy]'``).
@@ -20,7 +21,8 @@ from xorsnn.export.bench import bench_infer, format_results, machine_info
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--arch", choices=("resnet18", "xoresnet18", "resnet20"), nargs="+", default=["resnet18"])
+    p.add_argument("--arch", choices=("resnet18", "xoresnet18", "msc_resnet18", "resnet20"), nargs="+",
+                   default=["resnet18"])
     p.add_argument("--batch", type=int, nargs="+", default=[1, 64])
     p.add_argument("--T", type=int, default=4)
     p.add_argument("--repeats", type=int, default=5)

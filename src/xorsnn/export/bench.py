@@ -4,7 +4,9 @@
 The network is a binary-weight (``sign(W)``, no scale), binary-spike residual network on 32x32 RGB
 input: ``resnet18`` = Spiking ResNet, CIFAR ResNet-18 layout (3x3 stem, [2, 2, 2, 2] basic blocks,
 widths 64/128/256/512, 11.2M parameters), ``xoresnet18`` = the same layout with XOResNet blocks
-(OR shortcuts, XOR meta-residuals), ``resnet20`` = widths 16/32/64, [3, 3, 3] (quick). BatchNorm
+(OR shortcuts, XOR meta-residuals), ``msc_resnet18`` = the SEI-BWSNN multi-shortcut form
+(pre-activation units, real-valued residual stream, full-precision projection shortcuts),
+``resnet20`` = widths 16/32/64, [3, 3, 3] (quick). BatchNorm
 running statistics are calibrated on the benchmark input (so neurons fire at realistic rates).
 Before timing, the packed model's logits are checked to be bitwise equal to the float model's.
 """
@@ -24,6 +26,7 @@ __all__ = ["BENCH_ARCHS", "BenchRow", "bench_model", "bench_infer", "format_resu
 BENCH_ARCHS: dict[str, tuple[str, list[int], list[int]]] = {
     "resnet18": ("spiking", [2, 2, 2, 2], [64, 128, 256, 512]),
     "xoresnet18": ("xor", [2, 2, 2, 2], [64, 128, 256, 512]),
+    "msc_resnet18": ("msc", [2, 2, 2, 2], [64, 128, 256, 512]),
     "resnet20": ("spiking", [3, 3, 3], [16, 32, 64]),
 }
 """Benchmark networks: name -> (family, blocks per stage, widths), all with the CIFAR 3x3 stem."""

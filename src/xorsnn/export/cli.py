@@ -127,9 +127,9 @@ def add_bench_infer_parser(sub: Any) -> None:
     p = sub.add_parser("bench-infer", help="latency/throughput of the bit-packed CPU engine vs PyTorch fp32",
                        description="Binary-weight, binary-spike ResNet on CIFAR-sized input; checks the packed "
                                    "engine's logits equal PyTorch's, then times both.")
-    p.add_argument("--arch", choices=("resnet18", "xoresnet18", "resnet20"), default="resnet18",
+    p.add_argument("--arch", choices=("resnet18", "xoresnet18", "msc_resnet18", "resnet20"), default="resnet18",
                    help="network: resnet18 (Spiking ResNet, widths 64-512, 11M params), xoresnet18 (same layout, "
-                        "XOResNet blocks) or resnet20 (16-64, quick)")
+                        "XOResNet blocks), msc_resnet18 (SEI-BWSNN multi-shortcut) or resnet20 (16-64, quick)")
     p.add_argument("--batch", type=int, nargs="+", default=[1, 64], help="batch sizes (default: 1 64)")
     p.add_argument("--T", type=int, default=4, help="time steps (default 4)")
     p.add_argument("--repeats", type=int, default=5, help="timed repetitions per setting (default 5)")
