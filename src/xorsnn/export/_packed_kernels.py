@@ -38,6 +38,43 @@ def set_threads(n: int) -> None:
     numba.set_num_threads(max(1, min(int(n), numba.config.NUMBA_NUM_THREADS)))
 
 
+@njit(inline="always")
+def _popcount_row(xp, wpos, n, oh, stride, off, acc, s):  # type: ignore[no-untyped-def]
+    """Accumulate output row ``oh`` of image ``n``: ``acc[ow, o] += popcount(x AND w+)`` and
+    ``s[ow] += popcount(x)`` over the receptive field (the caller zeroes ``acc`` and ``s``; the conv
+    output is ``2 * acc - s``). All-zero input words are skipped; the inner loop over ``O`` vectorises."""
+    kh_n, kw_n, cw_n, o_n = wpos.shape
+    ow_n = acc.shape[0]
+    for kh in range(kh_n):
+        for kw in range(kw_n):
+            for cw in range(cw_n):
+                wr = wpos[kh, kw, cw]
+                for ow in range(ow_n):
+                    xw = xp[n, oh * stride + kh + off, ow * stride + kw + off, cw]
+                    if xw == 0:
+                        continue
+                    s[ow] += _popcnt64(xw)
+                    a = acc[ow]
+                    for o in range(o_n):
+                        a[o] += _popcnt64(xw & wr[o])
+
+
+@njit(inline="always")
+def _neuron_step(x, v, k, c, b, vth, vreset, use_c, use_k, k_one, use_b, hard):  # type: ignore[no-untyped-def]
+    """One neuron update in PyTorch's float operations and order: ``h = c*x + k*v + b`` (terms that
+    are switched off are skipped, not multiplied by 1 / added as 0), ``fire = h >= v_threshold``, then
+    hard or soft reset. Returns ``(fire, h, v_next)``."""
+    h = x * c if use_c else x
+    if use_k:
+        h = h + (v if k_one else v * k)
+    if use_b:
+        h = h + b
+    fire = h >= vth
+    if hard:
+        return fire, h, (vreset if fire else h)
+    return fire, h, (h - vth if fire else h)
+
+
 @njit(parallel=True, cache=True)
 def pack_spikes(x, pad):  # type: ignore[no-untyped-def]
     """``x`` float ``[N, C, H, W]`` -> ``(packed [N, H+2p, W+2p, Cw] uint64, binary)``.
@@ -76,25 +113,14 @@ def popcount_conv(xp, wpos, stride, off, out):  # type: ignore[no-untyped-def]
     channel words stream past; the inner loop over ``O`` (contiguous weight words) vectorises.
     """
     n_img = xp.shape[0]
-    kh_n, kw_n, cw_n, o_n = wpos.shape
+    o_n = wpos.shape[3]
     oh_n, ow_n = out.shape[2], out.shape[3]
     for job in prange(n_img * oh_n):
         n = job // oh_n
         oh = job % oh_n
         acc = np.zeros((ow_n, o_n), np.int64)
         s = np.zeros(ow_n, np.int64)
-        for kh in range(kh_n):
-            for kw in range(kw_n):
-                for cw in range(cw_n):
-                    wr = wpos[kh, kw, cw]
-                    for ow in range(ow_n):
-                        xw = xp[n, oh * stride + kh + off, ow * stride + kw + off, cw]
-                        if xw == 0:
-                            continue
-                        s[ow] += _popcnt64(xw)
-                        a = acc[ow]
-                        for o in range(o_n):
-                            a[o] += _popcnt64(xw & wr[o])
+        _popcount_row(xp, wpos, n, oh, stride, off, acc, s)
         for o in range(o_n):
             for ow in range(ow_n):
                 out[n, o, oh, ow] = 2 * acc[ow, o] - s[ow]
@@ -157,20 +183,12 @@ def neuron_multistep(x, consts, flags, out):  # type: ignore[no-untyped-def]
             xt = x[t, lo:hi]
             ot = out[t, lo:hi]
             for j in range(hi - lo):
-                h = xt[j] * c if use_c else xt[j]
-                if use_k:
-                    h = h + (v[j] if k_one else v[j] * k)
-                if use_b:
-                    h = h + b
-                fire = h >= vth
+                fire, h, vn = _neuron_step(xt[j], v[j], k, c, b, vth, vreset, use_c, use_k, k_one, use_b, hard)
+                v[j] = vn
                 if real:
                     ot[j] = h if fire else h * zero
                 else:
                     ot[j] = one if fire else zero
-                if hard:
-                    v[j] = vreset if fire else h
-                else:
-                    v[j] = h - vth if fire else h
 
 
 @njit(parallel=True, cache=True)
@@ -205,17 +223,9 @@ def neuron_pack(x, consts, flags, out, packed):  # type: ignore[no-untyped-def]
                 accw = acc[ch // 64]
                 sh = np.uint64(ch % 64)
                 for j in range(w_n):
-                    h = xr[j] * c if use_c else xr[j]
-                    if use_k:
-                        h = h + (vr[j] if k_one else vr[j] * k)
-                    if use_b:
-                        h = h + b
-                    fire = h >= vth
+                    fire, _, vn = _neuron_step(xr[j], vr[j], k, c, b, vth, vreset, use_c, use_k, k_one, use_b, hard)
+                    vr[j] = vn
                     orow[j] = one if fire else zero
-                    if hard:
-                        vr[j] = vreset if fire else h
-                    else:
-                        vr[j] = h - vth if fire else h
                     accw[j] |= np.uint64(fire) << sh
             n = t * b_n + bi
             for j in range(w_n):
@@ -245,7 +255,7 @@ def fused_conv_bn_neuron(xp, wpos, stride, off, t_n, oh_n, ow_n, alpha, beta,
     """
     nt = xp.shape[0]
     b_n = nt // t_n
-    kh_n, kw_n, cw_n, o_n = wpos.shape
+    o_n = wpos.shape[3]
     ow_words = (o_n + 63) // 64
     k, c, b, vth, vreset, vinit = consts[0], consts[1], consts[2], consts[3], consts[4], consts[5]
     use_c, use_k, k_one, use_b, hard = flags[0], flags[1], flags[2], flags[3], flags[4]
@@ -262,18 +272,7 @@ def fused_conv_bn_neuron(xp, wpos, stride, off, t_n, oh_n, ow_n, alpha, beta,
             n = t * b_n + bi
             acc[:] = 0
             s[:] = 0
-            for kh in range(kh_n):
-                for kw in range(kw_n):
-                    for cw in range(cw_n):
-                        wr = wpos[kh, kw, cw]
-                        for ow in range(ow_n):
-                            xw = xp[n, oh * stride + kh + off, ow * stride + kw + off, cw]
-                            if xw == 0:
-                                continue
-                            s[ow] += _popcnt64(xw)
-                            a = acc[ow]
-                            for o in range(o_n):
-                                a[o] += _popcnt64(xw & wr[o])
+            _popcount_row(xp, wpos, n, oh, stride, off, acc, s)
             for ow in range(ow_n):
                 a = acc[ow]
                 sw = s[ow]
@@ -298,16 +297,9 @@ def fused_conv_bn_neuron(xp, wpos, stride, off, t_n, oh_n, ow_n, alpha, beta,
                     word = np.uint64(0)
                     for j in range(min(64, o_n - 64 * q)):
                         o = 64 * q + j
-                        h = xv[o] * c if use_c else xv[o]
-                        if use_k:
-                            h = h + (vr[o] if k_one else vr[o] * k)
-                        if use_b:
-                            h = h + b
-                        fire = h >= vth
-                        if hard:
-                            vr[o] = vreset if fire else h
-                        else:
-                            vr[o] = h - vth if fire else h
+                        fire, _, vn = _neuron_step(xv[o], vr[o], k, c, b, vth, vreset, use_c, use_k, k_one, use_b,
+                                                   hard)
+                        vr[o] = vn
                         word |= np.uint64(fire) << np.uint64(j)
                     if res_kind == 3:
                         word |= res_packed[n, oh + 1, ow + 1, q]

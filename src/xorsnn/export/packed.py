@@ -252,11 +252,14 @@ class FusedNeuron(nn.Module):
         return "fused numba kernel"
 
 
-def _replace(parent: nn.Module, name: str, new: nn.Module) -> None:
-    if isinstance(parent, nn.Sequential) or name.isdigit():
-        parent._modules[name] = new
+def _replace(model: nn.Module, name: str, new: nn.Module) -> None:
+    """Put ``new`` in place of the submodule of ``model`` at the dotted path ``name``."""
+    parent_name, _, child = name.rpartition(".")
+    parent = model.get_submodule(parent_name) if parent_name else model
+    if isinstance(parent, nn.Sequential) or child.isdigit():
+        parent._modules[child] = new
     else:
-        setattr(parent, name, new)
+        setattr(parent, child, new)
 
 
 def pack_model(model: nn.Module, *, fuse_neurons: bool = True, fuse_blocks: bool = True) -> nn.Module:
@@ -291,14 +294,10 @@ def pack_model(model: nn.Module, *, fuse_neurons: bool = True, fuse_blocks: bool
             "pack_model(xorsnn.export.reparameterize(model))"
         )
     for name, mod in targets:
-        parent_name, _, child = name.rpartition(".")
-        parent = out.get_submodule(parent_name) if parent_name else out
-        new = PackedConv2d(mod) if isinstance(mod, nn.Conv2d) else PackedLinear(mod)
-        _replace(parent, child, new)
+        _replace(out, name, PackedConv2d(mod) if isinstance(mod, nn.Conv2d) else PackedLinear(mod))
     if fuse_neurons:
         for name, mod in neurons:
-            parent_name, _, child = name.rpartition(".")
-            _replace(out.get_submodule(parent_name) if parent_name else out, child, FusedNeuron(mod))
+            _replace(out, name, FusedNeuron(mod))
     return out
 
 

@@ -29,7 +29,6 @@ one unit); build with ``pack_model(..., fuse_blocks=False)`` when per-layer hook
 from __future__ import annotations
 
 import math
-from typing import Any
 
 import numpy as np
 import torch
@@ -40,7 +39,16 @@ from ..blocks.spiking import SpikingBasicBlock
 from ..blocks.stage import ResidualStage
 from ..blocks.xor import XORBasicBlock
 from ..neurons import SpikingNeuron
-from .packed import _kernels, _lookup_packed, _pack_weight, _register_packed, is_pm1, neuron_kernel_params
+from .packed import (
+    _effective_weight,
+    _kernels,
+    _lookup_packed,
+    _pack_weight,
+    _register_packed,
+    _replace,
+    is_pm1,
+    neuron_kernel_params,
+)
 
 __all__ = ["FusedBasicBlock", "FusedBlockChain", "can_fuse_block", "fuse_blocks"]
 
@@ -105,8 +113,7 @@ class _ConvBN:
     ``beta``), with the exhaustive BN check per spatial size."""
 
     def __init__(self, conv: nn.Conv2d, bn: nn.BatchNorm2d) -> None:
-        w = conv.binary_weight() if hasattr(conv, "binary_weight") else conv.weight
-        self.wpos = _pack_weight(w.detach())
+        self.wpos = _pack_weight(_effective_weight(conv))
         self.stride = int(conv.stride[0])
         self.padding = int(conv.padding[0])
         self.out_channels = int(conv.out_channels)
@@ -324,21 +331,16 @@ def fuse_blocks(model: nn.Module) -> list[str]:
     """Replace, in place, every block of ``model`` that :func:`can_fuse_block` accepts by a
     :class:`FusedBasicBlock`, then every ``nn.Sequential`` / ``ResidualStage`` (outermost first) made
     only of such blocks by a :class:`FusedBlockChain`. Returns the fused blocks' names."""
-    from .packed import _replace
-
     names = [name for name, mod in model.named_modules() if name and can_fuse_block(mod)]
     for name in names:
-        parent_name, _, child = name.rpartition(".")
-        parent: Any = model.get_submodule(parent_name) if parent_name else model
-        _replace(parent, child, FusedBasicBlock(model.get_submodule(name)))
+        _replace(model, name, FusedBasicBlock(model.get_submodule(name)))
     done: set[str] = set()
     for name, mod in list(model.named_modules()):
         if not name or any(name.startswith(d + ".") for d in done):
             continue
         members = _chain_members(mod)
         if members and len(members) > 1 and all(isinstance(m, FusedBasicBlock) for m, _ in members):
-            parent_name, _, child = name.rpartition(".")
             chain = FusedBlockChain([m for m, _ in members], [f for _, f in members])  # type: ignore[misc]
-            _replace(model.get_submodule(parent_name) if parent_name else model, child, chain)
+            _replace(model, name, chain)
             done.add(name)
     return names
