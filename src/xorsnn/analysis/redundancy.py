@@ -59,6 +59,7 @@ __all__ = [
     "block_anatomy",
     "register_block_anatomy",
     "find_blocks",
+    "meta_residual_counts",
 ]
 
 
@@ -186,6 +187,7 @@ class BlockRedundancy:
     overlap_of_backbone: float | None
     novel_fraction: float | None
     note: str = ""
+    meta_residual: bool | None = None  # XOR input mode: whether XOR(x_l, x_prev) fed the branch (None: no XOR input)
 
     def to_dict(self) -> dict[str, object]:
         return asdict(self)
@@ -198,6 +200,12 @@ class _Acc:
         self.bin_entries = self.bin_nonzero = 0
         self.positions = self.n_s = self.n_a = self.n_both = 0
         self.novel_num = self.novel_den = 0
+
+
+def meta_residual_counts(blocks: list[BlockRedundancy]) -> tuple[int, int]:
+    """``(active, total)``: XOR-input blocks whose branch read ``XOR(x_l, x_prev)``, of all XOR-input blocks."""
+    flags = [b.meta_residual for b in blocks if b.meta_residual is not None]
+    return sum(flags), len(flags)
 
 
 def _nnz(t: torch.Tensor) -> int:
@@ -266,6 +274,8 @@ class RedundancyMonitor:
         @torch.no_grad()
         def hook(module: nn.Module, inputs: tuple[Any, ...], output: Any) -> None:
             cur = self._cur.pop(name, None)
+            if isinstance(output, tuple):  # (out, handoff) of a block handing on its shortcut spikes
+                output = output[0]
             if cur is None or not isinstance(output, torch.Tensor):
                 return
             acc = self._acc[name]
@@ -330,6 +340,7 @@ class RedundancyMonitor:
                     overlap_of_backbone=frac(acc.n_both, acc.n_a) if spike else None,
                     novel_fraction=frac(acc.novel_num, acc.novel_den),
                     note=note,
+                    meta_residual=(acc.novel_den > 0) if anat.novelty else None,
                 )
             )
         return out

@@ -20,7 +20,7 @@ from .energy import CONVENTIONS, GRADED_COSTS, EnergyBreakdown, estimate_energy,
 from .firing import NeuronStats
 from .gradients import BlockGradStats, grad_norm_ratio
 from .optable import OpTable
-from .redundancy import BlockRedundancy
+from .redundancy import BlockRedundancy, meta_residual_counts
 
 __all__ = ["Report", "format_si"]
 
@@ -263,6 +263,12 @@ class Report:
                 "S = shortcut spikes, A = backbone spikes; overlap = fraction of positions where both fire "
                 "(what OR removes and ADD double-counts); novel = nnz(XOR(x_l, x_l-1)) / nnz(x_l).",
                 "",
+            ]
+            active, total = meta_residual_counts(self.blocks)
+            if total:
+                lines += [f"XOR meta-residual active in **{active} of {total}** XOR identity blocks "
+                          "(the others have no same-shape previous stream and read x_l itself).", ""]
+            lines += [
                 "| block | type | merge | out rate | non-binary out | S rate | A rate | overlap | overlap/A | novel "
                 "| note |",
                 "|---|---|---|---|---|---|---|---|---|---|---|",

@@ -82,13 +82,17 @@ class OABasicBlock(nn.Module):
         """The branch's last neuron: backbone spikes ``A = SN(current)``."""
         return self.sn2(current)
 
-    def merge(self, x: torch.Tensor, current: torch.Tensor) -> torch.Tensor:
-        """OA merge of the block input ``x`` with the backbone ``current``."""
+    def merge(self, x: torch.Tensor, current: torch.Tensor, shortcut: torch.Tensor | None = None) -> torch.Tensor:
+        """OA merge of the block input ``x`` with the backbone ``current``.
+
+        ``shortcut``: the downsampling shortcut ``downsample(x)`` if the caller already computed it.
+        """
         if self.downsample is None:
             return spike_or(x, self.fire(current), self.or_form)
+        s = self.downsample(x) if shortcut is None else shortcut
         if self.down_merge == "add":
-            return self.fire(current + self.downsample(x))
-        return spike_or(self.downsample(x), self.fire(current), self.or_form)
+            return self.fire(current + s)
+        return spike_or(s, self.fire(current), self.or_form)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.merge(x, self.residual(x))
@@ -148,13 +152,17 @@ class OABottleneck(nn.Module):
         """The branch's last neuron: backbone spikes ``A = SN(current)``."""
         return self.sn3(current)
 
-    def merge(self, x: torch.Tensor, current: torch.Tensor) -> torch.Tensor:
-        """OA merge of the block input ``x`` with the backbone ``current``."""
+    def merge(self, x: torch.Tensor, current: torch.Tensor, shortcut: torch.Tensor | None = None) -> torch.Tensor:
+        """OA merge of the block input ``x`` with the backbone ``current``.
+
+        ``shortcut``: the downsampling shortcut ``downsample(x)`` if the caller already computed it.
+        """
         if self.downsample is None:
             return spike_or(x, self.fire(current), self.or_form)
+        s = self.downsample(x) if shortcut is None else shortcut
         if self.down_merge == "add":
-            return self.fire(current + self.downsample(x))
-        return spike_or(self.downsample(x), self.fire(current), self.or_form)
+            return self.fire(current + s)
+        return spike_or(s, self.fire(current), self.or_form)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.merge(x, self.residual(x))

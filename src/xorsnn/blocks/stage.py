@@ -1,7 +1,9 @@
 """A stage of residual blocks: ``nn.Sequential`` that also hands each block the previous block's input.
 
 XOR blocks (``uses_previous_input = True``) take ``forward(x, x_prev)``; every other block takes
-``forward(x)``. The first block of a stage gets ``x_prev=None``.
+``forward(x)``. The first block of a stage gets ``x_prev=None``; each later block gets the stream its
+predecessor hands on: the predecessor's input, or -- for a downsampling XOR block with
+``xor_prev="shortcut"`` (``hands_off_shortcut``) -- the spikes of its projected shortcut.
 """
 
 from __future__ import annotations
@@ -18,6 +20,10 @@ class ResidualStage(nn.Sequential):
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
         prev: torch.Tensor | None = None
         for block in self:
-            out = block(x, prev) if getattr(block, "uses_previous_input", False) else block(x)
-            prev, x = x, out
+            if getattr(block, "hands_off_shortcut", False):
+                out, handoff = block(x, prev, return_handoff=True)
+            else:
+                out = block(x, prev) if getattr(block, "uses_previous_input", False) else block(x)
+                handoff = x
+            prev, x = handoff, out
         return x

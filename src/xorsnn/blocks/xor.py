@@ -23,10 +23,26 @@ Exact equivalences on binary spikes (tested):
   ``none``**; only the gradients differ (``∂out/∂A = (1 - x)^2`` instead of ``1 - x``).
 * ``merge``: identity at ``A ≡ 0``; output stays binary.
 
-``input`` needs ``x_{l-1}`` of the same shape: the first block of a stage, and a block whose
-predecessor changed the shape, receive ``x_l`` itself. Downsampling blocks are plain OA blocks
-(current ADD, then one neuron) in every mode, so ``inner`` (basic blocks only) always finds
-``x_l`` and the first neuron's output with the same shape.
+Downsampling blocks are plain OA blocks (current ADD, then one neuron) in every mode, so
+``inner`` (basic blocks only) always finds ``x_l`` and the first neuron's output with the same shape.
+
+**Which stream is ``x_{l-1}``** (``xor_prev``, used by ``xor_mode="input"`` only):
+
+* ``"input"`` -- the previous block's input. A block whose predecessor changed the shape (the
+  block after every downsampling block) has no same-shape ``x_{l-1}`` and reads ``x_l`` itself,
+  so its meta-residual is inactive: XOR is active in only 4 of the 7 identity blocks of
+  ``xoresnet20`` and 1 of 4 of ``xoresnet14``.
+* ``"shortcut"`` -- the previous block's *shortcut stream*: its input for an identity block
+  (the same as ``"input"``), and for a downsampling block the spikes its projected shortcut
+  alone would fire, ``P = SN'(BN(conv1x1(x_{l-1})))`` (a parameter-free neuron of the block's
+  kind on the shortcut current; with ``down_merge="or"`` the shortcut already ends in a neuron).
+  The next block then reads ``XOR(x_l, P)``: the positions where adding the backbone current
+  changed the shortcut's firing decision -- what the downsampling block learned, the analogue
+  of ``A_{l-1} (1 - x_{l-1})`` for an OR block. Every identity block but the network's first
+  (which has no predecessor) gets an active meta-residual (6 of 7 in ``xoresnet20``, 3 of 4 in
+  ``xoresnet14``).
+
+The first block of a stage (and of the network) gets ``x_prev=None`` and reads ``x_l``.
 """
 
 from __future__ import annotations
@@ -38,9 +54,10 @@ from ..ops import XOR_FORMS, spike_and, spike_or, spike_xor
 from .common import NeuronFactory
 from .oa import OABasicBlock, OABottleneck, _check_choice
 
-__all__ = ["XOR_MODES", "XORBasicBlock", "XORBottleneck"]
+__all__ = ["XOR_MODES", "XOR_PREVS", "XORBasicBlock", "XORBottleneck", "refuse_shortcut_handoff"]
 
 XOR_MODES = ("input", "output", "inner", "merge", "none")
+XOR_PREVS = ("input", "shortcut")
 
 
 class _XORMixin:
@@ -49,8 +66,27 @@ class _XORMixin:
     uses_previous_input = True
     xor_mode: str
     xor_form: str
+    xor_prev: str
     or_form: str
+    down_merge: str
     downsample: torch.nn.Module | None
+
+    def _init_xor(self, xor_mode: str, xor_form: str, xor_prev: str, neuron: NeuronFactory) -> None:
+        self.xor_mode = _check_choice("xor_mode", xor_mode, XOR_MODES)
+        self.xor_form = _check_choice("xor_form", xor_form, XOR_FORMS)
+        self.xor_prev = _check_choice("xor_prev", xor_prev, XOR_PREVS)
+        if xor_prev != "input" and xor_mode != "input":
+            raise ValueError(
+                f"xor_prev={xor_prev!r} selects the previous stream of xor_mode='input' and has no effect with "
+                f"xor_mode={xor_mode!r}: use xor_prev='input' (the default) or xor_mode='input'"
+            )
+        # Shortcut spikes handed to the next block (parameter-free neuron; "or" shortcuts already fire).
+        self.sn_handoff = neuron() if self.hands_off_shortcut and self.down_merge == "add" else None
+
+    @property
+    def hands_off_shortcut(self) -> bool:
+        """Whether the next block's ``x_prev`` is this block's shortcut spikes (``xor_prev="shortcut"``, downsampling)."""
+        return self.xor_prev == "shortcut" and self.downsample is not None
 
     def meta_residual(self, x: torch.Tensor, x_prev: torch.Tensor | None) -> torch.Tensor:
         """Backbone input for ``xor_mode="input"``: ``XOR(x, x_prev)``, or ``x`` without a same-shape ``x_prev``."""
@@ -58,8 +94,19 @@ class _XORMixin:
             return x
         return spike_xor(x, x_prev, self.xor_form)
 
-    def forward(self, x: torch.Tensor, x_prev: torch.Tensor | None = None) -> torch.Tensor:
-        """``x``: block input ``[T, B, C, ...]``; ``x_prev``: previous block's input or ``None``."""
+    def forward(
+        self, x: torch.Tensor, x_prev: torch.Tensor | None = None, return_handoff: bool = False
+    ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+        """``x``: block input ``[T, B, C, ...]``; ``x_prev``: the previous block's stream (see
+        ``xor_prev``) or ``None``. With ``return_handoff=True`` returns ``(out, stream)``, where
+        ``stream`` is what the next block receives as ``x_prev`` (``x`` itself, or the shortcut
+        spikes of a downsampling block with ``xor_prev="shortcut"``)."""
+        if return_handoff:
+            if not self.hands_off_shortcut:
+                return self.forward(x, x_prev), x
+            s = self.downsample(x)  # type: ignore[misc]
+            out = self.merge(x, self.residual(x), s)  # type: ignore[attr-defined]
+            return out, (self.sn_handoff(s) if self.sn_handoff is not None else s)
         mode = self.xor_mode
         if self.downsample is not None or mode == "none":
             return self.merge(x, self.residual(x))  # type: ignore[attr-defined]
@@ -79,6 +126,7 @@ class XORBasicBlock(_XORMixin, OABasicBlock):
     Args (beyond :class:`~xorsnn.blocks.OABasicBlock`'s):
         xor_mode: ``"input"``, ``"output"``, ``"inner"``, ``"merge"`` or ``"none"`` (see module doc).
         xor_form: XOR variant, ``"poly"`` (``a+b-2ab``) or ``"abs"`` (``|a-b|``).
+        xor_prev: the stream ``x_{l-1}`` of ``xor_mode="input"``: ``"input"`` or ``"shortcut"`` (module doc).
     """
 
     def __init__(
@@ -93,12 +141,12 @@ class XORBasicBlock(_XORMixin, OABasicBlock):
         down_merge: str = "add",
         xor_mode: str = "input",
         xor_form: str = "poly",
+        xor_prev: str = "input",
     ) -> None:
         super().__init__(
             in_planes, planes, stride, neuron=neuron, layers=layers, or_form=or_form, down_merge=down_merge
         )
-        self.xor_mode = _check_choice("xor_mode", xor_mode, XOR_MODES)
-        self.xor_form = _check_choice("xor_form", xor_form, XOR_FORMS)
+        self._init_xor(xor_mode, xor_form, xor_prev, neuron)
 
     def inner_residual(self, x: torch.Tensor) -> torch.Tensor:
         """``xor_mode="inner"``: ``BN(conv(XOR(x, SN(BN(conv(x))))))``."""
@@ -106,7 +154,7 @@ class XORBasicBlock(_XORMixin, OABasicBlock):
         return self.bn2(self.conv2(spike_xor(x, h, self.xor_form)))
 
     def extra_repr(self) -> str:
-        return super().extra_repr() + f", xor_mode={self.xor_mode!r}, xor_form={self.xor_form!r}"
+        return super().extra_repr() + f", xor_mode={self.xor_mode!r}, xor_form={self.xor_form!r}, xor_prev={self.xor_prev!r}"
 
 
 class XORBottleneck(_XORMixin, OABottleneck):
@@ -124,6 +172,7 @@ class XORBottleneck(_XORMixin, OABottleneck):
         down_merge: str = "add",
         xor_mode: str = "input",
         xor_form: str = "poly",
+        xor_prev: str = "input",
     ) -> None:
         if xor_mode == "inner":
             raise ValueError(
@@ -133,8 +182,18 @@ class XORBottleneck(_XORMixin, OABottleneck):
         super().__init__(
             in_planes, planes, stride, neuron=neuron, layers=layers, or_form=or_form, down_merge=down_merge
         )
-        self.xor_mode = _check_choice("xor_mode", xor_mode, XOR_MODES)
-        self.xor_form = _check_choice("xor_form", xor_form, XOR_FORMS)
+        self._init_xor(xor_mode, xor_form, xor_prev, neuron)
 
     def extra_repr(self) -> str:
-        return super().extra_repr() + f", xor_mode={self.xor_mode!r}, xor_form={self.xor_form!r}"
+        return super().extra_repr() + f", xor_mode={self.xor_mode!r}, xor_form={self.xor_form!r}, xor_prev={self.xor_prev!r}"
+
+
+def refuse_shortcut_handoff(model: torch.nn.Module, backend: str) -> None:
+    """Raise ``ValueError`` if ``model`` has an XOR block with ``xor_prev="shortcut"`` hand-off, which
+    ``backend`` does not implement (it hands each block its predecessor's input instead)."""
+    for name, module in model.named_modules():
+        if getattr(module, "hands_off_shortcut", False):
+            raise ValueError(
+                f"{backend} does not support xor_prev='shortcut' (block {name!r} hands its shortcut spikes to the "
+                "next block); build the model with xor_prev='input' or run it in PyTorch"
+            )

@@ -52,7 +52,7 @@ from ..blocks import (
     SpikingBottleneck,
 )
 from ..blocks.multishortcut import MultiShortcutBasicBlock
-from ..blocks.xor import XORBasicBlock, XORBottleneck
+from ..blocks.xor import XORBasicBlock, XORBottleneck, refuse_shortcut_handoff
 from ..layers import is_binary_layer
 from ..models.resnet import SpikingResNet
 from ..models.stack import DeepSNNStack
@@ -430,6 +430,7 @@ def to_nir(model: nn.Module, sample: torch.Tensor) -> Any:
     """
     if not isinstance(model, nn.Module):
         raise ValueError(f"to_nir: model must be an nn.Module, got {type(model).__name__}")
+    refuse_shortcut_handoff(model, "NIR export")
     was_training = model.training
     model.eval()
     try:

@@ -93,8 +93,8 @@ def can_fuse_block(block: nn.Module) -> bool:
     :class:`~xorsnn.blocks.XORBasicBlock` (``xor_mode`` input / output / merge / none; downsampling
     with ``down_merge="add"``) with ±1 3x3 convs (padding 1), eval-mode BNs with running statistics,
     binary-spike non-stateful neurons, and an identity or ``Conv1x1(±1) - BN`` shortcut."""
-    if _merge_kind(block) is None:
-        return False
+    if _merge_kind(block) is None or getattr(block, "hands_off_shortcut", False):
+        return False  # a shortcut hand-off (xor_prev="shortcut") runs unfused, as in PyTorch
     if not (_conv_ok(block.conv1, 3, 1) and _conv_ok(block.conv2, 3, 1) and block.conv2.stride[0] == 1):
         return False
     if not (_is_eval_bn(block.bn1) and _is_eval_bn(block.bn2)):

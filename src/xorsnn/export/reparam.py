@@ -62,6 +62,7 @@ from ..blocks import (
     SpikingBottleneck,
 )
 from ..blocks.multishortcut import MultiShortcutBasicBlock
+from ..blocks.xor import refuse_shortcut_handoff
 from ..layers import TimeConv2d, TimeLinear, is_binary_layer
 from ..models.resnet import SpikingResNet
 from ..neurons import SpikingNeuron
@@ -575,6 +576,7 @@ def reparameterize(model: nn.Module) -> nn.Module:
         raise ValueError(
             f"reparameterize: expected a SpikingResNet (xorsnn.create_model(...)), got {type(model).__name__}"
         )
+    refuse_shortcut_handoff(model, "reparameterize")
     out = copy.deepcopy(model).eval()
     for mod in out.modules():
         if isinstance(mod, (FoldedNeuron, ChannelAffine)):

@@ -9,6 +9,9 @@ name               layout (ReLU wherever the spiking model has a neuron)
 =================  ======================================================================
 ``ann_resnet20``   ReverB's ResNet-20, convention (b): 3-conv stem + avgpool, [2,2,2,2] x 64-512
 ``ann_resnet19``   ResNet-19 (tdBN layout): conv3x3(128) stem, [3,3,2] x 128/256/512, FC-256 head
+``ann_cifar_resnetN``  He et al.'s CIFAR ResNet-N (N = 6n+2 in 8, 14, 20, 32, 44, 56, 110): the layout of
+                   ``spiking_resnetN`` / ``sew_resnetN`` / ``xoresnetN`` (3x3 stem, [n,n,n] x 16/32/64) with
+                   ReLU -- the ANN ceiling of the family comparisons
 =================  ======================================================================
 
 An ANN has no time axis: it is built with ``T = 1`` whatever ``T`` is passed (the trainer passes
@@ -25,6 +28,7 @@ from torch import nn
 from ..neurons.lif import SpikingNeuron
 from .binary_weight import REVERB_RESNET19_LAYOUT, REVERB_RESNET20_LAYOUT
 from .registry import register_model
+from .registry import _CIFAR_6N2
 from .resnet import SpikingResNet
 
 __all__ = ["ANNResNet", "replace_neurons"]
@@ -74,6 +78,19 @@ def _register() -> None:
         description="ANN (ReLU) ResNet-19 (tdBN layout, FC-256 head) as reverb_resnet19; a KD teacher",
         **REVERB_RESNET19_LAYOUT,
     )
+    for depth in _CIFAR_6N2:
+        n = (depth - 2) // 6
+        register_model(
+            f"ann_cifar_resnet{depth}",
+            ANNResNet,
+            description=f"ANN (ReLU) CIFAR ResNet-{depth} (He et al. 6n+2, n={n}), widths 16/32/64: the ANN ceiling "
+            f"of the {depth}-layer spiking families",
+            family="spiking",
+            layers=[n, n, n],
+            widths=[16, 32, 64],
+            stem="cifar",
+            num_classes=10,
+        )
 
 
 _register()
