@@ -119,7 +119,32 @@ FASHION_MNIST = Study(
     ),
 )
 
-STUDIES = {s.name: s for s in (FASHION_MNIST,)}
+CIFAR10_RECIPE = (
+    "--dataset", "cifar10", "--T", "2", "--epochs", "40", "--batch-size", "64",
+    "--optimizer", "sgd", "--lr", "0.1", "--momentum", "0.9", "--nesterov", "--weight-decay", "5e-4",
+    "--schedule", "cosine", "--augment", "--device", "cpu", "--no-progress",
+)
+
+CIFAR10 = Study(
+    name="cifar10",
+    dataset="cifar10",
+    recipe=CIFAR10_RECIPE,
+    epochs=40,
+    note=(
+        "The shared CIFAR-10 copy (real images recovered from JPEG, PSNR ~30 dB; 50k train / 10k test); the "
+        "Fashion-MNIST study's ResNet-14 layout (3x3 stem, [2,2,2] x 16/32/64) at 32x32, T = 2, SGD Nesterov 0.1, "
+        "cosine to 0 over 40 epochs, batch 64, wd 5e-4, crop 4 + flip, zero_init_residual off."
+    ),
+    runs=(
+        RunSpec("xor", "xoresnet14", "XOResNet-14 (xor_prev=shortcut)", {**_NO_ZI, **_XOR, "xor_prev": "shortcut"}),
+        RunSpec("ms", "ms_resnet14", "MS-ResNet-14", dict(_NO_ZI)),
+        RunSpec("oa", "oa_resnet14", "OA-ResNet-14 (OR-ADD only)", dict(_NO_ZI)),
+        RunSpec("sew", "sew_resnet14", "SEW-ResNet-14 (ADD)", {**_NO_ZI, "connect": "add"}),
+    ),
+    order=(("xor", 0), ("ms", 0), ("oa", 0), ("sew", 0)),
+)
+
+STUDIES = {s.name: s for s in (FASHION_MNIST, CIFAR10)}
 
 
 # -- commands --------------------------------------------------------------------------------------
@@ -129,6 +154,11 @@ def run_id(tag: str, seed: int) -> str:
 
 def run_dir(study: Study, tag: str, seed: int) -> Path:
     return RUNS / study.name / run_id(tag, seed)
+
+
+def _rel(path: Path) -> Path:
+    """``path`` relative to the repository when inside it (as the commands in the table show it)."""
+    return path.relative_to(ROOT) if path.is_relative_to(ROOT) else path
 
 
 def _yaml_value(value: Any) -> str:
@@ -143,8 +173,7 @@ def train_command(study: Study, tag: str, seed: int) -> list[str]:
     cmd = ["xorsnn", "train", "--model", spec.model, *study.recipe, *spec.args]
     for key, value in spec.model_args.items():
         cmd += ["--model-arg", f"{key}={_yaml_value(value)}"]
-    out = run_dir(study, tag, seed).relative_to(ROOT)
-    return cmd + ["--seed", str(seed), "--out-dir", str(out)]
+    return cmd + ["--seed", str(seed), "--out-dir", str(_rel(run_dir(study, tag, seed)))]
 
 
 # -- reading a run directory -----------------------------------------------------------------------
@@ -375,7 +404,7 @@ def restore_inflight(study: Study, tag: str, seed: int) -> bool:
 
 def is_finished(study: Study, tag: str, seed: int) -> bool:
     row = load_results(study).get(run_id(tag, seed))
-    if row is not None and row["finished"]:
+    if row is not None and row["finished"] and row["epochs_done"] >= study.epochs:
         return True
     d = run_dir(study, tag, seed)
     return (d / "result.json").exists() and len(_read_metrics(d / "metrics.csv")) >= study.epochs
@@ -407,7 +436,8 @@ def snapshot_source() -> Path:
 def train_one(study: Study, tag: str, seed: int, threads: int, snapshot: Path | None = None) -> int:
     """Train (or resume) one run in a child process; returns its exit code.
 
-    With ``snapshot`` the child imports xorsnn from that frozen copy (``python -m xorsnn``).
+    The child is ``python -m xorsnn train ...`` of this interpreter; with ``snapshot`` it imports xorsnn
+    from that frozen copy.
     """
     restore_inflight(study, tag, seed)
     cmd = train_command(study, tag, seed)
@@ -417,7 +447,7 @@ def train_one(study: Study, tag: str, seed: int, threads: int, snapshot: Path | 
     env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
     if snapshot is not None:
         env["PYTHONPATH"] = str(snapshot / "src")
-        cmd = [sys.executable, "-m", "xorsnn", *cmd[1:]]
+    cmd = [sys.executable, "-m", "xorsnn", *cmd[1:]]  # this interpreter's xorsnn, whatever PATH holds
     d.mkdir(parents=True, exist_ok=True)
     print(f"[{time.strftime('%H:%M:%S')}] {shlex.join(cmd)}", flush=True)
     with open(d / "train.log", "a") as log:
@@ -495,7 +525,7 @@ def cmd_park(args: argparse.Namespace) -> int:
             if (d / name).exists():
                 shutil.copy2(d / name, dest / name)
         update(study, tag, seed, args.threads)
-        print(f"parked {rid} at {last} -> {dest.relative_to(ROOT)}")
+        print(f"parked {rid} at {last} -> {_rel(dest)}")
     return 0
 
 
