@@ -200,6 +200,7 @@ class _Acc:
         self.bin_entries = self.bin_nonzero = 0
         self.positions = self.n_s = self.n_a = self.n_both = 0
         self.novel_num = self.novel_den = 0
+        self.meta_calls = 0  # calls that had a same-shape previous stream (XOR input mode)
 
 
 def meta_residual_counts(blocks: list[BlockRedundancy]) -> tuple[int, int]:
@@ -298,6 +299,8 @@ class RedundancyMonitor:
                     acc.n_a += int(a_nz.sum())
                     acc.n_s += int(s_nz.sum())
                     acc.n_both += int((a_nz & s_nz).sum())
+            if anat.novelty and x_prev is not None and x_prev.shape == x.shape:
+                acc.meta_calls += 1
             if anat.novelty and m is not None and x_prev is not None and x_prev.shape == x.shape:
                 acc.novel_num += _nnz(m)
                 acc.novel_den += _nnz(x)
@@ -323,7 +326,7 @@ class RedundancyMonitor:
                 return num / den if den else None
 
             note = anat.note
-            if anat.novelty and acc.novel_den == 0:
+            if anat.novelty and acc.meta_calls == 0:
                 note = (note + "; " if note else "") + "XOR meta-residual inactive (no same-shape previous input)"
             out.append(
                 BlockRedundancy(
@@ -340,7 +343,7 @@ class RedundancyMonitor:
                     overlap_of_backbone=frac(acc.n_both, acc.n_a) if spike else None,
                     novel_fraction=frac(acc.novel_num, acc.novel_den),
                     note=note,
-                    meta_residual=(acc.novel_den > 0) if anat.novelty else None,
+                    meta_residual=(acc.meta_calls > 0) if anat.novelty else None,
                 )
             )
         return out
