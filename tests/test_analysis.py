@@ -508,3 +508,41 @@ def test_energy_from_counts_validates():
         energy_from_counts(dense_macs=1, sops=1, convention="c")
     with pytest.raises(ValueError, match="graded_cost"):
         energy_from_counts(dense_macs=1, sops=1, graded_cost="x")
+
+
+# -- rasters a researcher can read: a chosen / picked layer and channel, named in the title ---------------
+def test_raster_channel_auto_picks_the_samples_most_active_channel():
+    from xorsnn.analysis import RasterRecorder
+
+    spikes = torch.zeros(2, 3, 4, 5, 5)  # [T, B, C, H, W]
+    spikes[:, 1, 2, :3] = 1.0  # sample 1: channel 2 fires most
+    spikes[0, 1, 0, 0, 0] = 1.0
+    spikes[:, 0, 3] = 1.0  # another sample's activity must not count
+    layer = nn.Identity()
+    model = nn.Sequential(layer)
+    with RasterRecorder(model, "0", sample=1, channel="auto") as rec:
+        model(spikes)
+    assert rec.info["channel"] == 2 and rec.info["channels"] == 4 and rec.info["shape"] == [4, 5, 5]
+    assert torch.equal(rec.raster, spikes[:, 1, 2].flatten(1))
+    title = plot_title(rec)
+    assert "sample 1" in title and "channel 2 of 4 (5x5 positions)" in title and "T=2" in title
+    with pytest.raises(ValueError, match="channel=7 but '0' has 4 channels"), RasterRecorder(model, "0", channel=7):
+        model(spikes)
+    with pytest.raises(ValueError, match="channel must be None, 'auto' or an int"):
+        RasterRecorder(model, "0", channel="most")
+
+
+def plot_title(rec):
+    from xorsnn.analysis.plots import raster_title
+
+    return raster_title(rec.info, rec.layer)
+
+
+def test_analyze_auto_raster_takes_the_layer_with_most_spikes():
+    torch.manual_seed(0)
+    model = SpikingResNet("xor", [1, 1], widths=[4, 8], stem="cifar", num_classes=3, T=2, zero_init_residual=False)
+    rep = analyze(model, [torch.rand(2, 3, 8, 8)], raster_layer="auto", raster_channel="auto")
+    spikes = {n.name: n.rate * n.neurons for n in rep.neurons if 0 < n.rate < 1}
+    assert rep.raster_layer == max(spikes, key=spikes.get)
+    assert rep.raster_info["channel"] is not None and rep.raster.shape[0] == 2
+    assert json.loads(rep.to_json())["raster"]["layer"] == rep.raster_layer

@@ -69,6 +69,7 @@ def analyze(
     raster_sample: int = 0,
     raster_where: str = "output",
     raster_max_neurons: int | None = None,
+    raster_channel: int | str | None = None,
     headline: str = "45nm",
     headline_graded_cost: str = "mac",
 ) -> Report:
@@ -86,7 +87,11 @@ def analyze(
         loss_fn: ``loss_fn(output, y)`` for the gradient pass (default: mean-output CE).
         grad_train_mode: BN in train mode during the gradient pass (buffers are restored).
         dense_layers: ``"auto"`` (first synaptic layer on non-binary input) or module names.
-        raster_layer: module whose ``[T, N]`` raster of sample ``raster_sample`` is kept.
+        raster_layer: module whose ``[T, N]`` raster of sample ``raster_sample`` is kept; ``"auto"``:
+            the most active spiking-neuron layer (most spikes per sample, rate below 1), recorded in one extra
+            forward pass of the first batch.
+        raster_channel: ``None`` (flattened), a channel index or ``"auto"`` (the sample's most active
+            channel) of a ``[T, B, C, ...]`` layer.
         raster_where: ``"output"`` or ``"input"`` of ``raster_layer``.
         raster_max_neurons: keep at most this many neurons in the raster.
         headline: convention of the headline energy (``"45nm"``/``"a"`` or ``"77fJ"``/``"b"``).
@@ -123,10 +128,11 @@ def analyze(
         model.train(not eval_mode)
         fire = FiringMonitor(model, dense_layers=dense_layers)
         red = RedundancyMonitor(model)
+        auto_raster = raster_layer == "auto"
         rec = (
             RasterRecorder(model, raster_layer, sample=raster_sample, where=raster_where,
-                           max_neurons=raster_max_neurons)
-            if raster_layer else None
+                           max_neurons=raster_max_neurons, channel=raster_channel)
+            if raster_layer and not auto_raster else None
         )
         steps_seen: set[int] = set()
         with torch.no_grad(), fire, red:
@@ -149,6 +155,9 @@ def analyze(
                 "(set its T attribute or pass [T, B, ...] inputs)"
             )
 
+        if auto_raster:
+            rec = _auto_raster(model, fire.neuron_stats(), data[0][0], sample=raster_sample,
+                               max_neurons=raster_max_neurons, channel=raster_channel)
         has_labels = all(y is not None for _, y in data)
         grads: list[BlockGradStats] | None = None
         if gradients is True and not has_labels:
@@ -178,8 +187,23 @@ def analyze(
         headline_graded_cost=headline_graded_cost,
         notes=notes,
         raster=None if rec is None else rec.raster,
-        raster_layer=raster_layer,
+        raster_layer=None if rec is None else rec.layer,
+        raster_info=None if rec is None else rec.info,
     )
+
+
+def _auto_raster(model: nn.Module, neurons: Sequence[Any], x: torch.Tensor, *, sample: int,
+                 max_neurons: int | None, channel: int | str | None) -> RasterRecorder | None:
+    """Raster of the most active neuron layer -- the most spikes per sample and step, among layers
+    that are not saturated (rate < 1) -- recorded in one more forward."""
+    candidates = [n for n in neurons if 0 < n.rate < 1] or [n for n in neurons if n.rate > 0]
+    if not candidates:
+        return None
+    layer = max(candidates, key=lambda n: n.rate * n.neurons).name
+    rec = RasterRecorder(model, layer, sample=sample, max_neurons=max_neurons, channel=channel)
+    with torch.no_grad(), rec:
+        model(x)
+    return rec
 
 
 def _notes(ops: Any, blocks: Any, T: int) -> list[str]:

@@ -47,10 +47,14 @@ def add_analyze_parser(sub: Any) -> argparse.ArgumentParser:
     p.add_argument("--graded-cost", choices=("mac", "ac"), default="mac",
                    help="how the headline prices graded/real inputs (default: mac)")
     p.add_argument("--raster-layer", default="auto",
-                   help="module whose output spikes are drawn as a raster: a module name, 'auto' (the first "
-                        "spiking-neuron layer) or 'none'")
+                   help="module whose output spikes are drawn as a raster: a module name, 'auto' (the neuron layer "
+                        "with the most spikes per sample, firing rate below 1) or 'none'")
     p.add_argument("--raster-sample", type=int, default=0, help="sample of the first batch for the raster")
-    p.add_argument("--raster-max-neurons", type=int, default=512, help="neurons shown in the raster (default 512)")
+    p.add_argument("--raster-channel", default="auto",
+                   help="channel of a conv layer shown in the raster: an index, 'auto' (the sample's most active "
+                        "channel) or 'all' (every channel, flattened)")
+    p.add_argument("--raster-max-neurons", type=int, default=1024,
+                   help="neurons shown in the raster (default 1024: a 32x32 feature map)")
     p.add_argument("--no-gradients", action="store_true", help="skip the gradient pass")
     p.add_argument("--no-plots", action="store_true", help="do not write PNG plots")
     p.add_argument("--out", default=None, help="output directory (default: <checkpoint folder>/analysis)")
@@ -65,6 +69,19 @@ def default_raster_layer(model: Any) -> str | None:
     from ..neurons import SpikingNeuron
 
     return next((n for n, m in model.named_modules() if isinstance(m, SpikingNeuron)), None)
+
+
+def _raster_channel(value: str) -> int | str | None:
+    """``--raster-channel``: ``'auto'``, ``'all'`` (``None``) or a non-negative index."""
+    if value in ("auto", "all"):
+        return None if value == "all" else "auto"
+    try:
+        channel = int(value)
+    except ValueError:
+        channel = -1
+    if channel < 0:
+        raise ValueError(f"--raster-channel must be 'auto', 'all' or a channel index >= 0, got {value!r}")
+    return channel
 
 
 def checkpoint_batches(meta: dict[str, Any], *, dataset: str | None, data_dir: str | None, batches: int,
@@ -116,16 +133,14 @@ def run_analyze(args: argparse.Namespace) -> int:
     T = int(getattr(model, "T", 1))
     dataset, batches = checkpoint_batches(meta, dataset=args.dataset, data_dir=args.data_dir, batches=args.batches,
                                           batch_size=args.batch_size, T=T)
-    raster = args.raster_layer
-    if raster == "auto":
-        raster = default_raster_layer(model)
-    elif raster == "none":
-        raster = None
+    raster = None if args.raster_layer == "none" else args.raster_layer
+    channel = _raster_channel(args.raster_channel)
     t0 = time.perf_counter()
     report = analyze(
         model, batches, T=T if isinstance(getattr(model, "T", None), int) else None, device=device,
         gradients=False if args.no_gradients else "auto", raster_layer=raster, raster_sample=args.raster_sample,
-        raster_max_neurons=args.raster_max_neurons, headline=headline, headline_graded_cost=args.graded_cost,
+        raster_max_neurons=args.raster_max_neurons, raster_channel=channel, headline=headline,
+        headline_graded_cost=args.graded_cost,
     )
     seconds = time.perf_counter() - t0
     out = Path(args.out) if args.out else Path(meta["checkpoint"]) / "analysis"

@@ -12,7 +12,7 @@ import torch
 
 from .report import Report
 
-__all__ = ["plot_firing_rates", "plot_raster", "plot_grad_norms", "save_plots"]
+__all__ = ["plot_firing_rates", "plot_raster", "plot_grad_norms", "raster_title", "save_plots"]
 
 
 def _pyplot() -> Any:
@@ -27,58 +27,110 @@ def _pyplot() -> Any:
 
 
 _KIND_COLORS = {"binary": "tab:blue", "graded": "tab:orange", "real": "tab:red"}
+_LABEL_SIZE = 8
+
+
+def _bar_panel(ax: Any, names: list[str], values: list[float], colors: list[str], ylabel: str, title: str) -> None:
+    ax.bar(range(len(values)), values, color=colors)
+    ax.set_xticks(range(len(values)))
+    ax.set_xticklabels(names, rotation=90, fontsize=_LABEL_SIZE)
+    ax.set_xlim(-0.6, len(values) - 0.4)
+    ax.set_ylabel(ylabel, fontsize=_LABEL_SIZE + 1)
+    ax.set_title(title, fontsize=_LABEL_SIZE + 2)
+    ax.set_ylim(0, max(max(values) * 1.15, 1e-3))
+    ax.grid(axis="y", alpha=0.3)
 
 
 def plot_firing_rates(report: Report, path: str | Path) -> Path:
-    """Bar chart of every synaptic layer's input rate ``fr_l``, coloured by input kind."""
+    """Firing rates of the neuron layers, and the input rates of the synaptic layers.
+
+    Panels: (1) each spiking-neuron layer's firing rate (spikes per neuron and step); (2) the
+    non-zero input rate ``fr_l`` of the synaptic layers whose input is binary spikes; (3) the same
+    for layers on graded or real-valued input (first layer, SEW-ADD sums, real spikes), on their own
+    axis so that they do not squash the binary layers.
+    """
     plt = _pyplot()
     rows = list(report.ops)
-    if not rows:
-        raise ValueError("the report has no synaptic layers to plot")
-    fig, ax = plt.subplots(figsize=(max(6.0, 0.25 * len(rows)), 4.0))
-    colors = [_KIND_COLORS[r.kind] for r in rows]
-    ax.bar(range(len(rows)), [r.rate for r in rows], color=colors)
-    ax.set_xticks(range(len(rows)))
-    ax.set_xticklabels([r.name for r in rows], rotation=90, fontsize=6)
-    ax.set_ylabel("input non-zero rate fr_l")
-    ax.set_title(f"{report.model}: input rates per layer (T={report.T})")
-    handles = [plt.Rectangle((0, 0), 1, 1, color=c) for c in _KIND_COLORS.values()]
-    ax.legend(handles, list(_KIND_COLORS), title="input kind", fontsize=7)
+    if not rows and not report.neurons:
+        raise ValueError("the report has no neuron or synaptic layers to plot")
+    binary = [r for r in rows if r.kind == "binary"]
+    other = [r for r in rows if r.kind != "binary"]
+    panels = [p for p in (report.neurons, binary, other) if p]
+    widths = [max(len(p), 3) for p in panels]
+    fig, axes = plt.subplots(1, len(panels), figsize=(max(7.0, 0.32 * sum(widths) + 2.0), 4.6),
+                             gridspec_kw={"width_ratios": widths}, squeeze=False)
+    axes = list(axes[0])
+    if report.neurons:
+        ax = axes.pop(0)
+        _bar_panel(ax, [n.name for n in report.neurons], [n.rate for n in report.neurons],
+                   ["tab:green" if n.kind == "binary" else "tab:red" for n in report.neurons],
+                   "firing rate (spikes / neuron / step)", "neuron layers: firing rate")
+    for group, title in ((binary, "synaptic layers, binary-spike input"),
+                         (other, "graded/real input")):
+        if group:
+            _bar_panel(axes.pop(0), [r.name for r in group], [r.rate for r in group],
+                       [_KIND_COLORS[r.kind] for r in group], "non-zero input rate fr_l", title)
+    kinds = [k for k in _KIND_COLORS if any(r.kind == k for r in other)]
+    if kinds and other:
+        handles = [plt.Rectangle((0, 0), 1, 1, color=_KIND_COLORS[k]) for k in kinds]
+        fig.axes[-1].legend(handles, kinds, title="input kind", fontsize=_LABEL_SIZE)
+    fig.suptitle(f"{report.model}: T={report.T}, {report.samples} test samples", fontsize=_LABEL_SIZE + 3)
     fig.tight_layout()
     return _save(fig, plt, path)
 
 
+def raster_title(info: dict[str, Any] | None, layer: str | None) -> str:
+    """What a raster shows: layer, sample, channel (of how many), neurons shown of the total, T."""
+    if not info:
+        return f"spike raster: {layer}"
+    what = f"{info['layer']} ({info.get('where', 'output')}), sample {info['sample']}"
+    if info.get("channel") is not None:
+        hw = "x".join(str(v) for v in info["shape"][1:])
+        what += f", channel {info['channel']} of {info['channels']} ({hw} positions)"
+    shown = info["neurons"]
+    total = info["neurons_total"]
+    count = f"{shown} neurons" if shown == total else f"first {shown} of {total} neurons"
+    return f"{what}\n{count}, T={info['T']}, rate {info['rate']:.3f}"
+
+
 def plot_raster(raster: torch.Tensor, path: str | Path, *, title: str = "spike raster") -> Path:
-    """Raster plot of a ``[T, N]`` tensor (one dot per non-zero entry)."""
+    """Raster plot of a ``[T, N]`` tensor (one mark per non-zero entry; time steps are rows)."""
     plt = _pyplot()
     if not isinstance(raster, torch.Tensor) or raster.dim() != 2:
         raise ValueError(f"raster must be a [T, N] tensor, got {getattr(raster, 'shape', type(raster).__name__)}")
     t, n = torch.nonzero(raster != 0, as_tuple=True)
-    fig, ax = plt.subplots(figsize=(6.0, 4.0))
-    ax.scatter(n.numpy(), t.numpy(), s=2, marker="|", color="black")
+    steps = raster.shape[0]
+    fig, ax = plt.subplots(figsize=(8.0, 1.2 + 0.45 * max(steps, 2)))
+    ax.scatter(n.numpy(), t.numpy(), s=60, marker="|", color="black", linewidths=0.8)
     ax.set_xlim(-0.5, raster.shape[1] - 0.5)
-    ax.set_ylim(raster.shape[0] - 0.5, -0.5)
-    ax.set_yticks(range(raster.shape[0]))
-    ax.set_xlabel("neuron")
+    ax.xaxis.get_major_locator().set_params(integer=True)
+    ax.set_ylim(steps - 0.5, -0.5)
+    ax.set_yticks(range(steps))
+    ax.set_xlabel("neuron (flattened position)")
     ax.set_ylabel("time step")
-    ax.set_title(title)
+    ax.set_title(title, fontsize=9)
     fig.tight_layout()
     return _save(fig, plt, path)
 
 
 def plot_grad_norms(report: Report, path: str | Path) -> Path:
-    """Block gradient norm vs depth (log scale)."""
+    """Weight-gradient norm of each residual block, input to output, against the block names (log scale)."""
     plt = _pyplot()
     if not report.gradients:
         raise ValueError("the report has no gradient statistics (analyze with labelled batches)")
+    names = [g.name for g in report.gradients]
     norms = [g.grad_norm for g in report.gradients]
-    fig, ax = plt.subplots(figsize=(6.0, 4.0))
-    ax.plot(range(len(norms)), norms, marker="o", ms=3)
+    fig, ax = plt.subplots(figsize=(max(6.0, 0.4 * len(norms) + 2.0), 4.4))
+    ax.plot(range(len(norms)), norms, marker="o", ms=4)
     if all(v > 0 for v in norms):
         ax.set_yscale("log")
-    ax.set_xlabel("block index (input -> output)")
+    ax.set_xticks(range(len(norms)))
+    ax.set_xticklabels(names, rotation=90, fontsize=_LABEL_SIZE)
+    ax.set_xlabel("block (input -> output)")
     ax.set_ylabel("weight-gradient norm")
-    ax.set_title(f"{report.model}: gradient norm vs depth")
+    ratio = report.grad_norm_ratio
+    ax.set_title(f"{report.model}\ngradient norm per block; first/last ratio {ratio:.3g}", fontsize=9)
+    ax.grid(alpha=0.3)
     fig.tight_layout()
     return _save(fig, plt, path)
 
@@ -89,7 +141,8 @@ def save_plots(report: Report, directory: str | Path) -> list[Path]:
     d.mkdir(parents=True, exist_ok=True)
     paths = [plot_firing_rates(report, d / "firing_rates.png")]
     if report.raster is not None:
-        paths.append(plot_raster(report.raster, d / "raster.png", title=f"raster: {report.raster_layer}"))
+        paths.append(plot_raster(report.raster, d / "raster.png",
+                                 title=raster_title(report.raster_info, report.raster_layer)))
     if report.gradients:
         paths.append(plot_grad_norms(report, d / "grad_norms.png"))
     return paths

@@ -2,7 +2,9 @@
 
 A raster is a ``[T, N]`` tensor (time steps x neurons, the neuron axis flattened from the layer's
 per-sample shape) taken from a module's output (``where="output"``, e.g. a neuron layer) or
-input (``where="input"``, e.g. what a conv receives).
+input (``where="input"``, e.g. what a conv receives). For a conv layer ``[T, B, C, H, W]`` one
+``channel`` can be chosen (its ``H x W`` neurons; ``"auto"``: the channel that spiked most for the
+sample), so the raster shows a feature map rather than the first neurons of a flattened tensor.
 """
 
 from __future__ import annotations
@@ -24,10 +26,16 @@ class RasterRecorder:
         sample: index in the batch (dim 1 of a ``[T, B, ...]`` tensor).
         where: ``"output"`` or ``"input"`` of the module.
         max_neurons: keep only the first ``max_neurons`` neurons (``None``: all).
+        channel: ``None`` (all channels, flattened), a channel index, or ``"auto"`` (the most
+            active channel of the sample); only for tensors with a channel axis ``[T, B, C, ...]``.
+
+    After a forward, ``raster`` is ``[T, N]`` and ``info`` says what it shows (layer, sample,
+    channel, channels, per-sample shape, neurons shown / in total).
     """
 
     def __init__(
-        self, model: nn.Module, layer: str, *, sample: int = 0, where: str = "output", max_neurons: int | None = None
+        self, model: nn.Module, layer: str, *, sample: int = 0, where: str = "output", max_neurons: int | None = None,
+        channel: int | str | None = None,
     ) -> None:
         modules = dict(model.named_modules())
         if layer not in modules:
@@ -38,6 +46,13 @@ class RasterRecorder:
             raise ValueError(f"where must be 'output' or 'input', got {where!r}")
         if sample < 0:
             raise ValueError(f"sample must be >= 0, got {sample!r}")
+        if not (channel is None or channel == "auto" or (isinstance(channel, int) and not isinstance(channel, bool)
+                                                         and channel >= 0)):
+            raise ValueError(f"channel must be None, 'auto' or an int >= 0, got {channel!r}")
+        if max_neurons is not None and max_neurons < 1:
+            raise ValueError(f"max_neurons must be >= 1 or None, got {max_neurons!r}")
+        self.channel = channel
+        self.info: dict[str, Any] = {}
         self.module = modules[layer]
         self.layer = layer
         self.sample = sample
@@ -66,10 +81,30 @@ class RasterRecorder:
             )
         if self.sample >= t.shape[1]:
             raise ValueError(f"sample={self.sample} but the batch has {t.shape[1]} samples")
-        r = t.detach()[:, self.sample].flatten(1)
+        per_sample = t.detach()[:, self.sample]  # [T, C, ...] or [T, F]
+        channel = self._pick_channel(per_sample)
+        r = (per_sample if channel is None else per_sample[:, channel]).flatten(1)
+        total = r.shape[1]
         if self.max_neurons is not None:
             r = r[:, : self.max_neurons]
         self.raster = r.cpu().clone()
+        self.info = {"layer": self.layer, "where": self.where, "sample": self.sample, "channel": channel,
+                     "channels": int(per_sample.shape[1]) if per_sample.dim() >= 3 else None,
+                     "shape": list(per_sample.shape[1:]), "T": int(r.shape[0]), "neurons": int(r.shape[1]),
+                     "neurons_total": int(total), "rate": float((r != 0).float().mean())}
+
+    def _pick_channel(self, per_sample: torch.Tensor) -> int | None:
+        if self.channel is None:
+            return None
+        if per_sample.dim() < 3:
+            raise ValueError(f"raster of {self.layer!r}: channel={self.channel!r} needs a [T, B, C, ...] tensor, "
+                             f"got per-sample shape {tuple(per_sample.shape)}")
+        n_channels = per_sample.shape[1]
+        if self.channel == "auto":
+            return int((per_sample != 0).flatten(2).sum(dim=(0, 2)).argmax())
+        if self.channel >= n_channels:
+            raise ValueError(f"channel={self.channel} but {self.layer!r} has {n_channels} channels")
+        return int(self.channel)
 
 
 @torch.no_grad()
@@ -81,9 +116,10 @@ def capture_raster(
     sample: int = 0,
     where: str = "output",
     max_neurons: int | None = None,
+    channel: int | str | None = None,
 ) -> torch.Tensor:
     """Run ``model(x)`` once and return the ``[T, N]`` raster of ``layer`` for batch index ``sample``."""
-    with RasterRecorder(model, layer, sample=sample, where=where, max_neurons=max_neurons) as rec:
+    with RasterRecorder(model, layer, sample=sample, where=where, max_neurons=max_neurons, channel=channel) as rec:
         model(x)
     if rec.raster is None:
         raise ValueError(f"layer {layer!r} did not run during the forward pass")

@@ -72,7 +72,8 @@ class Report:
         gradients: per-block gradient statistics (``None`` when not computed).
         headline_convention, headline_graded_cost: which energy figure the headline states.
         notes: how things were counted (first layer, flagged layers, skipped metrics).
-        raster, raster_layer: optional ``[T, N]`` raster of one layer for one sample.
+        raster, raster_layer: optional ``[T, N]`` raster of one layer for one sample; ``raster_info``
+            says what it shows (sample, channel, per-sample shape, neurons shown).
     """
 
     model: str
@@ -88,6 +89,7 @@ class Report:
     notes: list[str] = field(default_factory=list)
     raster: torch.Tensor | None = None
     raster_layer: str | None = None
+    raster_info: dict[str, Any] | None = None
 
     # -- energy -------------------------------------------------------------------------------
     def energy(self, convention: str = "45nm", graded_cost: str = "mac") -> EnergyBreakdown:
@@ -163,7 +165,7 @@ class Report:
         d["grad_norm_ratio"] = self.grad_norm_ratio
         if self.raster is not None:
             d["raster"] = {"layer": self.raster_layer, "shape": list(self.raster.shape),
-                           "rate": float((self.raster != 0).float().mean())}
+                           "rate": float((self.raster != 0).float().mean()), **(self.raster_info or {})}
         return _clean(d)
 
     def to_json(self, path: str | Path | None = None, *, indent: int = 2) -> str:
