@@ -319,7 +319,8 @@ def render_markdown(study: Study, rows: dict[str, dict[str, Any]], machine: dict
         "",
         "## Runs",
         "",
-        "| run | epochs | final % | best % (epoch) | train acc % | wall min | img/s | threads | device | code | command |",
+        "| run | epochs | final % | best % (epoch) | train acc % | wall min | img/s | threads | device | code "
+        "| command |",
         "|---|---:|---:|---:|---:|---:|---:|---:|---|---|---|",
     ]
     for key in sorted(rows, key=lambda k: (rows[k]["tag"], rows[k]["seed"])):

@@ -85,7 +85,8 @@ class _XORMixin:
 
     @property
     def hands_off_shortcut(self) -> bool:
-        """Whether the next block's ``x_prev`` is this block's shortcut spikes (``xor_prev="shortcut"``, downsampling)."""
+        """Whether the next block's ``x_prev`` is this block's shortcut spikes (``xor_prev="shortcut"``, downsampling
+        blocks only)."""
         return self.xor_prev == "shortcut" and self.downsample is not None
 
     def meta_residual(self, x: torch.Tensor, x_prev: torch.Tensor | None) -> torch.Tensor:
@@ -154,7 +155,8 @@ class XORBasicBlock(_XORMixin, OABasicBlock):
         return self.bn2(self.conv2(spike_xor(x, h, self.xor_form)))
 
     def extra_repr(self) -> str:
-        return super().extra_repr() + f", xor_mode={self.xor_mode!r}, xor_form={self.xor_form!r}, xor_prev={self.xor_prev!r}"
+        xor = f"xor_mode={self.xor_mode!r}, xor_form={self.xor_form!r}, xor_prev={self.xor_prev!r}"
+        return f"{super().extra_repr()}, {xor}"
 
 
 class XORBottleneck(_XORMixin, OABottleneck):
@@ -185,7 +187,8 @@ class XORBottleneck(_XORMixin, OABottleneck):
         self._init_xor(xor_mode, xor_form, xor_prev, neuron)
 
     def extra_repr(self) -> str:
-        return super().extra_repr() + f", xor_mode={self.xor_mode!r}, xor_form={self.xor_form!r}, xor_prev={self.xor_prev!r}"
+        xor = f"xor_mode={self.xor_mode!r}, xor_form={self.xor_form!r}, xor_prev={self.xor_prev!r}"
+        return f"{super().extra_repr()}, {xor}"
 
 
 def refuse_shortcut_handoff(model: torch.nn.Module, backend: str) -> None:

@@ -27,8 +27,7 @@ from torch import nn
 
 from ..neurons.lif import SpikingNeuron
 from .binary_weight import REVERB_RESNET19_LAYOUT, REVERB_RESNET20_LAYOUT
-from .registry import register_model
-from .registry import _CIFAR_6N2
+from .registry import _CIFAR_6N2, register_model
 from .resnet import SpikingResNet
 
 __all__ = ["ANNResNet", "replace_neurons"]
