@@ -1,5 +1,6 @@
 """Spiking neurons (multi-step, time-first ``[T, B, ...]``) and surrogate gradients."""
 
+from .backends import BACKENDS, fused_cpu_available, multistep, multistep_fused_cpu, resolve_backend
 from .dynamics import NeuronDynamics, multistep_autograd, multistep_bptt, single_step
 from .factory import NEURON_TYPES, make_neuron, merge_neuron_spec, neuron_factory
 from .lif import IF, LIF, RealSpikeLIF, SpikingNeuron
@@ -14,6 +15,11 @@ __all__ = [
     "single_step",
     "multistep_autograd",
     "multistep_bptt",
+    "multistep",
+    "multistep_fused_cpu",
+    "fused_cpu_available",
+    "resolve_backend",
+    "BACKENDS",
     "Surrogate",
     "ATan",
     "Sigmoid",

@@ -29,6 +29,10 @@ Two multi-step implementations compute the same function:
   backward over ``T`` (BPTT). It saves only ``H`` (one tensor of the input's size) and
   recomputes spikes and surrogate derivatives from it, so it is faster and leaner on the CPU and
   is the template for the fused GPU kernels. The returned final state is detached.
+
+A third, :func:`xorsnn.neurons.backends.multistep_fused_cpu`, runs the same forward and backward as
+one numba kernel call each (the default on the CPU when numba is installed); the torch functions
+here stay the oracle it is tested against. :func:`xorsnn.neurons.backends.multistep` chooses.
 """
 
 from __future__ import annotations

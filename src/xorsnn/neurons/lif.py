@@ -7,6 +7,10 @@ sequences need no ``reset_net`` bookkeeping. Two opt-in ways to carry state exis
   training such as SLTT, streaming inference);
 * ``stateful=True`` -- the module keeps its final membrane between calls (streaming over chunks);
   call :meth:`reset_state` to start again. The carried state is detached between calls.
+
+The neuron's attributes (``tau``, ``decay``, ``v_threshold``, ``surrogate``, ``backend``, ...) are
+live: assigning one validates it and rebuilds :attr:`SpikingNeuron.dynamics`, so
+``neuron.tau = 10`` takes effect on the next call; ``dynamics`` itself is read-only.
 """
 
 from __future__ import annotations
@@ -17,12 +21,17 @@ from typing import Any, Literal
 import torch
 from torch import nn
 
-from .dynamics import NeuronDynamics, multistep_autograd, multistep_bptt, single_step
+from .backends import BACKENDS, check_backend, multistep
+from .dynamics import NeuronDynamics, single_step
 from .surrogate import Surrogate, get_surrogate
 
 __all__ = ["SpikingNeuron", "LIF", "IF", "RealSpikeLIF", "BACKENDS"]
 
-BACKENDS = ("auto", "autograd", "bptt")
+#: attributes that define :class:`NeuronDynamics`; assigning one rebuilds ``dynamics``.
+_DYNAMICS_ATTRS = (
+    "tau", "decay", "v_threshold", "v_reset", "reset", "decay_input", "detach_reset", "surrogate",
+    "real_valued", "threshold_grad",
+)
 
 
 def _check_number(name: str, value: Any, *, positive: bool = False, allow_none: bool = False) -> None:
@@ -55,7 +64,13 @@ class SpikingNeuron(nn.Module):
         threshold_grad: real-valued spikes only; keep the surrogate term at the threshold in the
             gradient (``∂O/∂H = 1[H >= V_th] + H σ'(H - V_th)``). ``False`` drops it.
         stateful: keep the final membrane between calls (detached); see :meth:`reset_state`.
-        backend: ``"auto"`` (hand-written BPTT), ``"bptt"`` or ``"autograd"`` (reference loop).
+        backend: ``"auto"`` (the fused CPU kernel for CPU float tensors when numba is installed,
+            else torch), ``"torch"`` (torch ops + hand-written BPTT; ``"bptt"`` is an alias),
+            ``"cpu"`` (force the fused numba kernel) or ``"autograd"`` (the reference loop);
+            ``"triton"`` is reserved. See :mod:`xorsnn.neurons.backends`.
+
+    Every argument except ``stateful`` and ``backend`` defines :attr:`dynamics`; assigning one of
+    them later (``neuron.tau = 10``) is validated and takes effect on the next call.
 
     Shapes:
         ``forward``: ``[T, B, ...] -> [T, B, ...]`` (same dtype). ``step``: ``[B, ...] -> [B, ...]``.
@@ -78,6 +93,21 @@ class SpikingNeuron(nn.Module):
         backend: str = "auto",
     ) -> None:
         super().__init__()
+        config = self._validated(
+            tau=tau, decay=decay, v_threshold=v_threshold, v_reset=v_reset, reset=reset,
+            decay_input=decay_input, detach_reset=detach_reset, surrogate=surrogate,
+            real_valued=real_valued, threshold_grad=threshold_grad,
+        )
+        self.__dict__.update(config)
+        self.__dict__["dynamics"] = self._make_dynamics()
+        self.stateful = bool(stateful)
+        self.backend = check_backend(backend)
+        self._state: torch.Tensor | None = None
+
+    # -- configuration ---------------------------------------------------------------------
+    def _validated(self, **cfg: Any) -> dict[str, Any]:
+        """Check a full configuration (the ``_DYNAMICS_ATTRS``); returns it normalised (floats, objects)."""
+        tau, decay = cfg["tau"], cfg["decay"]
         if tau is not None and decay is not None:
             raise ValueError("give the leak either as tau or as decay, not both (set tau=None to use decay)")
         _check_number("tau", tau, positive=True, allow_none=True)
@@ -86,26 +116,43 @@ class SpikingNeuron(nn.Module):
             raise ValueError(f"tau must be >= 1 (tau = 1 means no memory), got {tau!r}")
         if decay is not None and not 0 <= decay <= 1:
             raise ValueError(f"decay must be in [0, 1], got {decay!r}")
-        _check_number("v_threshold", v_threshold, positive=True)
-        _check_number("v_reset", v_reset)
-        if reset not in ("hard", "soft"):
-            raise ValueError(f"reset must be 'hard' or 'soft', got {reset!r}")
-        if backend not in BACKENDS:
-            raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
-        self.tau = None if tau is None else float(tau)
-        self.decay = None if decay is None else float(decay)
-        self.v_threshold = float(v_threshold)
-        self.v_reset = float(v_reset)
-        self.reset = reset
-        self.decay_input = bool(decay_input)
-        self.detach_reset = bool(detach_reset)
-        self.surrogate = get_surrogate(surrogate)
-        self.real_valued = bool(real_valued)
-        self.threshold_grad = bool(threshold_grad)
-        self.stateful = bool(stateful)
-        self.backend = backend
-        self._state: torch.Tensor | None = None
-        self.dynamics = self._make_dynamics()
+        _check_number("v_threshold", cfg["v_threshold"], positive=True)
+        _check_number("v_reset", cfg["v_reset"])
+        if cfg["reset"] not in ("hard", "soft"):
+            raise ValueError(f"reset must be 'hard' or 'soft', got {cfg['reset']!r}")
+        return {
+            "tau": None if tau is None else float(tau),
+            "decay": None if decay is None else float(decay),
+            "v_threshold": float(cfg["v_threshold"]),
+            "v_reset": float(cfg["v_reset"]),
+            "reset": cfg["reset"],
+            "decay_input": bool(cfg["decay_input"]),
+            "detach_reset": bool(cfg["detach_reset"]),
+            "surrogate": get_surrogate(cfg["surrogate"]),
+            "real_valued": bool(cfg["real_valued"]),
+            "threshold_grad": bool(cfg["threshold_grad"]),
+        }
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        """Assigning a dynamics attribute validates it and rebuilds ``dynamics``; ``dynamics`` is read-only."""
+        if name == "dynamics":
+            raise AttributeError(
+                f"{type(self).__name__}.dynamics is derived from the neuron's attributes; "
+                f"set tau/decay/v_threshold/... instead"
+            )
+        if name in _DYNAMICS_ATTRS and "dynamics" in self.__dict__:
+            cfg = {a: self.__dict__[a] for a in _DYNAMICS_ATTRS}
+            cfg[name] = value
+            self._check_kind(cfg)
+            self.__dict__.update(self._validated(**cfg))
+            self.__dict__["dynamics"] = self._make_dynamics()
+            return
+        if name == "backend":
+            value = check_backend(value)
+        super().__setattr__(name, value)
+
+    def _check_kind(self, cfg: dict[str, Any]) -> None:
+        """Subclass hook: reject a configuration the neuron class cannot have (raises ``ValueError``)."""
 
     # -- constants -------------------------------------------------------------------------
     def _make_dynamics(self) -> NeuronDynamics:
@@ -166,10 +213,7 @@ class SpikingNeuron(nn.Module):
                 f"{type(self).__name__}: stateful neuron holds state of shape {tuple(v0.shape)} but x has "
                 f"per-step shape {tuple(x.shape[1:])}; call reset_state() before changing the input shape"
             )
-        if self.backend == "autograd":
-            out, v = multistep_autograd(x, self.dynamics, v0)
-        else:
-            out, v = multistep_bptt(x, self.dynamics, v0)
+        out, v = multistep(x, self.dynamics, v0, self.backend)
         if self.stateful:
             self._state = v.detach()
         return out
@@ -229,6 +273,11 @@ class IF(SpikingNeuron):
                 raise ValueError(f"IF has no leak: {bad!r} is not a valid argument")
         super().__init__(None, decay=None, v_threshold=v_threshold, **kwargs)
 
+    def _check_kind(self, cfg: dict[str, Any]) -> None:
+        for bad in ("tau", "decay"):
+            if cfg[bad] is not None:
+                raise ValueError(f"IF has no leak: {bad!r} cannot be set (use LIF)")
+
 
 class RealSpikeLIF(SpikingNeuron):
     """ReverB-SNN neuron: outputs the membrane ``U`` where ``U >= V_th`` and 0 elsewhere.
@@ -251,3 +300,7 @@ class RealSpikeLIF(SpikingNeuron):
         if tau is None and decay is None:
             decay = 0.25  # ReverB-SNN's membrane decay
         super().__init__(tau, decay=decay, v_threshold=v_threshold, real_valued=True, **kwargs)
+
+    def _check_kind(self, cfg: dict[str, Any]) -> None:
+        if cfg["real_valued"] is not True:
+            raise ValueError("RealSpikeLIF always emits real-valued spikes: real_valued cannot be changed")

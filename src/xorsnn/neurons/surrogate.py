@@ -8,7 +8,13 @@ and three views of the same smooth function ``σ``:
 * ``surrogate.primitive(x)`` -- the smooth function ``σ`` itself (differentiable by autograd);
 * ``surrogate.derivative(x)`` -- ``σ'(x)`` in closed form (used by the hand-written BPTT).
 
-The tests check ``derivative`` against finite differences of ``primitive``.
+For the fused CPU neuron kernels every surrogate class also carries a ``kernel_id`` and
+``scalar_derivative(x, param)``: the same ``σ'`` on one float, written with ``math`` only so that
+numba compiles it (``xorsnn.neurons._cpu_kernels`` dispatches on ``kernel_id``). A subclass
+without them runs on the torch path only.
+
+The tests check ``derivative`` against finite differences of ``primitive`` and
+``scalar_derivative`` against ``derivative``.
 
 ==========  ===========  =======================================================
 name        parameter    derivative ``σ'(x)``
@@ -64,6 +70,8 @@ class Surrogate:
 
     name: str = "surrogate"
     param_name: str = "alpha"
+    #: id of :meth:`scalar_derivative` in the fused kernels' dispatch; ``None``: torch path only.
+    kernel_id: int | None = None
 
     def __init__(self, value: float) -> None:
         value = float(value)
@@ -90,6 +98,11 @@ class Surrogate:
         """``σ'(x)`` in closed form, same shape and dtype as ``x``."""
         raise NotImplementedError
 
+    @staticmethod
+    def scalar_derivative(x: float, p: float) -> float:  # pragma: no cover - abstract
+        """``σ'(x)`` for one float ``x`` and the parameter ``p`` (``math`` only: numba compiles it)."""
+        raise NotImplementedError
+
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.param_name}={self._value:g})"
 
@@ -105,6 +118,7 @@ class ATan(Surrogate):
 
     name = "atan"
     param_name = "alpha"
+    kernel_id = 0
 
     def __init__(self, alpha: float = 2.0) -> None:
         super().__init__(alpha)
@@ -120,12 +134,16 @@ class ATan(Surrogate):
         a = self._value
         return a / (2 * (1 + (math.pi / 2 * a * x) ** 2))
 
+    @staticmethod
+    def scalar_derivative(x: float, p: float) -> float:
+        return p / (2.0 * (1.0 + (math.pi / 2.0 * p * x) ** 2))
 
 class Sigmoid(Surrogate):
     """Sigmoid surrogate (SpikingJelly's default): ``σ(x) = sigmoid(alpha * x)``."""
 
     name = "sigmoid"
     param_name = "alpha"
+    kernel_id = 1
 
     def __init__(self, alpha: float = 4.0) -> None:
         super().__init__(alpha)
@@ -138,9 +156,14 @@ class Sigmoid(Surrogate):
         return torch.sigmoid(self._value * x)
 
     def derivative(self, x: torch.Tensor) -> torch.Tensor:
-        s = torch.sigmoid(self._value * x)
-        return self._value * s * (1 - s)
+        # s * (1 - s) as sigmoid(y) * sigmoid(-y): no cancellation in 1 - s where s is close to 1
+        y = self._value * x
+        return self._value * torch.sigmoid(y) * torch.sigmoid(-y)
 
+    @staticmethod
+    def scalar_derivative(x: float, p: float) -> float:
+        z = math.exp(-abs(p * x))  # sigma'(y) = e^-|y| / (1 + e^-|y|)^2: no overflow
+        return p * z / ((1.0 + z) * (1.0 + z))
 
 class Triangle(Surrogate):
     """Triangle surrogate: ``σ'(x) = max(0, gamma - |x|) / gamma**2`` (area 1).
@@ -151,6 +174,7 @@ class Triangle(Surrogate):
 
     name = "triangle"
     param_name = "gamma"
+    kernel_id = 2
 
     def __init__(self, gamma: float = 1.0) -> None:
         super().__init__(gamma)
@@ -171,6 +195,9 @@ class Triangle(Surrogate):
         g = self._value
         return (g - x.abs()).clamp_min(0) / (g * g)
 
+    @staticmethod
+    def scalar_derivative(x: float, p: float) -> float:
+        return max(0.0, p - abs(x)) / (p * p)
 
 class Rectangle(Surrogate):
     """Rectangular (boxcar) surrogate: ``σ'(x) = 1[|x| < width/2] / width`` (area 1).
@@ -180,6 +207,7 @@ class Rectangle(Surrogate):
 
     name = "rectangle"
     param_name = "width"
+    kernel_id = 3
 
     def __init__(self, width: float = 1.0) -> None:
         super().__init__(width)
@@ -195,6 +223,9 @@ class Rectangle(Surrogate):
         w = self._value
         return (x.abs() < w / 2).to(x.dtype) / w
 
+    @staticmethod
+    def scalar_derivative(x: float, p: float) -> float:
+        return 1.0 / p if abs(x) < p / 2 else 0.0
 
 SURROGATES: dict[str, type[Surrogate]] = {
     cls.name: cls for cls in (ATan, Sigmoid, Triangle, Rectangle)
