@@ -186,8 +186,9 @@ class _FusedCPUNeuron(torch.autograd.Function):
         t_n, state_shape = x.shape[0], x.shape[1:]
         xs = _flat(x, dtype, t_n)
         n = xs.shape[1]
-        if v0 is None:
-            v = torch.full((n,), d.v_init, dtype=dtype)
+        np_dtype = np.float32 if dtype == torch.float32 else np.float64
+        if v0 is None:  # numpy allocations: no aten call besides the kernel's (launch count of a step)
+            v = torch.from_numpy(np.full((n,), d.v_init, dtype=np_dtype))
         else:
             v = v0.detach().to(dtype).expand(state_shape).reshape(n).clone()
         store_h = bool(ctx.needs_input_grad[0] or ctx.needs_input_grad[1])
@@ -202,6 +203,7 @@ class _FusedCPUNeuron(torch.autograd.Function):
         ctx.v0_dtype = None if v0 is None else v0.dtype
         v_final = v.view(state_shape).to(x.dtype)
         ctx.mark_non_differentiable(v_final)
+        ctx.set_materialize_grads(False)  # no zero tensor for the final state's (absent) gradient
         return out.view(x.shape).to(x.dtype), v_final
 
     @staticmethod
@@ -210,10 +212,12 @@ class _FusedCPUNeuron(torch.autograd.Function):
         kern = _kernels()
         assert kern is not None
         (h_seq,) = ctx.saved_tensors
+        if grad_out is None:  # the spikes did not reach the loss (grads are not materialised)
+            return None, None, None
         t_n, n = h_seq.shape
         g = _flat(grad_out, h_seq.dtype, t_n)
         grad_x = torch.empty_like(h_seq)
-        grad_v = torch.zeros(n, dtype=h_seq.dtype)
+        grad_v = torch.from_numpy(np.zeros(n, dtype=np.float32 if h_seq.dtype == torch.float32 else np.float64))
         consts, flags = _kernel_args(ctx.d, h_seq.dtype, True)
         kern.backward(h_seq.numpy(), g.numpy(), consts, flags, grad_x.numpy(), grad_v.numpy(), torch.get_num_threads())
         grad_x = grad_x.view(ctx.x_shape).to(ctx.x_dtype) if ctx.needs_input_grad[0] else None

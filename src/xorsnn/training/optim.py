@@ -29,12 +29,16 @@ def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
 
 def make_optimizer(model: nn.Module, name: str, lr: float, weight_decay: float, momentum: float = 0.9,
                    nesterov: bool = False, betas: tuple[float, float] = (0.9, 0.999)) -> torch.optim.Optimizer:
-    """SGD (momentum, optional Nesterov) or AdamW over :func:`param_groups`."""
+    """SGD (momentum, optional Nesterov) or AdamW over :func:`param_groups`.
+
+    Both use the multi-tensor (``foreach``) update on every device: a handful of kernel launches per
+    step instead of a few per parameter, with bitwise the same result as the per-parameter loop (tested).
+    """
     groups = param_groups(model, weight_decay)
     if name == "sgd":
-        return torch.optim.SGD(groups, lr=lr, momentum=momentum, nesterov=nesterov and momentum > 0)
+        return torch.optim.SGD(groups, lr=lr, momentum=momentum, nesterov=nesterov and momentum > 0, foreach=True)
     if name == "adamw":
-        return torch.optim.AdamW(groups, lr=lr, betas=betas)
+        return torch.optim.AdamW(groups, lr=lr, betas=betas, foreach=True)
     raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {name!r}")
 
 
