@@ -164,7 +164,7 @@ def sltt_step_losses(
     grad_steps = list(range(T)) if k is None else sorted(torch.randperm(T, generator=generator)[:k].tolist())
     step = _steps(x, T, sequence)
     prediction: torch.Tensor | None = None
-    total = torch.zeros(())
+    total: torch.Tensor | None = None  # summed on the loss's device: no host sync per time step
     with stepwise(model):
         for t in range(T):
             with torch.set_grad_enabled(t in grad_steps and torch.is_grad_enabled()):
@@ -174,9 +174,9 @@ def sltt_step_losses(
                 if loss.requires_grad:
                     loss.backward()
             prediction = out_t.detach() if prediction is None else prediction + out_t.detach()
-            total = total + loss.detach().cpu()
-    assert prediction is not None
-    return OnlineStepResult(prediction, total, grad_steps)
+            total = loss.detach() if total is None else total + loss.detach()
+    assert prediction is not None and total is not None
+    return OnlineStepResult(prediction, total.cpu(), grad_steps)
 
 
 class _Saved:

@@ -63,6 +63,16 @@ class BatchAugment:
             raise ValueError(f"pad_mode must be 'constant' or 'reflect', got {pad_mode!r}")
         self.mean, self.std = tuple(mean), tuple(std)
         self.crop_padding, self.hflip, self.pad_mode = int(crop_padding), bool(hflip), pad_mode
+        self._consts: dict[tuple[torch.device, torch.dtype], tuple[torch.Tensor, torch.Tensor]] = {}
+
+    def _mean_std(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``mean``/``std`` as ``[1, C, 1, 1]`` tensors on ``x``'s device, built once per device and dtype
+        (not per batch: on a GPU each build is a host-to-device copy)."""
+        key = (x.device, x.dtype)
+        if key not in self._consts:
+            self._consts[key] = (torch.tensor(self.mean, device=x.device, dtype=x.dtype).view(1, -1, 1, 1),
+                                 torch.tensor(self.std, device=x.device, dtype=x.dtype).view(1, -1, 1, 1))
+        return self._consts[key]
 
     def __call__(self, images: torch.Tensor, train: bool, generator: torch.Generator | None = None) -> torch.Tensor:
         x = images.float().div_(255.0) if images.dtype == torch.uint8 else images.float()
@@ -71,7 +81,8 @@ class BatchAugment:
                 x = random_crop(x, self.crop_padding, generator, self.pad_mode)
             if self.hflip:
                 x = random_hflip(x, generator)
-        return normalize(x, self.mean, self.std)
+        mean, std = self._mean_std(x)
+        return (x - mean) / std
 
     def __repr__(self) -> str:
         return (f"BatchAugment(crop_padding={self.crop_padding}, hflip={self.hflip}, pad_mode={self.pad_mode!r}, "
