@@ -490,3 +490,18 @@ def test_attention_ops_equal_the_analysis_records(kind, order, similarity, norma
     assert counted == static and len(records) == len(static)
     for o in attn.attention_ops():
         assert set(o["operands"]) <= {"q", "k", "v", "attn"}
+
+
+def test_learnable_a_keeps_autocast_dtype_and_gets_fp32_grad():
+    """An fp32 learnable ``a`` must not promote bf16 attention (autocast) to fp32; integer scores stay exact."""
+    from xorsnn.ops.axnor import axnor_attention, axnor_scores
+
+    g = torch.Generator().manual_seed(0)
+    q, k, v = ((torch.rand(2, 4, 8, 16, generator=g) > 0.5).float() for _ in range(3))
+    a = torch.nn.Parameter(torch.full((4,), 0.25))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        outs = [axnor_scores(q, k, a), axnor_attention(q, k, v, a), axnor_attention(q, k, v, a, order="qk_first")]
+    assert all(o.dtype == torch.bfloat16 for o in outs)
+    assert torch.equal(outs[0].float(), axnor_scores(q, k, a.detach()))  # small integers: exact in bf16
+    sum(o.float().sum() for o in outs).backward()
+    assert a.grad is not None and a.grad.dtype == torch.float32 and torch.isfinite(a.grad).all()

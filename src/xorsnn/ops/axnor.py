@@ -89,6 +89,12 @@ def _as_a(fn: str, a: AValue, q: torch.Tensor) -> AValue:
     return a
 
 
+def _like(a: AValue, t: torch.Tensor) -> AValue:
+    """``a`` in ``t``'s dtype: a learnable fp32 ``a`` must not promote a bf16/fp16 (autocast) product to
+    fp32. The cast is differentiable, so ``a`` still gets its gradient (in fp32)."""
+    return a.to(t.dtype) if isinstance(a, torch.Tensor) and a.dtype != t.dtype else a
+
+
 def axnor_scores(q: torch.Tensor, k: torch.Tensor, a: AValue) -> torch.Tensor:
     """a-XNOR score matrix ``S = (1 + a) Q Kᵀ - a |Q| 1ᵀ - a 1 |K|ᵀ + a d``.
 
@@ -108,9 +114,10 @@ def axnor_scores(q: torch.Tensor, k: torch.Tensor, a: AValue) -> torch.Tensor:
         raise ValueError(f"{fn}: q and k need the same feature size d, got {q.shape[-1]} and {k.shape[-1]}")
     a = _as_a(fn, a, q)
     dot = q @ k.transpose(-2, -1)
+    a = _like(a, dot)
     d = q.shape[-1]
-    pop_q = q.sum(-1, keepdim=True)  # [..., N, 1]
-    pop_k = k.sum(-1).unsqueeze(-2)  # [..., 1, M]
+    pop_q = q.sum(-1, keepdim=True).to(dot.dtype)  # [..., N, 1]; the product's dtype (autocast)
+    pop_k = k.sum(-1).unsqueeze(-2).to(dot.dtype)  # [..., 1, M]
     return (1 + a) * dot - a * (pop_q + pop_k - d)
 
 
@@ -153,7 +160,8 @@ def axnor_attention(
     else:
         a = _as_a(fn, a, q)
         kv = k.transpose(-2, -1) @ v  # [..., d, d_v]
-        col_v = v.sum(-2, keepdim=True)  # [..., 1, d_v] = 1ᵀV
+        a = _like(a, kv)
+        col_v = v.sum(-2, keepdim=True).to(kv.dtype)  # [..., 1, d_v] = 1ᵀV
         m = kv + a * (kv - col_v)  # (1 + a) KᵀV - a 1 (1ᵀV)
         c = a * (q.shape[-1] * col_v - kv.sum(-2, keepdim=True))  # a [d 1ᵀV - |K|ᵀV]
         out = q @ m + c
@@ -178,8 +186,10 @@ def axnor_kv(k: torch.Tensor, v: torch.Tensor, a: AValue) -> torch.Tensor:
         raise ValueError(f"{fn}: k and v must have the same shape, got {tuple(k.shape)} and {tuple(v.shape)}")
     a = _as_a(fn, a, k)
     kv = (k * v).sum(-2, keepdim=True)
+    a = _like(a, kv)
     n = k.shape[-2]
-    return (1 + a) * kv - a * (k.sum(-2, keepdim=True) + v.sum(-2, keepdim=True) - n)
+    pops = (k.sum(-2, keepdim=True) + v.sum(-2, keepdim=True)).to(kv.dtype)
+    return (1 + a) * kv - a * (pops - n)
 
 
 def dot_matching_factor(rate_x: torch.Tensor, rate_y: torch.Tensor, a: AValue, eps: float = 1e-6) -> torch.Tensor:
