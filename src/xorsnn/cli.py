@@ -11,8 +11,10 @@ import argparse
 import dataclasses
 import json
 import logging
+import os
 import sys
 import time
+import traceback
 import types
 import typing
 from collections.abc import Sequence
@@ -34,7 +36,11 @@ def _parse_kv(items: Sequence[str] | None) -> dict[str, Any]:
         if "=" not in item:
             raise ValueError(f"--model-arg expects KEY=VALUE, got {item!r}")
         key, value = item.split("=", 1)
-        out[key.strip()] = yaml.safe_load(value)
+        try:
+            out[key.strip()] = yaml.safe_load(value)
+        except yaml.YAMLError as exc:
+            raise ValueError(f"--model-arg {item!r}: the value is not valid YAML ({' '.join(str(exc).split())})"
+                             ) from None
     return out
 
 
@@ -68,6 +74,22 @@ def _add_config_flags(p: argparse.ArgumentParser, skip: Sequence[str] = ()) -> N
                             "--model-arg 'neuron={tau: 1.5}'")
 
 
+def _saved_run_config(data: dict[str, Any]) -> dict[str, Any]:
+    """With ``resume``: the run directory's ``config.yaml`` (the defaults a resumed run starts from, so
+    ``xorsnn train --out-dir RUN --resume`` continues RUN as it was configured); else ``{}``."""
+    from .training import TrainConfig, load_config
+
+    if not data.get("resume"):
+        return {}
+    probe = TrainConfig(model=data.get("model", TrainConfig.model), dataset=data.get("dataset", TrainConfig.dataset),
+                        out_dir=data.get("out_dir"))
+    path = Path(probe.resolved_out_dir()) / "config.yaml"
+    if not path.is_file():
+        return {}
+    saved = load_config(path)
+    return {k: v for k, v in saved.items() if k not in ("resume", "out_dir")}
+
+
 def _config_from_args(args: argparse.Namespace, **forced: Any):  # type: ignore[no-untyped-def]
     from .training import TrainConfig, load_config
 
@@ -78,10 +100,11 @@ def _config_from_args(args: argparse.Namespace, **forced: Any):  # type: ignore[
         value = getattr(args, name, None)
         if value is not None:
             data[name] = value
+    data.update(forced)
+    data = {**_saved_run_config(data), **data}
     kwargs = dict(data.get("model_kwargs") or {})
     kwargs.update(_parse_kv(getattr(args, "model_args", None)))
     data["model_kwargs"] = kwargs
-    data.update(forced)
     return TrainConfig.from_dict(data)
 
 
@@ -149,6 +172,10 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     from .training import DistContext, TrainConfig, build_model_from_checkpoint, evaluate, make_loaders
     from .training.distributed import resolve_device
 
+    for name in ("T", "batch_size", "test_subset"):
+        value = getattr(args, name)
+        if value is not None and value < 1:
+            raise ValueError(f"--{name.replace('_', '-')} must be a positive integer, got {value}")
     device = resolve_device(args.device)
     model, meta = build_model_from_checkpoint(args.checkpoint, device, which=args.which)
     if args.T is not None:
@@ -266,6 +293,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="xorsnn",
                                      description="Deep spiking neural networks built on logic operations.")
     parser.add_argument("-q", "--quiet", action="store_true", help="only print results (no per-epoch log)")
+    parser.add_argument("--debug", action="store_true",
+                        help="show the full traceback of an error (also XORSNN_DEBUG=1); default: one line")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     p = sub.add_parser("train", help="train a registered model on a dataset",
@@ -332,11 +361,24 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return 2
     logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO, format="%(message)s")
+    debug = args.debug or os.environ.get("XORSNN_DEBUG", "").strip() not in ("", "0")
     try:
         return int(args.func(args) or 0)
-    except (ValueError, FileNotFoundError) as exc:
-        print(f"xorsnn {args.command}: error: {exc}", file=sys.stderr)
+    except Exception as exc:  # every error: one line on stderr, exit 2 (--debug: the traceback too)
+        if debug:
+            traceback.print_exc()
+        print(f"xorsnn {args.command}: error: {_one_line(exc, debug)}", file=sys.stderr)
         return 2
+
+
+def _one_line(exc: BaseException, debug: bool = False) -> str:
+    """``exc`` as one line: its message, prefixed by its type unless it is one of xorsnn's own errors
+    (or a plain ``ValueError``/``FileNotFoundError``), whose messages say what happened."""
+    text = " ".join(str(exc).split()) or "(no message)"
+    plain = (ValueError, FileNotFoundError, FloatingPointError)
+    if isinstance(exc, plain) and type(exc).__module__.startswith(("xorsnn", "builtins")):
+        return text
+    return f"{type(exc).__name__}: {text}" + ("" if debug else " (run with --debug for the traceback)")
 
 
 if __name__ == "__main__":  # pragma: no cover

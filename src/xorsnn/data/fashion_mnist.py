@@ -1,7 +1,7 @@
 """Fashion-MNIST from the official IDX files (``.gz`` or uncompressed).
 
 Looked for in ``ROOT/FashionMNIST/raw/`` (torchvision's layout) and then ``ROOT/`` itself.
-Validated by structure: 60,000 / 10,000 images of 28x28, labels in 0..9.
+Validated by structure: 60,000 / 10,000 images of 28x28, every label in [0, 10).
 """
 
 from __future__ import annotations
@@ -52,8 +52,9 @@ def _load_split(root: Path, split: str) -> ImageArrays:
         raise DatasetError(f"{img_path} holds images of shape {images.shape}, expected ({count}, 28, 28). {HOW_TO_GET}")
     if labels.shape != (count,):
         raise DatasetError(f"{lbl_path} holds {labels.shape} labels, expected ({count},). {HOW_TO_GET}")
-    if labels.max() > 9:
-        raise DatasetError(f"{lbl_path} has labels up to {labels.max()}, expected 0..9. {HOW_TO_GET}")
+    if labels.size and (labels.min() < 0 or labels.max() > 9):
+        raise DatasetError(f"{lbl_path} has labels in [{labels.min()}, {labels.max()}], expected 0..9 "
+                           f"(num_classes=10). {HOW_TO_GET}")
     return ImageArrays(torch.from_numpy(images.copy()).unsqueeze(1), torch.from_numpy(labels.astype("int64")))
 
 

@@ -3,6 +3,12 @@
 Uses ``torchvision.datasets.ImageFolder`` and torchvision transforms when torchvision is
 installed; otherwise a small Pillow-based reader with the same folder convention and the same
 (resize, crop, flip, normalise) pipeline, so the layout works without torchvision.
+
+Every split uses ``train/``'s class-to-index mapping; a ``val/`` folder with a class that
+``train/`` lacks, or without one of ``train/``'s classes, is refused before any training, naming
+the classes. The Pillow reader's augmentation draws from a stream per sample seeded by
+``(seed, epoch, sample index)`` (:meth:`PillowImageFolder.set_augmentation`, called by the trainer
+each epoch): independent of the worker and rank that loads the sample, and the same after ``--resume``.
 """
 
 from __future__ import annotations
@@ -15,28 +21,62 @@ from torch.utils.data import Dataset
 
 from .base import DataBundle, DatasetError, DatasetInfo
 
-__all__ = ["load_image_folder", "PillowImageFolder"]
+__all__ = ["load_image_folder", "PillowImageFolder", "class_folders", "check_split_classes"]
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 _EXTS = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".ppm", ".tif", ".tiff"}
 
 
-class PillowImageFolder(Dataset):
-    """``ROOT/<class>/<image>`` -> ``(float tensor [3, S, S], class index)`` with Pillow only."""
+def class_folders(root: Path) -> list[str]:
+    """Sorted names of the class folders of ``root`` (``DatasetError`` if there are none)."""
+    classes = sorted(d.name for d in root.iterdir() if d.is_dir())
+    if not classes:
+        raise DatasetError(f"{root} contains no class folders (expected {root}/<class>/<image files>)")
+    return classes
 
-    def __init__(self, root: Path, image_size: int, train: bool, seed: int = 0) -> None:
+
+def check_split_classes(train_classes: list[str], split_dir: Path) -> None:
+    """Refuse a split whose class folders differ from ``train/``'s, naming the unknown and missing ones."""
+    found = set(class_folders(split_dir))
+    unknown, missing = sorted(found - set(train_classes)), sorted(set(train_classes) - found)
+    if unknown or missing:
+        parts = ([f"unknown class(es) {unknown} (not in train/)"] if unknown else []) + \
+                ([f"missing class(es) {missing} (present in train/)"] if missing else [])
+        raise DatasetError(f"{split_dir} does not have train/'s {len(train_classes)} classes: {'; '.join(parts)}; "
+                           "every split must hold the same class folders, as labels follow train/'s mapping")
+
+
+class PillowImageFolder(Dataset):
+    """``ROOT/<class>/<image>`` -> ``(float tensor [3, S, S], class index)`` with Pillow only.
+
+    ``classes`` fixes the class-to-index mapping (default: ``root``'s sorted class folders); a class
+    folder outside it is refused.
+    """
+
+    def __init__(self, root: Path, image_size: int, train: bool, seed: int = 0,
+                 classes: list[str] | None = None) -> None:
         from PIL import Image  # noqa: F401 - fail early if Pillow is missing
 
-        self.classes = sorted(d.name for d in root.iterdir() if d.is_dir())
-        if not self.classes:
-            raise DatasetError(f"{root} contains no class folders (expected {root}/<class>/<image files>)")
+        if classes is not None:
+            check_split_classes(classes, root)
+        self.classes = list(classes) if classes is not None else class_folders(root)
+        self.class_to_idx = {c: i for i, c in enumerate(self.classes)}
         self.samples = [(p, i) for i, c in enumerate(self.classes) for p in sorted((root / c).iterdir())
                         if p.suffix.lower() in _EXTS]
         if not self.samples:
             raise DatasetError(f"{root} contains no images with extensions {sorted(_EXTS)}")
         self.image_size, self.train = image_size, train
-        self.rng = np.random.default_rng(seed)
+        # (seed, epoch) in shared memory, so DataLoader workers (persistent ones too) see set_augmentation
+        self._aug = torch.tensor([seed, 0], dtype=torch.int64).share_memory_()
+
+    def set_augmentation(self, seed: int, epoch: int) -> None:
+        """Draw this epoch's augmentation from streams seeded by ``(seed, epoch, sample index)``."""
+        self._aug[0], self._aug[1] = int(seed), int(epoch)
+
+    def _rng(self, i: int) -> np.random.Generator:
+        seed, epoch = (int(v) for v in self._aug.tolist())
+        return np.random.default_rng([seed % 2**63, epoch % 2**63, int(i)])
 
     def __len__(self) -> int:
         return len(self.samples)
@@ -51,12 +91,13 @@ class PillowImageFolder(Dataset):
             raise DatasetError(f"cannot read image {path}: {exc}") from None
         s = self.image_size
         if self.train:  # random-resized crop (scale 0.35-1) + flip
+            rng = self._rng(i)
             w, h = img.size
-            area = w * h * self.rng.uniform(0.35, 1.0)
+            area = w * h * rng.uniform(0.35, 1.0)
             side = int(min(w, h, max(8, area**0.5)))
-            x0, y0 = self.rng.integers(0, w - side + 1), self.rng.integers(0, h - side + 1)
+            x0, y0 = rng.integers(0, w - side + 1), rng.integers(0, h - side + 1)
             img = img.crop((x0, y0, x0 + side, y0 + side)).resize((s, s), Image.BILINEAR)
-            if self.rng.random() < 0.5:
+            if rng.random() < 0.5:
                 img = img.transpose(Image.FLIP_LEFT_RIGHT)
         else:  # resize shorter side to s / 0.875, centre crop s
             w, h = img.size
@@ -70,8 +111,11 @@ class PillowImageFolder(Dataset):
         return (x - m) / sd, label
 
 
-def _torchvision_folder(root: Path, image_size: int, train: bool) -> Dataset:
+def _torchvision_folder(root: Path, image_size: int, train: bool, classes: list[str] | None = None) -> Dataset:
     from torchvision import datasets, transforms
+
+    if classes is not None:
+        check_split_classes(classes, root)
 
     norm = transforms.Normalize(IMAGENET_MEAN, IMAGENET_STD)
     if train:
@@ -80,7 +124,14 @@ def _torchvision_folder(root: Path, image_size: int, train: bool) -> Dataset:
     else:
         tf = transforms.Compose([transforms.Resize(int(round(image_size / 0.875))), transforms.CenterCrop(image_size),
                                  transforms.ToTensor(), norm])
-    return datasets.ImageFolder(str(root), transform=tf)
+    if classes is None:
+        return datasets.ImageFolder(str(root), transform=tf)
+
+    class _FixedClasses(datasets.ImageFolder):  # train/'s mapping for every split
+        def find_classes(self, directory: str) -> tuple[list[str], dict[str, int]]:
+            return list(classes), {c: i for i, c in enumerate(classes)}
+
+    return _FixedClasses(str(root), transform=tf)
 
 
 def load_image_folder(root: str | Path, image_size: int = 224, name: str = "imagefolder",
@@ -106,12 +157,14 @@ def load_image_folder(root: str | Path, image_size: int = 224, name: str = "imag
             use_tv = True
         except ImportError:
             use_tv = False
+    classes = class_folders(train_dir)
+    check_split_classes(classes, test_dir)  # before reading any image: refused up front
     if use_tv:
-        train, test = _torchvision_folder(train_dir, image_size, True), _torchvision_folder(test_dir, image_size, False)
-        classes = train.classes  # type: ignore[attr-defined]
+        train = _torchvision_folder(train_dir, image_size, True, classes)
+        test = _torchvision_folder(test_dir, image_size, False, classes)
     else:
-        train, test = PillowImageFolder(train_dir, image_size, True), PillowImageFolder(test_dir, image_size, False)
-        classes = train.classes
+        train = PillowImageFolder(train_dir, image_size, True, classes=classes)
+        test = PillowImageFolder(test_dir, image_size, False, classes=classes)
     info = DatasetInfo(name=name, num_classes=len(classes), in_channels=3, image_size=(image_size, image_size),
                        mean=IMAGENET_MEAN, std=IMAGENET_STD, notes=f"class folders under {root}")
     return DataBundle(info, train, test)

@@ -51,6 +51,38 @@ def _order(graph: Any) -> list[str]:
     return order
 
 
+_PARAMS = {"LIF": ("tau", "r", "v_leak", "v_threshold", "v_reset"), "IF": ("r", "v_threshold", "v_reset"),
+           "Threshold": ("threshold",), "Scale": ("scale",), "Affine": ("weight", "bias"), "Linear": ("weight",),
+           "Conv2d": ("weight", "bias")}
+_BROADCAST = {"LIF": ("tau", "r", "v_leak", "v_threshold", "v_reset"), "IF": ("r", "v_threshold", "v_reset")}
+
+
+def _check_node(name: str, node: Any) -> None:
+    """``ValueError`` naming the node and parameter if a parameter is non-numeric, non-finite, a
+    ``tau <= 0``, or neuron parameters whose shapes do not broadcast."""
+    kind = type(node).__name__
+    arrays: dict[str, np.ndarray] = {}
+    for key in _PARAMS.get(kind, ()):
+        value = getattr(node, key, None)
+        if value is None:
+            continue
+        try:
+            a = np.asarray(value, dtype=np.float64)
+        except (TypeError, ValueError):
+            raise ValueError(f"simulate: node {name!r} ({kind}): {key} must be numeric, got {value!r}") from None
+        if not np.isfinite(a).all():
+            raise ValueError(f"simulate: node {name!r} ({kind}): {key} must be finite, has NaN/inf entries")
+        arrays[key] = a
+    if "tau" in arrays and not (arrays["tau"] > 0).all():
+        raise ValueError(f"simulate: node {name!r} ({kind}): tau must be > 0, got min {arrays['tau'].min()}")
+    shared = [k for k in _BROADCAST.get(kind, ()) if k in arrays]
+    try:
+        np.broadcast_shapes(*(arrays[k].shape for k in shared))
+    except ValueError:
+        shapes = {k: arrays[k].shape for k in shared}
+        raise ValueError(f"simulate: node {name!r} ({kind}): parameter shapes {shapes} do not broadcast") from None
+
+
 def _pair(v: Any) -> tuple[int, int]:
     a = np.atleast_1d(np.asarray(v)).astype(int)
     return (int(a[0]), int(a[-1]))
@@ -75,6 +107,8 @@ def simulate(graph: Any, x: torch.Tensor, *, record: bool = False) -> tuple[torc
     outputs = [n for n in order if isinstance(graph.nodes[n], nir.Output)]
     if len(inputs) != 1 or len(outputs) != 1:
         raise ValueError("simulate: the graph must have exactly one Input and one Output node")
+    for name, node in graph.nodes.items():
+        _check_node(name, node)
     params: dict[str, dict[str, torch.Tensor]] = {}
     for name, node in graph.nodes.items():
         if isinstance(node, (nir.LIF, nir.IF)):

@@ -89,7 +89,10 @@ def _kernels() -> Any:
         raise ImportError(
             "the bit-packed engine needs numba: pip install 'xorsnn[deploy]' (or pip install numba)"
         ) from exc
-    _packed_kernels.set_threads(torch.get_num_threads())
+    n = torch.get_num_threads()
+    _packed_kernels.set_threads(n)  # starts numba's thread pool, which can reset the OpenMP thread count
+    if torch.get_num_threads() != n:
+        torch.set_num_threads(n)  # leave PyTorch's thread count as the caller set it
     return _packed_kernels
 
 

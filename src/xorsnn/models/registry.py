@@ -95,6 +95,52 @@ def _accepted_kwargs(builder: Callable[..., nn.Module]) -> set[str] | None:
     return {n for n, p in params.items() if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)}
 
 
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _positive_int(v: Any) -> bool:
+    return _is_int(v) and v >= 1
+
+
+def _size(v: Any) -> bool:
+    if _positive_int(v):
+        return True
+    return isinstance(v, (list, tuple)) and len(v) == 2 and all(_positive_int(s) for s in v)
+
+
+def _fraction(v: Any) -> bool:
+    return (isinstance(v, (int, float)) and not isinstance(v, bool)) and 0 <= v < 1
+
+
+# strict checks of common constructor arguments: (test, expected value); ``None`` is allowed where noted
+_ARG_CHECKS: dict[str, tuple[Callable[[Any], bool], str, bool]] = {
+    "num_classes": (_positive_int, "a positive integer", False),
+    "T": (_positive_int, "a positive integer", False),
+    "in_channels": (_positive_int, "a positive integer", False),
+    "stem_width": (_positive_int, "a positive integer or None", True),
+    "head_hidden": (_positive_int, "a positive integer or None", True),
+    "zero_init_residual": (lambda v: isinstance(v, bool), "true, false or None", True),
+    "input_size": (_size, "a positive integer or an (H, W) pair of positive integers, or None", True),
+    "widths": (lambda v: isinstance(v, (list, tuple)) and len(v) > 0 and all(_positive_int(w) for w in v),
+               "a non-empty list of positive integers", False),
+    "dropout": (_fraction, "a number in [0, 1)", False),
+}
+
+
+def _check_arg_types(name: str, kwargs: dict[str, Any]) -> None:
+    """``ValueError`` naming the first argument of the wrong type (``"no"`` is not a bool, ``"28"`` not a size)."""
+    for key, value in kwargs.items():
+        check = _ARG_CHECKS.get(key)
+        if check is None:
+            continue
+        test, expected, none_ok = check
+        if value is None and none_ok:
+            continue
+        if not test(value):
+            raise ValueError(f"{name}: argument {key} must be {expected}, got {value!r}")
+
+
 def create_model(name: str, **overrides: Any) -> nn.Module:
     """Build a registered model.
 
@@ -121,6 +167,7 @@ def create_model(name: str, **overrides: Any) -> nn.Module:
             f"{name}: {sorted(fixed)} define the registered architecture and cannot be overridden; "
             "build SpikingResNet(...) directly for a custom layout"
         )
+    _check_arg_types(name, overrides)
     kwargs = {**entry.defaults, **overrides}
     try:
         return entry.builder(**kwargs)

@@ -2,18 +2,24 @@
 
 from .checkpoint import (
     CheckpointError,
+    CheckpointSaveError,
+    CorruptCheckpointError,
     build_model_from_checkpoint,
     load_state,
     load_weights,
     read_metadata,
     resolve_checkpoint,
+    resolve_resumable,
     save_checkpoint,
     unwrap_model,
+    verify_checkpoint,
 )
-from .config import PRESETS_DIR, TrainConfig, list_presets, load_config
+from .config import PRESETS_DIR, RUN_KEYS, TrainConfig, list_presets, load_config, resume_mismatches
 from .distributed import DistContext, setup_distributed
 from .losses import distill_loss, kd_loss, mean_ce_loss, tet_loss
 from .optim import make_optimizer, make_scheduler, param_groups
+from .guards import NonFiniteStateError
+from .runlock import RunLock, RunLockedError
 from .trainer import NonFiniteLossError, TrainResult, build_model, evaluate, make_loaders, seed_everything, train
 from .transfer import InitReport, init_from_checkpoint, load_teacher, teacher_logits
 
@@ -48,6 +54,15 @@ __all__ = [
     "build_model_from_checkpoint",
     "unwrap_model",
     "CheckpointError",
+    "CorruptCheckpointError",
+    "CheckpointSaveError",
+    "resolve_resumable",
+    "verify_checkpoint",
+    "RUN_KEYS",
+    "resume_mismatches",
+    "NonFiniteStateError",
+    "RunLock",
+    "RunLockedError",
     "DistContext",
     "setup_distributed",
 ]

@@ -12,11 +12,21 @@ then renamed into place -- an atomic operation -- and only then do ``LAST``/``BE
 replaced atomically) point to it. A run killed at any moment leaves either the previous or the
 new checkpoint, never a half-written one. The weights file is self-describing: its metadata holds
 the registry name and constructor arguments, so ``xorsnn eval`` can rebuild the model.
+
+Integrity: the weights file's metadata holds a SHA-256 of the tensors (names, dtypes, shapes,
+bytes) and of ``state.pt``; both are verified on load, so a truncated or bit-flipped checkpoint is
+refused by name (:class:`CorruptCheckpointError`), and :func:`resolve_resumable` falls back to the
+newest intact checkpoint. Non-finite weights are never written and never loaded. A failed save
+(disk full) removes its temporary folder and raises :class:`CheckpointSaveError`; temporary folders
+are named after their writer's PID and only removed by that process or once it is gone.
 """
 
 from __future__ import annotations
 
+import hashlib
+import io
 import json
+import logging
 import os
 import shutil
 import uuid
@@ -27,14 +37,28 @@ from typing import Any
 import torch
 from torch import nn
 
-__all__ = ["save_checkpoint", "resolve_checkpoint", "load_state", "load_weights", "read_metadata",
-           "build_model_from_checkpoint", "unwrap_model", "CheckpointError", "Checkpoint"]
+from .guards import first_non_finite
+
+__all__ = ["save_checkpoint", "resolve_checkpoint", "resolve_resumable", "verify_checkpoint", "load_state",
+           "load_weights", "read_metadata", "build_model_from_checkpoint", "unwrap_model", "tensor_digest",
+           "CheckpointError", "CorruptCheckpointError", "CheckpointSaveError", "Checkpoint"]
 
 WEIGHTS, STATE = "model.safetensors", "state.pt"
+TENSORS_SHA, STATE_SHA = "tensors_sha256", "state_sha256"
+
+log = logging.getLogger("xorsnn.train")
 
 
 class CheckpointError(ValueError):
     """A checkpoint path is missing, incomplete or inconsistent."""
+
+
+class CorruptCheckpointError(CheckpointError):
+    """A checkpoint file is truncated, unreadable or fails its checksum; the message names it."""
+
+
+class CheckpointSaveError(CheckpointError):
+    """Writing a checkpoint failed (e.g. disk full); nothing of the failed save is left behind."""
 
 
 @dataclass
@@ -85,6 +109,55 @@ def _write_pointer(path: Path, value: str) -> None:
     os.replace(tmp, path)
 
 
+def tensor_digest(tensors: dict[str, torch.Tensor]) -> str:
+    """SHA-256 over the names, dtypes, shapes and bytes of ``tensors`` (CPU), in sorted name order."""
+    h = hashlib.sha256()
+    for name in sorted(tensors):
+        t = tensors[name].detach().cpu().contiguous()
+        h.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
+        if t.numel():
+            h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()
+
+
+def _tmp_owner(p: Path) -> int | None:
+    """PID of the process that wrote the temporary folder ``p`` (``.tmp_<name>_pid<PID>_<id>``), if named."""
+    parts = p.name.split("_")
+    if len(parts) < 3 or not parts[-2].startswith("pid") or not parts[-2][3:].isdigit():
+        return None
+    return int(parts[-2][3:])
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OSError):
+        return True  # exists, owned by someone else
+    return True
+
+
+def _removable_leftover(p: Path) -> bool:
+    """A temporary folder of an interrupted save that this process owns or whose owner is gone."""
+    if not (p.name.startswith((".tmp_", ".old_")) and p.is_dir()):
+        return False
+    owner = _tmp_owner(p)
+    return owner is None or owner == os.getpid() or not _process_alive(owner)
+
+
+def _write_files(tmp: Path, tensors: dict[str, torch.Tensor], meta: dict[str, str], state_bytes: bytes) -> None:
+    from safetensors.torch import save_file
+
+    save_file(tensors, str(tmp / WEIGHTS), metadata=meta)
+    with open(tmp / STATE, "wb") as f:
+        f.write(state_bytes)
+        f.flush()
+        os.fsync(f.fileno())
+    with open(tmp / WEIGHTS, "rb") as f:
+        os.fsync(f.fileno())
+
+
 def save_checkpoint(run_dir: str | Path, model: nn.Module, state: dict[str, Any], metadata: dict[str, Any],
                     epoch: int, *, is_best: bool = False, keep_last: int = 2) -> Checkpoint:
     """Atomically write the checkpoint of ``epoch`` and update ``LAST`` (and ``BEST`` if ``is_best``).
@@ -98,26 +171,33 @@ def save_checkpoint(run_dir: str | Path, model: nn.Module, state: dict[str, Any]
         is_best: also point ``BEST`` at this checkpoint.
         keep_last: number of most recent epoch checkpoints to keep (``BEST`` is always kept).
     """
-    from safetensors.torch import save_file
-
     root = Path(run_dir) / "checkpoints"
     root.mkdir(parents=True, exist_ok=True)
     name = f"epoch_{epoch:04d}"
-    ckpt_id = uuid.uuid4().hex
-    tmp = root / f".tmp_{name}_{ckpt_id}"
-    tmp.mkdir()
     tensors = {k: v.detach().cpu().contiguous() for k, v in unwrap_model(model).state_dict().items()}
-    meta = {k: json.dumps(v) for k, v in {**metadata, "epoch": epoch, "ckpt_id": ckpt_id}.items()}
-    save_file(tensors, str(tmp / WEIGHTS), metadata=meta)
-    with open(tmp / STATE, "wb") as f:
-        torch.save({**state, "epoch": epoch, "ckpt_id": ckpt_id}, f)
-        f.flush()
-        os.fsync(f.fileno())
-    with open(tmp / WEIGHTS, "rb") as f:
-        os.fsync(f.fileno())
+    bad = first_non_finite((k, v) for k, v in tensors.items() if v.is_floating_point())
+    if bad is not None:
+        raise CheckpointError(f"refusing to write checkpoint {name} in {root}: tensor {bad!r} holds NaN/inf "
+                              "(the previous checkpoint stays LAST)")
+    ckpt_id = uuid.uuid4().hex
+    buf = io.BytesIO()
+    torch.save({**state, "epoch": epoch, "ckpt_id": ckpt_id}, buf)
+    state_bytes = buf.getvalue()
+    digests = {TENSORS_SHA: tensor_digest(tensors), STATE_SHA: hashlib.sha256(state_bytes).hexdigest()}
+    meta = {k: json.dumps(v) for k, v in {**metadata, "epoch": epoch, "ckpt_id": ckpt_id, **digests}.items()}
+    tmp = root / f".tmp_{name}_pid{os.getpid()}_{ckpt_id}"
+    try:
+        tmp.mkdir()
+        _write_files(tmp, tensors, meta, state_bytes)
+    except Exception as exc:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise CheckpointSaveError(
+            f"could not write checkpoint {name} to {root} ({type(exc).__name__}: {exc}); is the disk full? "
+            "Nothing of this save was kept; LAST still points at the previous checkpoint"
+        ) from exc
     final = root / name
     if final.exists():  # re-saving an epoch (e.g. after a resume): move the old one out of the way
-        old = root / f".old_{name}_{ckpt_id}"
+        old = root / f".old_{name}_pid{os.getpid()}_{ckpt_id}"
         os.rename(final, old)
         shutil.rmtree(old, ignore_errors=True)
     os.rename(tmp, final)
@@ -138,8 +218,8 @@ def _prune(root: Path, keep_last: int) -> None:
     for name in epochs[: max(0, len(epochs) - keep_last)]:
         if name not in protected:
             shutil.rmtree(root / name, ignore_errors=True)
-    for p in root.iterdir():  # leftovers of an interrupted save
-        if p.name.startswith((".tmp_", ".old_")) and p.is_dir():
+    for p in root.iterdir():  # leftovers of an interrupted save: ours, or of a process that is gone
+        if _removable_leftover(p):
             shutil.rmtree(p, ignore_errors=True)
 
 
@@ -163,31 +243,115 @@ def resolve_checkpoint(path: str | Path, which: str = "LAST") -> Checkpoint:
 
 
 def read_metadata(ckpt: Checkpoint) -> dict[str, Any]:
-    """The JSON metadata stored in the weights file."""
+    """The JSON metadata stored in the weights file (:class:`CorruptCheckpointError` if unreadable)."""
     from safetensors import safe_open
 
-    with safe_open(str(ckpt.weights), framework="pt") as f:
-        raw = f.metadata() or {}
-    return {k: json.loads(v) for k, v in raw.items()}
+    try:
+        with safe_open(str(ckpt.weights), framework="pt") as f:
+            raw = f.metadata() or {}
+        return {k: json.loads(v) for k, v in raw.items()}
+    except FileNotFoundError:
+        raise CheckpointError(f"{ckpt.directory} has no {WEIGHTS}") from None
+    except Exception as exc:  # SafetensorError, JSON errors: a truncated or damaged header
+        raise CorruptCheckpointError(f"checkpoint {ckpt.weights} is corrupt or truncated "
+                                     f"({type(exc).__name__}: {exc})") from None
+
+
+def _read_tensors(ckpt: Checkpoint, meta: dict[str, Any]) -> dict[str, torch.Tensor]:
+    """The tensors of ``ckpt`` on the CPU, checked against the stored checksum (when it has one) and for
+    non-finite values."""
+    from safetensors.torch import load_file
+
+    try:
+        tensors = load_file(str(ckpt.weights), device="cpu")
+    except Exception as exc:
+        raise CorruptCheckpointError(f"checkpoint {ckpt.weights} is corrupt or truncated "
+                                     f"({type(exc).__name__}: {exc})") from None
+    expected = meta.get(TENSORS_SHA)
+    if expected is not None and tensor_digest(tensors) != expected:
+        raise CorruptCheckpointError(f"checkpoint {ckpt.weights} fails its checksum: the stored tensors were "
+                                     "modified or damaged after the save")
+    bad = first_non_finite((k, v) for k, v in tensors.items() if v.is_floating_point())
+    if bad is not None:
+        raise CheckpointError(f"checkpoint {ckpt.weights} holds non-finite weights (first: {bad!r}); refusing "
+                              "to use it")
+    return tensors
 
 
 def load_weights(ckpt: Checkpoint, model: nn.Module, device: torch.device | str = "cpu") -> None:
-    """Load the weights of ``ckpt`` into ``model`` (strict)."""
-    from safetensors.torch import load_file
-
-    tensors = load_file(str(ckpt.weights), device=str(device))
+    """Load the weights of ``ckpt`` into ``model`` (strict), verified against the stored checksum and
+    checked to be finite (``model`` stays on its device; ``device`` is kept for compatibility)."""
+    tensors = _read_tensors(ckpt, read_metadata(ckpt))
     unwrap_model(model).load_state_dict(tensors, strict=True)
 
 
 def load_state(ckpt: Checkpoint) -> dict[str, Any]:
-    """The training state of ``ckpt``, checked to belong to the same save as its weights."""
+    """The training state of ``ckpt``, checked against its checksum and to belong to the same save as
+    its weights."""
     if not ckpt.state.exists():
         raise CheckpointError(f"{ckpt.directory} has no {STATE}; it cannot be resumed")
-    state = torch.load(ckpt.state, map_location="cpu", weights_only=False)
     meta = read_metadata(ckpt)
+    raw = ckpt.state.read_bytes()
+    expected = meta.get(STATE_SHA)
+    intact = expected is None or hashlib.sha256(raw).hexdigest() == expected
+    state = _unpickle_state(ckpt, raw)
     if state.get("ckpt_id") != meta.get("ckpt_id"):
         raise CheckpointError(f"{ckpt.directory}: {STATE} and {WEIGHTS} come from different saves")
+    if not intact:
+        raise CorruptCheckpointError(f"checkpoint {ckpt.state} fails its checksum: it was modified or damaged "
+                                     "after the save")
     return state
+
+
+def _unpickle_state(ckpt: Checkpoint, raw: bytes) -> dict[str, Any]:
+    try:
+        state = torch.load(io.BytesIO(raw), map_location="cpu", weights_only=False)
+    except Exception as exc:  # EOFError, UnpicklingError, RuntimeError of a truncated zip
+        raise CorruptCheckpointError(f"checkpoint {ckpt.state} is corrupt or truncated "
+                                     f"({type(exc).__name__}: {exc})") from None
+    if not isinstance(state, dict):
+        raise CorruptCheckpointError(f"checkpoint {ckpt.state} does not hold a training state")
+    return state
+
+
+def verify_checkpoint(ckpt: Checkpoint, *, with_state: bool = True) -> None:
+    """Raise :class:`CheckpointError` unless ``ckpt``'s weights (and state) are complete, match their
+    checksums and are finite."""
+    _read_tensors(ckpt, read_metadata(ckpt))
+    if with_state:
+        load_state(ckpt)
+
+
+def resolve_resumable(run_dir: str | Path) -> Checkpoint:
+    """The checkpoint ``--resume`` continues from: ``LAST`` if intact, else the newest intact
+    ``epoch_NNNN`` (with a warning naming the damaged one); :class:`CheckpointError` if none is."""
+    root = Path(run_dir) / "checkpoints"
+    problems: list[str] = []
+    tried: set[Path] = set()
+    try:
+        last: Checkpoint | None = resolve_checkpoint(run_dir, "LAST")
+    except CheckpointError as exc:
+        last = None
+        problems.append(str(exc))
+    candidates = [last] if last is not None else []
+    if root.is_dir():
+        epochs = sorted((p for p in root.iterdir() if p.is_dir() and p.name.startswith("epoch_")), reverse=True)
+        candidates += [Checkpoint(p) for p in epochs]
+    for ckpt in candidates:
+        if ckpt.directory.resolve() in tried:
+            continue
+        tried.add(ckpt.directory.resolve())
+        try:
+            verify_checkpoint(ckpt)
+        except CheckpointError as exc:
+            problems.append(str(exc))
+            continue
+        if problems:
+            log.warning("warning: %s; resuming from %s, the newest intact checkpoint", "; ".join(problems),
+                        ckpt.directory)
+        return ckpt
+    detail = "; ".join(problems) if problems else f"no checkpoint under {root}"
+    raise CheckpointError(f"cannot resume {run_dir}: no intact checkpoint ({detail})")
 
 
 def build_model_from_checkpoint(path: str | Path, device: torch.device | str = "cpu",

@@ -2,19 +2,46 @@
 
 Precedence: dataclass defaults < ``--config`` YAML file < command-line flags. Every field has a
 help text (shown by ``xorsnn train --help``). Unknown keys in a YAML file raise ``ValueError``.
+
+:meth:`TrainConfig.validate` is the one place where settings are checked -- for the CLI, YAML files
+and the Python API alike: every field's type (booleans are not integers, floats must be finite)
+and every numeric range (``lr > 0``, ``weight_decay >= 0``, ``grad_clip > 0``, ...).
+
+Resuming: :data:`RUN_KEYS` are the settings that define a run (model, data, objective, optimiser,
+schedule, seed). ``--resume`` refuses when any of them differs from the checkpoint's configuration
+(:func:`resume_mismatches`); the others (``epochs``, device, logging, workers) may change. Extending
+``epochs`` keeps the schedule's shape but re-targets it to the new total length: from the resumed
+step on, the learning rate follows the schedule of ``epochs * steps_per_epoch`` steps (so a cosine
+or one-cycle schedule jumps to the value the longer schedule has at that step). ``config.yaml``
+records the new ``epochs``; earlier epochs ran under the shorter schedule, as ``metrics.csv``'s
+``lr`` column shows.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import json
+import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-__all__ = ["TrainConfig", "load_config", "PRESETS_DIR", "list_presets"]
+__all__ = ["TrainConfig", "load_config", "PRESETS_DIR", "list_presets", "RUN_KEYS", "resume_mismatches"]
 
 PRESETS_DIR = Path(__file__).resolve().parent.parent / "presets"
+
+
+RUN_KEYS = ("model", "model_kwargs", "dataset", "train_subset", "test_subset", "image_size", "T", "loss", "tet_lambda",
+            "tet_means", "label_smoothing", "teacher", "kd_lambda", "kd_tau", "batch_size", "optimizer", "lr",
+            "momentum", "nesterov", "weight_decay", "schedule", "warmup_epochs", "min_lr_ratio", "grad_clip",
+            "online", "online_k", "augment", "pad_mode", "crop_padding", "amp", "seed")
+"""Settings that define a run: ``--resume`` refuses to change them."""
+
+# model arguments that come from other settings: setting them in model_kwargs would make the run and
+# its record (config.yaml, result.json) disagree
+_DERIVED_MODEL_ARGS = {"T": "set the time steps with T (--T)", "num_classes": "it comes from the dataset",
+                       "in_channels": "it comes from the dataset"}
 
 
 def _f(default: Any, help: str, **kw: Any) -> Any:  # noqa: A002 - mirrors argparse
@@ -118,29 +145,64 @@ class TrainConfig:
         return cfg
 
     def validate(self) -> None:
-        """Raise ``ValueError`` naming the first invalid setting."""
+        """Raise ``ValueError`` naming the first invalid setting and the expected value."""
+        self._validate_types()
         for f in dataclasses.fields(self):
             choices = f.metadata.get("choices")
             if choices and getattr(self, f.name) not in choices:
                 raise ValueError(f"{f.name} must be one of {choices}, got {getattr(self, f.name)!r}")
         for name in ("epochs", "batch_size", "T", "eval_every", "keep_last", "log_interval"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be a positive integer, got {getattr(self, name)!r}")
+        if self.batch_size < 2:
+            raise ValueError("batch_size must be >= 2 for training (BatchNorm needs more than one sample per "
+                             f"batch), got {self.batch_size}; use --batch-size 2 or more")
+        self._validate_ranges()
+        self._validate_model_kwargs()
+        self._validate_online()
+        for name in ("train_subset", "test_subset", "image_size", "eval_batch_size"):
             v = getattr(self, name)
-            if not isinstance(v, int) or isinstance(v, bool) or v < 1:
-                raise ValueError(f"{name} must be a positive integer, got {v!r}")
-        if self.lr <= 0:
-            raise ValueError(f"lr must be > 0, got {self.lr}")
-        if not 0 <= self.label_smoothing < 1:
-            raise ValueError(f"label_smoothing must be in [0, 1), got {self.label_smoothing}")
-        if not 0 <= self.tet_lambda <= 1:
-            raise ValueError(f"tet_lambda must be in [0, 1], got {self.tet_lambda}")
-        if self.warmup_epochs < 0 or self.warmup_epochs > self.epochs:
-            raise ValueError(f"warmup_epochs must be in [0, epochs={self.epochs}], got {self.warmup_epochs}")
-        if not isinstance(self.model_kwargs, dict):
-            raise ValueError(f"model_kwargs must be a mapping, got {type(self.model_kwargs).__name__}")
-        if not 0 <= self.kd_lambda <= 1:
-            raise ValueError(f"kd_lambda must be in [0, 1], got {self.kd_lambda}")
-        if self.kd_tau <= 0:
-            raise ValueError(f"kd_tau must be > 0, got {self.kd_tau}")
+            if v is not None and v < 1:
+                raise ValueError(f"{name} must be a positive integer or None, got {v!r}")
+        if self.crop_padding is not None and self.crop_padding < 0:
+            raise ValueError(f"crop_padding must be a non-negative integer or None, got {self.crop_padding!r}")
+        if self.num_workers < 0:
+            raise ValueError(f"num_workers must be >= 0, got {self.num_workers}")
+
+    def _validate_types(self) -> None:
+        for f in dataclasses.fields(self):
+            kinds = {k.strip() for k in str(f.type).split("|")}
+            value = getattr(self, f.name)
+            if value is None and "None" in kinds:
+                continue
+            ok, expected = _type_ok(value, kinds)
+            if not ok:
+                raise ValueError(f"{f.name} must be {expected}, got {value!r} ({type(value).__name__})")
+
+    def _validate_ranges(self) -> None:
+        checks = [
+            ("lr", self.lr > 0, "> 0"),
+            ("momentum", 0 <= self.momentum < 1, "in [0, 1)"),
+            ("weight_decay", self.weight_decay >= 0, ">= 0"),
+            ("min_lr_ratio", 0 <= self.min_lr_ratio <= 1, "in [0, 1]"),
+            ("grad_clip", self.grad_clip is None or self.grad_clip > 0, "> 0 (or None for no clipping)"),
+            ("label_smoothing", 0 <= self.label_smoothing < 1, "in [0, 1)"),
+            ("tet_lambda", 0 <= self.tet_lambda <= 1, "in [0, 1]"),
+            ("kd_lambda", 0 <= self.kd_lambda <= 1, "in [0, 1]"),
+            ("kd_tau", self.kd_tau > 0, "> 0"),
+            ("warmup_epochs", 0 <= self.warmup_epochs <= self.epochs, f"in [0, epochs={self.epochs}]"),
+        ]
+        for name, ok, expected in checks:
+            if not ok:
+                raise ValueError(f"{name} must be {expected}, got {getattr(self, name)}")
+
+    def _validate_model_kwargs(self) -> None:
+        for key, why in _DERIVED_MODEL_ARGS.items():
+            if key in self.model_kwargs:
+                raise ValueError(f"model_kwargs[{key!r}]={self.model_kwargs[key]!r} conflicts with the run's "
+                                 f"settings: {why}, not with --model-arg {key}=...")
+
+    def _validate_online(self) -> None:
         if self.online == "sltt-k":
             k = self.online_k
             if not isinstance(k, int) or isinstance(k, bool) or not 1 <= k <= self.T:
@@ -152,12 +214,41 @@ class TrainConfig:
                              "amp='fp16' loss scaling; use amp='bf16' or 'none'")
         if self.online != "none" and self.compile:
             raise ValueError("online training (SLTT) runs the model step by step; compile is not supported with it")
-        if self.crop_padding is not None and (not isinstance(self.crop_padding, int) or self.crop_padding < 0):
-            raise ValueError(f"crop_padding must be a non-negative integer or None, got {self.crop_padding!r}")
-        for name in ("train_subset", "test_subset", "image_size"):
-            v = getattr(self, name)
-            if v is not None and (not isinstance(v, int) or v < 1):
-                raise ValueError(f"{name} must be a positive integer or None, got {v!r}")
+
+
+def _type_ok(value: Any, kinds: set[str]) -> tuple[bool, str]:
+    """Whether ``value`` has one of the annotated ``kinds`` (strict: a bool is not an int, floats are finite)."""
+    is_int = isinstance(value, int) and not isinstance(value, bool)
+    if "bool" in kinds:
+        return isinstance(value, bool), "true or false"
+    if "int" in kinds:
+        return is_int, "an integer"
+    if "float" in kinds:
+        ok = (is_int or isinstance(value, float)) and math.isfinite(value)
+        return ok, "a finite number"
+    if "str" in kinds:
+        return isinstance(value, str), "a string"
+    if any(k.startswith("dict") for k in kinds):
+        return isinstance(value, dict), "a mapping"
+    return True, ""
+
+
+def _normalised(value: Any) -> Any:
+    """``value`` as JSON would round-trip it (tuples become lists), for comparing saved and new configs."""
+    return json.loads(json.dumps(value, sort_keys=True, default=str))
+
+
+def resume_mismatches(saved: dict[str, Any], new: TrainConfig) -> list[str]:
+    """``"key: old -> new"`` for every :data:`RUN_KEYS` setting where ``new`` differs from ``saved``
+    (keys missing from an older ``saved`` config count as their defaults)."""
+    defaults = TrainConfig().to_dict()
+    current = new.to_dict()
+    out = []
+    for key in RUN_KEYS:
+        old = saved.get(key, defaults[key])
+        if _normalised(old) != _normalised(current[key]):
+            out.append(f"{key}: {old!r} -> {current[key]!r}")
+    return out
 
 
 def list_presets() -> list[str]:
@@ -177,8 +268,11 @@ def load_config(path_or_name: str | os.PathLike[str]) -> dict[str, Any]:
             raise ValueError(f"config {str(path_or_name)!r} is neither a file nor a shipped preset; presets: "
                              f"{list_presets()}")
         p = candidate
-    with open(p) as f:
-        data = yaml.safe_load(f) or {}
+    try:
+        with open(p) as f:
+            data = yaml.safe_load(f) or {}
+    except yaml.YAMLError as exc:
+        raise ValueError(f"{p} is not valid YAML: {' '.join(str(exc).split())}") from None
     if not isinstance(data, dict):
         raise ValueError(f"{p} must contain a YAML mapping of config keys, got {type(data).__name__}")
     unknown = set(data) - set(TrainConfig.field_names())

@@ -29,14 +29,17 @@ from torch import nn
 from ..data import ArrayLoader, BatchAugment, DataBundle, ImageArrays, load_dataset
 from ..models import create_model
 from ..online import OnlineStepResult, sltt_step_losses
-from .checkpoint import load_state, load_weights, resolve_checkpoint, save_checkpoint, unwrap_model
-from .config import TrainConfig
+from .checkpoint import load_state, load_weights, resolve_resumable, save_checkpoint, unwrap_model
+from .config import TrainConfig, resume_mismatches
 from .distributed import DistContext, setup_distributed
+from .guards import NonFiniteStateError, first_non_finite, named_state, non_finite_flag
 from .losses import distill_loss, mean_ce_loss, tet_loss
 from .optim import make_optimizer, make_scheduler
+from .runlock import RunLock
 from .transfer import init_from_checkpoint, load_teacher, teacher_logits
 
-__all__ = ["train", "evaluate", "TrainResult", "NonFiniteLossError", "build_model", "make_loaders", "seed_everything"]
+__all__ = ["train", "evaluate", "TrainResult", "NonFiniteLossError", "NonFiniteStateError", "build_model",
+           "make_loaders", "seed_everything"]
 
 log = logging.getLogger("xorsnn.train")
 
@@ -123,6 +126,11 @@ class _TorchLoader:
         if self.sampler is not None:
             self.sampler.set_epoch(epoch)
         self.loader.generator.manual_seed(self.seed + epoch)  # type: ignore[union-attr]
+        base = self.loader.dataset
+        while isinstance(base, torch.utils.data.Subset):
+            base = base.dataset
+        if hasattr(base, "set_augmentation"):  # per-sample augmentation streams of (seed, epoch, index)
+            base.set_augmentation(self.seed, epoch)
 
     def __len__(self) -> int:
         return len(self.loader)
@@ -210,7 +218,9 @@ def evaluate(model: nn.Module, loader: Any, ctx: DistContext | None = None, cfg:
     model.eval()
     totals = torch.zeros(3, dtype=torch.float64, device=device)  # loss sum, correct, count
     amp = _autocast(cfg, device) if cfg is not None else nullcontext()
-    for x, y in loader:
+    for i, (x, y) in enumerate(loader):
+        if i == 0:
+            _check_input_dtype(x, model, cfg, device)
         with amp:
             out = model(x)
         mean = out.float().mean(0)
@@ -242,6 +252,40 @@ def _backward_and_step(loss: torch.Tensor, model: nn.Module, optimizer: torch.op
         optimizer.step()
 
 
+def _check_input_dtype(x: torch.Tensor, model: nn.Module, cfg: TrainConfig | None, device: torch.device) -> None:
+    """Refuse input batches whose dtype the model cannot take, naming the fix."""
+    if not x.is_floating_point():
+        return
+    param = next(unwrap_model(model).parameters(), None)
+    want = param.dtype if param is not None else torch.float32
+    if x.dtype == want:
+        return
+    autocast = cfg is not None and cfg.amp != "none" and device.type == "cuda"
+    if x.dtype in (torch.float16, torch.bfloat16) and autocast:
+        return
+    hint = " (half precision: give float32 input and train with --amp bf16 or fp16 on a GPU)" \
+        if x.dtype in (torch.float16, torch.bfloat16) else ""
+    raise ValueError(f"input batches have dtype {str(x.dtype).replace('torch.', '')} but the model computes in "
+                     f"{str(want).replace('torch.', '')}; convert the data to {str(want).replace('torch.', '')} "
+                     f"(e.g. tensor.float() in the dataset){hint}")
+
+
+def _check_state(named: list[tuple[str, torch.Tensor]], ctx: DistContext, where: str) -> None:
+    """Raise :class:`NonFiniteStateError` if any rank's parameters/buffers hold NaN/inf (one fused check)."""
+    flag = non_finite_flag(t for _, t in named)
+    if flag is None:
+        return
+    bad = flag.to(ctx.device, torch.int64)
+    if ctx.enabled:
+        bad = ctx.all_reduce_max(bad)
+    if int(bad) == 0:
+        return
+    name = first_non_finite(named) or "(on another rank)"
+    raise NonFiniteStateError(f"non-finite model state {where}: tensor {name!r} holds NaN/inf; no checkpoint was "
+                              "written for it (LAST still points at the last good one); lower the learning rate, "
+                              "enable --grad-clip, or check the input data")
+
+
 def _train_epoch(model: nn.Module, loader: Any, optimizer: torch.optim.Optimizer,
                  scheduler: torch.optim.lr_scheduler.LRScheduler, scaler: Any, cfg: TrainConfig,
                  ctx: DistContext, epoch: int, global_step: int, teacher: nn.Module | None = None
@@ -251,6 +295,8 @@ def _train_epoch(model: nn.Module, loader: Any, optimizer: torch.optim.Optimizer
     check_every = 1 if device.type == "cpu" else cfg.log_interval
     totals = torch.zeros(3, dtype=torch.float64, device=device)  # loss sum, correct, count
     first_bad = torch.full((), -1, dtype=torch.int64, device=device)
+    bad_input = torch.full((), -1, dtype=torch.int64, device=device)
+    named = named_state(unwrap_model(model))
     show = cfg.progress and ctx.is_main
     bar = None
     if show:
@@ -261,6 +307,11 @@ def _train_epoch(model: nn.Module, loader: Any, optimizer: torch.optim.Optimizer
     t0 = time.perf_counter()
     n_seen = 0
     for step, (x, y) in enumerate(loader):
+        if step == 0:
+            _check_input_dtype(x, model, cfg, device)
+        if x.is_floating_point():
+            bad_input = _track_input(x, step, bad_input, check_every == 1 and not ctx.enabled, epoch,
+                                     len(loader))
         if cfg.channels_last and x.dim() == 4:
             x = x.contiguous(memory_format=torch.channels_last)
         z_teacher = None
@@ -292,6 +343,7 @@ def _train_epoch(model: nn.Module, loader: Any, optimizer: torch.optim.Optimizer
             totals[2] += y.numel()
         n_seen += y.numel()
         if (step + 1) % check_every == 0 or step + 1 == len(loader):
+            _raise_on_bad_input(bad_input, ctx, epoch, len(loader))
             bad = ctx.all_reduce_max(first_bad.clone()) if ctx.enabled else first_bad
             bad_step = int(bad)
             if bad_step >= 0:
@@ -300,6 +352,8 @@ def _train_epoch(model: nn.Module, loader: Any, optimizer: torch.optim.Optimizer
                     f"(global step {global_step + bad_step + 1}); lower the learning rate, enable --grad-clip, "
                     "or check the input data"
                 )
+            _check_state(named, ctx, f"after epoch {epoch + 1}, step {step + 1} of {len(loader)} (global step "
+                                     f"{global_step + step + 1}; checked every {check_every} step(s))")
             if bar is not None:
                 t, c, n = totals.tolist()
                 elapsed = time.perf_counter() - t0
@@ -317,6 +371,29 @@ def _train_epoch(model: nn.Module, loader: Any, optimizer: torch.optim.Optimizer
     stats = {"loss": loss_sum / max(count, 1), "acc": correct / max(count, 1), "time": elapsed,
              "img_per_s": count / max(elapsed, 1e-9)}
     return stats, global_step + len(loader)
+
+
+def _input_error(epoch: int, step: int, n_steps: int) -> NonFiniteStateError:
+    return NonFiniteStateError(f"non-finite input (NaN/inf) in training batch {step + 1} of {n_steps} at epoch "
+                               f"{epoch + 1}; check the dataset and its preprocessing")
+
+
+def _track_input(x: torch.Tensor, step: int, bad_input: torch.Tensor, immediate: bool, epoch: int,
+                 n_steps: int) -> torch.Tensor:
+    """Record the first batch with NaN/inf entries; raise at once (before the forward) if ``immediate``
+    (one process on the CPU), else without a host sync (reported at the next check, on every rank)."""
+    finite = torch.isfinite(x).all()
+    if immediate:
+        if not bool(finite):
+            raise _input_error(epoch, step, n_steps)
+        return bad_input
+    return torch.where((bad_input < 0) & ~finite, torch.full_like(bad_input, step), bad_input)
+
+
+def _raise_on_bad_input(bad_input: torch.Tensor, ctx: DistContext, epoch: int, n_steps: int) -> None:
+    bad = ctx.all_reduce_max(bad_input.clone()) if ctx.enabled else bad_input
+    if int(bad) >= 0:
+        raise _input_error(epoch, int(bad), n_steps)
 
 
 @torch.no_grad()
@@ -373,6 +450,10 @@ def _device_name(device: torch.device) -> str:
 def train(cfg: TrainConfig, data: DataBundle | None = None) -> TrainResult:
     """Train ``cfg.model`` on ``cfg.dataset`` as configured; returns the metrics and the trained model.
 
+    The run directory is locked for the duration (a second run into it refuses, naming this
+    process); with ``cfg.resume`` the run-defining settings must match the checkpoint's
+    (:func:`xorsnn.training.config.resume_mismatches`).
+
     Args:
         cfg: the run's configuration.
         data: an already-loaded dataset (skips :func:`xorsnn.data.load_dataset`).
@@ -381,20 +462,96 @@ def train(cfg: TrainConfig, data: DataBundle | None = None) -> TrainResult:
     t_start = time.perf_counter()
     ctx = setup_distributed(cfg.device)
     try:
-        return _train(cfg, data, ctx, t_start)
+        out_dir = _prepare_out_dir(cfg, ctx)
+        with RunLock(out_dir) if ctx.is_main else nullcontext():
+            return _train(cfg, data, ctx, t_start, out_dir)
     finally:
         ctx.close()
 
 
-def _train(cfg: TrainConfig, data: DataBundle | None, ctx: DistContext, t_start: float) -> TrainResult:
+def _prepare_out_dir(cfg: TrainConfig, ctx: DistContext) -> Path:
+    out_dir = Path(cfg.resolved_out_dir())
+    if out_dir.exists() and not out_dir.is_dir():
+        raise ValueError(f"out_dir {out_dir} exists and is not a directory; choose another --out-dir")
+    if ctx.is_main:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    return out_dir
+
+
+def _saved_config(state: dict[str, Any], out_dir: Path) -> dict[str, Any]:
+    """The configuration the checkpoint was trained with (its state, else the run's config.yaml)."""
+    if isinstance(state.get("config"), dict):
+        return dict(state["config"])
+    path = out_dir / "config.yaml"
+    if path.is_file():
+        import yaml
+
+        with open(path) as f:
+            saved = yaml.safe_load(f)
+        if isinstance(saved, dict):
+            return saved
+    raise ValueError(f"cannot resume {out_dir}: neither the checkpoint nor config.yaml records the run's settings")
+
+
+def _check_resume(cfg: TrainConfig, state: dict[str, Any], out_dir: Path) -> None:
+    """Refuse a resume that would change the run (each differing key, old -> new) or shorten it."""
+    diffs = resume_mismatches(_saved_config(state, out_dir), cfg)
+    if diffs:
+        raise ValueError(f"--resume of {out_dir} with different settings ({'; '.join(diffs)}); resume with the "
+                         "run's settings (see its config.yaml; only --epochs, device and logging options may "
+                         "change) or start a new run in another --out-dir")
+    done = int(state["epoch"])
+    if cfg.epochs < done:
+        raise ValueError(f"epochs={cfg.epochs} is less than the {done} epochs {out_dir} has completed; "
+                         f"give --epochs {done} or more")
+
+
+def _load_resume_state(cfg: TrainConfig, out_dir: Path) -> tuple[Any, dict[str, Any]] | None:
+    if not cfg.resume:
+        return None
+    ckpt = resolve_resumable(out_dir)
+    state = load_state(ckpt)
+    _check_resume(cfg, state, out_dir)
+    return ckpt, state
+
+
+def _check_labels(data: DataBundle) -> None:
+    k = data.info.num_classes
+    for split_name, split in (("train", data.train), ("test", data.test)):
+        if isinstance(split, ImageArrays) and len(split):
+            lo, hi = int(split.labels.min()), int(split.labels.max())
+            if lo < 0 or hi >= k:
+                raise ValueError(f"{data.info.name} {split_name} split has labels in [{lo}, {hi}], expected "
+                                 f"[0, {k - 1}] (num_classes={k})")
+
+
+def _restore(resumed: tuple[Any, dict[str, Any]], model: nn.Module, optimizer: torch.optim.Optimizer,
+             scheduler: Any, scaler: Any, cfg: TrainConfig) -> tuple[int, int, list[dict[str, Any]], float]:
+    ckpt, state = resumed
+    load_weights(ckpt, model)
+    optimizer.load_state_dict(state["optimizer"])
+    scheduler.load_state_dict(state["scheduler"])
+    if scaler is not None and state.get("scaler"):
+        scaler.load_state_dict(state["scaler"])
+    _set_rng_state(state["rng"])
+    start_epoch, global_step = int(state["epoch"]), int(state["global_step"])
+    old_epochs = int((state.get("config") or {}).get("epochs", cfg.epochs))
+    if old_epochs != cfg.epochs and cfg.schedule != "constant":
+        log.warning("epochs changed from %d to %d: from step %d on the %s schedule follows its %d-epoch form",
+                    old_epochs, cfg.epochs, global_step, cfg.schedule, cfg.epochs)
+    log.info("resumed at epoch %d from %s", start_epoch, ckpt.directory)
+    return start_epoch, global_step, list(state["metrics"]), float(state.get("best_test_acc", -1.0))
+
+
+def _train(cfg: TrainConfig, data: DataBundle | None, ctx: DistContext, t_start: float, out_dir: Path
+           ) -> TrainResult:
     device = ctx.device
+    resumed = _load_resume_state(cfg, out_dir)
     seed_everything(cfg.seed)
     if data is None:
         data = load_dataset(cfg.dataset, cfg.resolved_data_dir(), download=cfg.download and ctx.is_main, T=cfg.T,
                             image_size=cfg.image_size)
-    out_dir = Path(cfg.resolved_out_dir())
-    if ctx.is_main:
-        out_dir.mkdir(parents=True, exist_ok=True)
+    _check_labels(data)
     model = build_model(cfg, data).to(device)
     if cfg.init_from and not cfg.resume:
         init_from_checkpoint(model, cfg.init_from)
@@ -413,19 +570,8 @@ def _train(cfg: TrainConfig, data: DataBundle | None, ctx: DistContext, t_start:
     scaler = torch.amp.GradScaler("cuda") if (cfg.amp == "fp16" and device.type == "cuda") else None
 
     start_epoch, global_step, metrics, best = 0, 0, [], -1.0
-    if cfg.resume:
-        ckpt = resolve_checkpoint(out_dir, "LAST")
-        state = load_state(ckpt)
-        load_weights(ckpt, model, device)
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        if scaler is not None and state.get("scaler"):
-            scaler.load_state_dict(state["scaler"])
-        start_epoch, global_step = int(state["epoch"]), int(state["global_step"])
-        metrics, best = list(state["metrics"]), float(state.get("best_test_acc", -1.0))
-        _set_rng_state(state["rng"])
-        if ctx.is_main:
-            log.info("resumed %s at epoch %d from %s", out_dir, start_epoch, ckpt.directory)
+    if resumed is not None:
+        start_epoch, global_step, metrics, best = _restore(resumed, model, optimizer, scheduler, scaler, cfg)
 
     if ctx.is_main:
         import yaml
@@ -465,6 +611,7 @@ def _train(cfg: TrainConfig, data: DataBundle | None, ctx: DistContext, t_start:
         metrics.append(row)
         is_best = not math.isnan(test["acc"]) and test["acc"] > best
         best = max(best, test["acc"]) if not math.isnan(test["acc"]) else best
+        _check_state(named_state(model), ctx, f"at the end of epoch {epoch + 1} (before its checkpoint)")
         if ctx.is_main:
             log.info("epoch %d/%d  train loss %.4f acc %.2f%%  test loss %.4f acc %.2f%%  %.1fs (%.0f img/s)",
                      epoch + 1, cfg.epochs, stats["loss"], 100 * stats["acc"], test["loss"], 100 * test["acc"],
@@ -485,8 +632,9 @@ def _train(cfg: TrainConfig, data: DataBundle | None, ctx: DistContext, t_start:
     if ctx.is_main:
         with open(out_dir / "result.json", "w") as f:
             json.dump({"model": cfg.model, "dataset": cfg.dataset, "best_test_acc": best, "final_test_acc": final,
-                       "epochs": cfg.epochs, "T": cfg.T, "train_subset": cfg.train_subset,
-                       "test_subset": cfg.test_subset, "wall_time_s": wall, "device": str(device),
-                       "device_name": _device_name(device), "world_size": ctx.world_size,
+                       "epochs": cfg.epochs, "T": cfg.T, "model_kwargs": model_arguments(cfg, data),
+                       "train_subset": cfg.train_subset, "test_subset": cfg.test_subset,
+                       "resumed_from_epoch": start_epoch if cfg.resume else None, "wall_time_s": wall,
+                       "device": str(device), "device_name": _device_name(device), "world_size": ctx.world_size,
                        "torch": torch.__version__, "command": _command_line()}, f, indent=2)
     return TrainResult(metrics, best, final, out_dir, model, wall, cfg)
