@@ -66,3 +66,28 @@ def test_demo_every_model_above_90_percent(tmp_path):
     assert [r["model"] for r in rows] == ["xoresnet20", "sew_resnet20", "ms_resnet20"]
     for r in rows:
         assert r["final_acc"] > 90.0, r
+
+
+def test_compare_checks_every_name_and_option_before_training(tmp_path, monkeypatch, capsys):
+    """A typo in the third name (or a bad option) fails at once, before any data is loaded or model trained."""
+    import time
+
+    import xorsnn.data
+    import xorsnn.training
+
+    def boom(*args, **kwargs):
+        raise AssertionError("must not be reached")
+
+    monkeypatch.setattr(xorsnn.data, "load_dataset", boom)
+    monkeypatch.setattr(xorsnn.training, "train", boom)
+    t0 = time.perf_counter()
+    rc = main(["compare", "xoresnet20", "sew_resnet20", "ms_resnet2O", "--dataset", "digits", "--epochs", "1",
+               "--out", str(tmp_path)])
+    assert rc == 2 and time.perf_counter() - t0 < 2.0
+    err = capsys.readouterr().err
+    assert "unknown model 'ms_resnet2O'" in err and "ms_resnet20" in err and "xoresnet110" not in err  # no dump
+    rc = main(["compare", "xoresnet20", "sew_resnet20", "--dataset", "digits", "--model-arg", "xor_mode=sideways",
+               "--out", str(tmp_path)])
+    assert rc == 2 and "xor_mode must be one of" in capsys.readouterr().err
+    assert main(["smoke", "xoresnet20", "sew_resnt20"]) == 2
+    assert "Did you mean ['sew_resnet20'" in capsys.readouterr().err

@@ -136,8 +136,12 @@ def _cmd_smoke(args: argparse.Namespace) -> int:
 
     from .models import create_model
 
+    from .models import model_info
+
     torch.manual_seed(0)
     names = args.models or ["spiking_resnet20", "sew_resnet20", "ms_resnet20", "oa_resnet20", "xoresnet20"]
+    for name in names:  # every name checked before the first model runs
+        model_info(name)
     print(f"{'model':<20} {'depth':>5} {'params':>9} {'out shape':>14} {'s':>6}")
     for name in names:
         model = create_model(name, T=args.T, num_classes=10)
@@ -228,10 +232,34 @@ def _packed_engine(model: Any, device: Any) -> tuple[Any, dict[str, Any]]:
     return packed, info
 
 
+def _check_runs(models: Sequence[str], base_cfg: Any) -> list[Any]:
+    """Every run's config, validated -- each name and its options -- before anything trains or loads data."""
+    from .models import model_info
+
+    for name in models:  # names first: a typo in the last one fails in milliseconds
+        model_info(name)
+    import torch
+
+    from .models import create_model
+
+    configs = []
+    for name in models:
+        cfg = base_cfg.updated(model=name, out_dir=None)
+        cfg.validate()
+        with torch.device("meta"):  # the options are checked by building the model without memory or init cost
+            try:
+                create_model(name, **{**cfg.model_kwargs, "T": cfg.T})
+            except TypeError as exc:
+                raise ValueError(f"{name}: {exc}") from exc
+        configs.append(cfg)
+    return configs
+
+
 def _run_comparison(models: Sequence[str], base_cfg: Any, out_dir: Path, title: str) -> list[dict[str, Any]]:
     from .data import load_dataset
     from .training import train
 
+    _check_runs(models, base_cfg)
     data = load_dataset(base_cfg.dataset, base_cfg.resolved_data_dir(), download=base_cfg.download, T=base_cfg.T,
                         image_size=base_cfg.image_size)
     rows, curves = [], {}

@@ -80,9 +80,11 @@ def model_info(name: str) -> ModelEntry:
     """The registry entry of ``name`` (``ValueError`` listing close matches if unknown)."""
     if name not in _MODELS:
         close = difflib.get_close_matches(str(name), list(_MODELS), n=5, cutoff=0.5)
-        hint = f" Did you mean {close}?" if close else ""
+        if close:  # the suggestions are the answer; the full list would bury them
+            raise ValueError(f"unknown model {name!r}. Did you mean {close}? ({len(_MODELS)} models are registered: "
+                             "`xorsnn list` or xorsnn.list_models())")
         raise ValueError(
-            f"unknown model {name!r}.{hint} {len(_MODELS)} models are registered: "
+            f"unknown model {name!r}. {len(_MODELS)} models are registered: "
             f"{', '.join(list_models())} (see xorsnn.list_models())"
         )
     return _MODELS[name]
