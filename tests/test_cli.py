@@ -91,3 +91,22 @@ def test_compare_checks_every_name_and_option_before_training(tmp_path, monkeypa
     assert rc == 2 and "xor_mode must be one of" in capsys.readouterr().err
     assert main(["smoke", "xoresnet20", "sew_resnt20"]) == 2
     assert "Did you mean ['sew_resnet20'" in capsys.readouterr().err
+
+
+def test_presets_command_and_readme_counts(capsys):
+    """The README's counts and preset list are checked against the registry and the shipped presets."""
+    import re
+    from pathlib import Path
+
+    import xorsnn
+    from xorsnn.training.config import list_presets
+
+    assert main(["presets"]) == 0
+    out = capsys.readouterr().out
+    assert all(name in out for name in list_presets()) and f"{len(list_presets())} presets" in out
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    depths = int(re.search(r'list_models\("xoresnet\*"\)\s+# (\d+) depths per family', readme).group(1))
+    assert depths == len(xorsnn.list_models("xoresnet*"))
+    listed = re.search(r"`xorsnn presets` lists all (\d+) with their descriptions \(([^)]*)\)", readme)
+    assert int(listed.group(1)) == len(list_presets())
+    assert sorted(re.findall(r"`([a-z0-9_]+)`", listed.group(2))) == list_presets()

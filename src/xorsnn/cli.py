@@ -1,6 +1,6 @@
 """The ``xorsnn`` command line (also ``python -m xorsnn``).
 
-Commands: ``train``, ``eval``, ``demo``, ``compare``, ``list``, ``smoke``. Training options come
+Commands: ``train``, ``eval``, ``demo``, ``compare``, ``list``, ``presets``, ``smoke``. Training options come
 from :class:`xorsnn.training.TrainConfig` (every field is a flag with its help text); a YAML preset
 (``--config``) sets defaults that flags override.
 """
@@ -127,6 +127,17 @@ def _cmd_list(args: argparse.Namespace) -> int:
     width = max(len(n) for n in names)
     for name in names:
         print(f"{name:<{width}}  {model_info(name).description}" if args.verbose else name)
+    return 0
+
+
+def _cmd_presets(args: argparse.Namespace) -> int:
+    from .training.config import list_presets, preset_description
+
+    names = list_presets()
+    width = max(len(n) for n in names)
+    for name in names:
+        print(f"{name:<{width}}  {preset_description(name)}")
+    print(f"\n{len(names)} presets; use one with `xorsnn train --config NAME` (flags override it)")
     return 0
 
 
@@ -366,6 +377,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("pattern", nargs="?", default="*", help="shell-style name pattern, e.g. 'xoresnet*'")
     p.add_argument("-v", "--verbose", action="store_true", help="print each model's description")
     p.set_defaults(func=_cmd_list)
+
+    p = sub.add_parser("presets", help="list the shipped training presets with their descriptions")
+    p.set_defaults(func=_cmd_presets)
 
     p = sub.add_parser("smoke", help="forward/backward smoke run of every block family on random input")
     p.add_argument("models", nargs="*", help="registered model names (default: the 20-layer model of each family)")

@@ -27,7 +27,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-__all__ = ["TrainConfig", "load_config", "PRESETS_DIR", "list_presets", "RUN_KEYS", "resume_mismatches"]
+__all__ = ["TrainConfig", "load_config", "PRESETS_DIR", "list_presets", "preset_description", "RUN_KEYS",
+           "resume_mismatches"]
 
 PRESETS_DIR = Path(__file__).resolve().parent.parent / "presets"
 
@@ -254,6 +255,21 @@ def resume_mismatches(saved: dict[str, Any], new: TrainConfig) -> list[str]:
 def list_presets() -> list[str]:
     """Names of the YAML presets shipped with the package."""
     return sorted(p.stem for p in PRESETS_DIR.glob("*.yaml"))
+
+
+def preset_description(name: str) -> str:
+    """The first sentence of a shipped preset's header comment (its one-line description)."""
+    path = PRESETS_DIR / f"{name}.yaml"
+    if not path.exists():
+        raise ValueError(f"no preset {name!r}; presets: {list_presets()}")
+    header = []
+    for line in path.read_text().splitlines():
+        if not line.startswith("#"):
+            break
+        header.append(line.lstrip("#").strip())
+    text = " ".join(header)
+    end = text.find(". ")
+    return text if end < 0 else text[: end + 1]
 
 
 def load_config(path_or_name: str | os.PathLike[str]) -> dict[str, Any]:
