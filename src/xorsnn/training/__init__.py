@@ -16,9 +16,9 @@ from .checkpoint import (
 )
 from .config import PRESETS_DIR, RUN_KEYS, TrainConfig, list_presets, load_config, resume_mismatches
 from .distributed import DistContext, setup_distributed
+from .guards import NonFiniteStateError
 from .losses import distill_loss, kd_loss, mean_ce_loss, tet_loss
 from .optim import make_optimizer, make_scheduler, param_groups
-from .guards import NonFiniteStateError
 from .runlock import RunLock, RunLockedError
 from .trainer import NonFiniteLossError, TrainResult, build_model, evaluate, make_loaders, seed_everything, train
 from .transfer import InitReport, init_from_checkpoint, load_teacher, teacher_logits

@@ -58,13 +58,25 @@ class DistContext:
 def resolve_device(spec: str, local_rank: int = 0) -> torch.device:
     """``"auto"`` -> ``cuda:<local_rank>`` when CUDA is available, else CPU; otherwise ``torch.device(spec)``."""
     if spec == "auto":
-        return torch.device(f"cuda:{local_rank}") if torch.cuda.is_available() else torch.device("cpu")
+        return torch.device(f"cuda:{cuda_index(local_rank)}") if torch.cuda.is_available() else torch.device("cpu")
     dev = torch.device(spec)
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise ValueError(f"device {spec!r} was requested but CUDA is not available")
     if dev.type == "cuda" and dev.index is None:
-        dev = torch.device(f"cuda:{local_rank}")
+        dev = torch.device(f"cuda:{cuda_index(local_rank)}")
     return dev
+
+
+def cuda_index(local_rank: int, visible: int | None = None) -> int:
+    """The GPU of the process with ``local_rank``: ``cuda:<local_rank>`` when it sees every GPU of the node,
+    ``cuda:0`` when it sees exactly one (schedulers that set ``CUDA_VISIBLE_DEVICES`` per process)."""
+    n = torch.cuda.device_count() if visible is None else visible
+    if n == 1:
+        return 0
+    if 0 <= local_rank < n:
+        return local_rank
+    raise ValueError(f"LOCAL_RANK={local_rank} but this process sees {n} GPUs: give each process one GPU "
+                     "(CUDA_VISIBLE_DEVICES) or run at most one process per visible GPU")
 
 
 def setup_distributed(device: str = "auto") -> DistContext:

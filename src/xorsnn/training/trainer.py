@@ -17,7 +17,8 @@ import platform
 import random
 import sys
 import time
-from contextlib import nullcontext
+from collections.abc import Iterator
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -72,19 +73,30 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def _rng_state() -> dict[str, Any]:
+def _rng_state(device: torch.device | None = None) -> dict[str, Any]:
+    """RNG states to checkpoint: Python, NumPy, torch CPU and -- on CUDA -- this process's own GPU only,
+    so a run resumes on a machine that shows a different number of GPUs to each process."""
     state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
+    if device is not None and device.type == "cuda":
+        state["cuda"] = torch.cuda.get_rng_state(device)
     return state
 
 
-def _set_rng_state(state: dict[str, Any]) -> None:
+def _set_rng_state(state: dict[str, Any], device: torch.device | None = None) -> None:
     random.setstate(state["python"])
     np.random.set_state(state["numpy"])
     torch.set_rng_state(state["torch"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
+    cuda = state.get("cuda")
+    if cuda is None or device is None or device.type != "cuda":
+        return
+    if isinstance(cuda, (list, tuple)):  # older checkpoints: every visible GPU's state
+        if len(cuda) == torch.cuda.device_count():
+            torch.cuda.set_rng_state_all(cuda)
+            return
+        log.warning("checkpoint holds RNG states of %d GPUs, this process sees %d: restoring the first on %s",
+                    len(cuda), torch.cuda.device_count(), device)
+        cuda = cuda[0]
+    torch.cuda.set_rng_state(cuda, device)
 
 
 def model_arguments(cfg: TrainConfig, data: DataBundle) -> dict[str, Any]:
@@ -199,12 +211,52 @@ def _online_step(model: nn.Module, x: torch.Tensor, y: torch.Tensor, cfg: TrainC
     return sltt_step_losses(model, x, y, step_loss, k=k, generator=generator)
 
 
+@contextmanager
+def cuda_speed_settings(device: torch.device) -> Iterator[None]:
+    """On CUDA, TF32 matmuls/convolutions and cuDNN autotuning for the run; the previous global settings
+    are restored afterwards (no side effect outlives the run). Nothing changes on other devices."""
+    if device.type != "cuda":
+        yield
+        return
+    saved = (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32, torch.backends.cudnn.benchmark)
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
+    torch.backends.cudnn.benchmark = True
+    try:
+        yield
+    finally:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32, torch.backends.cudnn.benchmark = saved
+
+
+_BUCKET_BYTES = 25 * 2**20  # DDP's default bucket size
+
+
+def grad_buckets(params: list[torch.Tensor], bucket_bytes: int = _BUCKET_BYTES) -> list[list[torch.Tensor]]:
+    """Gradients grouped by dtype/device into buckets of at most ``bucket_bytes`` (one tensor may exceed it)."""
+    buckets: list[list[torch.Tensor]] = []
+    size, key = 0, None
+    for p in params:
+        g = p.grad
+        if g is None:
+            continue
+        k = (g.dtype, g.device)
+        nbytes = g.numel() * g.element_size()
+        if not buckets or k != key or size + nbytes > bucket_bytes:
+            buckets.append([])
+            size, key = 0, k
+        buckets[-1].append(g)
+        size += nbytes
+    return buckets
+
+
 def _all_reduce_grads(model: nn.Module, ctx: DistContext) -> None:
-    """Average gradients over ranks (online training does not run under DDP: it calls backward T times)."""
-    for p in model.parameters():
-        if p.grad is not None:
-            ctx.all_reduce_sum(p.grad)
-            p.grad.div_(ctx.world_size)
+    """Average gradients over ranks, one ``all_reduce`` per ~25 MB bucket (online training does not run
+    under DDP: it calls backward T times)."""
+    from torch._utils import _flatten_dense_tensors, _unflatten_dense_tensors
+
+    for bucket in grad_buckets(list(model.parameters())):
+        flat = ctx.all_reduce_sum(_flatten_dense_tensors(bucket)).div_(ctx.world_size)
+        for g, avg in zip(bucket, _unflatten_dense_tensors(flat, bucket), strict=True):
+            g.copy_(avg)
 
 
 # -- evaluation --------------------------------------------------------------------------------------
@@ -337,7 +389,7 @@ def _train_epoch(model: nn.Module, loader: Any, optimizer: torch.optim.Optimizer
         scheduler.step()
         with torch.no_grad():
             finite = torch.isfinite(loss.detach())
-            first_bad = torch.where((first_bad < 0) & ~finite, torch.tensor(step, device=device), first_bad)
+            first_bad = torch.where((first_bad < 0) & ~finite, first_bad.new_full((), step), first_bad)  # no H2D copy
             totals[0] += loss.detach().double() * y.numel()
             totals[1] += (prediction.argmax(-1) == y).sum()
             totals[2] += y.numel()
@@ -463,7 +515,10 @@ def train(cfg: TrainConfig, data: DataBundle | None = None) -> TrainResult:
     ctx = setup_distributed(cfg.device)
     try:
         out_dir = _prepare_out_dir(cfg, ctx)
-        with RunLock(out_dir) if ctx.is_main else nullcontext():
+        if cfg.amp != "none" and ctx.device.type != "cuda":
+            log.warning("--amp %s is ignored on %s: autocast is used on CUDA only (the run is float32)",
+                        cfg.amp, ctx.device)
+        with RunLock(out_dir) if ctx.is_main else nullcontext(), cuda_speed_settings(ctx.device):
             return _train(cfg, data, ctx, t_start, out_dir)
     finally:
         ctx.close()
@@ -533,7 +588,7 @@ def _restore(resumed: tuple[Any, dict[str, Any]], model: nn.Module, optimizer: t
     scheduler.load_state_dict(state["scheduler"])
     if scaler is not None and state.get("scaler"):
         scaler.load_state_dict(state["scaler"])
-    _set_rng_state(state["rng"])
+    _set_rng_state(state["rng"], next(model.parameters()).device)
     start_epoch, global_step = int(state["epoch"]), int(state["global_step"])
     old_epochs = int((state.get("config") or {}).get("epochs", cfg.epochs))
     if old_epochs != cfg.epochs and cfg.schedule != "constant":
@@ -622,7 +677,7 @@ def _train(cfg: TrainConfig, data: DataBundle | None, ctx: DistContext, t_start:
                     tb.add_scalar(k, row[k], epoch + 1)
             state = {"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
                      "scaler": scaler.state_dict() if scaler is not None else None, "global_step": global_step,
-                     "metrics": metrics, "best_test_acc": best, "rng": _rng_state(), "config": cfg.to_dict()}
+                     "metrics": metrics, "best_test_acc": best, "rng": _rng_state(device), "config": cfg.to_dict()}
             save_checkpoint(out_dir, model, state, meta, epoch + 1, is_best=is_best, keep_last=cfg.keep_last)
         ctx.barrier()
     if tb is not None:
