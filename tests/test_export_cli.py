@@ -124,3 +124,57 @@ def test_eval_packed_engine_refuses_float_models_and_gpus(tmp_path, capsys):
     run, _ = _checkpoint(tmp_path, weights="float")
     assert main(["-q", "eval", str(run), "--engine", "packed", "--device", "cpu", "--test-subset", "8"]) == 2
     assert "binary-weight" in capsys.readouterr().err
+
+
+def test_reparam_export_loads_everywhere(tmp_path, capsys):
+    """A re-parameterised export evaluates, analyses and exports to NIR like a checkpoint; a tampered export
+    is refused by name."""
+    from safetensors.torch import load_file, save_file
+
+    from xorsnn.export import reparameterize
+    from xorsnn.training import build_model_from_checkpoint
+
+    run, model = _checkpoint(tmp_path)
+    out = tmp_path / "reparam"
+    assert main(["-q", "export", "--reparam", str(run), str(out)]) == 0
+    capsys.readouterr()
+    inference, meta = build_model_from_checkpoint(out)
+    assert meta["reparameterized"] and getattr(inference, "reparameterized", False)
+    x = torch.randn(4, 1, 28, 28)
+    with torch.no_grad():
+        assert torch.equal(inference(x), reparameterize(model)(x))
+    assert main(["-q", "export", "--format", "nir", str(out), str(tmp_path / "r.nir")]) == 0
+    assert "training-form weights" in capsys.readouterr().out
+    tensors = load_file(str(out / "model.safetensors"))
+    tensors["stages.0.0.conv2.weight"][0, 0, 0, 0] *= -1  # a flipped ±1 weight
+    from safetensors import safe_open
+
+    with safe_open(str(out / "model.safetensors"), framework="pt") as f:
+        header = f.metadata()
+    header.pop("tensors_sha256")
+    save_file(tensors, str(out / "model.safetensors"), metadata=header)
+    with pytest.raises(ValueError, match="does not equal the re-parameterisation of its source"):
+        build_model_from_checkpoint(out)
+
+
+@pytest.mark.slow
+def test_reparam_export_evaluates_and_analyses_on_real_data(tmp_path, capsys):
+    pytest.importorskip("sklearn")
+    run = tmp_path / "bin"
+    assert main(["-q", "train", "--model", "xoresnet8", "--dataset", "digits", "--T", "2", "--epochs", "1",
+                 "--batch-size", "64", "--optimizer", "adamw", "--lr", "0.005", "--no-augment", "--device", "cpu",
+                 "--no-progress", "--model-arg", "weights=binary", "--out-dir", str(run)]) == 0
+    assert main(["-q", "export", "--reparam", str(run), str(tmp_path / "x")]) == 0
+    capsys.readouterr()
+    assert main(["eval", str(run), "--dataset", "digits"]) == 0
+    source = capsys.readouterr().out
+    assert main(["eval", str(tmp_path / "x"), "--dataset", "digits"]) == 0
+    export = capsys.readouterr().out
+    acc = [line.split("test accuracy ")[1].split(",")[0] for line in (source, export)]
+    assert acc[0] == acc[1]
+    assert main(["-q", "analyze", str(tmp_path / "x"), "--dataset", "digits", "--batches", "1", "--no-plots",
+                 "--out", str(tmp_path / "an")]) == 0
+    assert main(["-q", "export", "--reparam", str(run), str(tmp_path / "y"), "--dataset", "digits", "--batch",
+                 "32"]) == 0  # op report on real images
+    note = json.loads((tmp_path / "y" / "model.json").read_text())["op_report"]["note"]
+    assert "the first 32 digits test images" in note

@@ -45,11 +45,26 @@ def _cmd_export(args: argparse.Namespace) -> int:
         raise ValueError("choose the export format: --format nir or --format reparam (same as --reparam)")
     model, meta = build_model_from_checkpoint(args.checkpoint, "cpu", which=args.which)
     model.eval()
-    x = _sample_input(model, meta, args.input_size, args.batch, args.seed)
+    if args.dataset:  # the op report's spike rates from real test images
+        from ..analysis.cli import checkpoint_batches
+
+        _, batches = checkpoint_batches(meta, dataset=args.dataset, data_dir=args.data_dir, batches=1,
+                                        batch_size=args.batch, T=int(getattr(model, "T", 1)))
+        x = batches[0][0]
+        images = f"the first {x.shape[0]} {args.dataset} test images"
+    else:
+        x = _sample_input(model, meta, args.input_size, args.batch, args.seed)
+        images = f"{args.batch} random N(0,1) images (seed {args.seed}); spike rates of real data differ (--dataset)"
     out = Path(args.out)
     if fmt == "nir":
         from .nir_export import export_nir
 
+        if meta.get("reparameterized"):  # NIR folds BN itself: export the same function from the source weights
+            from ..training.checkpoint import load_reparam_source
+
+            model = load_reparam_source(args.checkpoint)
+            print("note: a re-parameterised export; the NIR graph is built from its training-form weights "
+                  "(source.safetensors, checked equal in function), with BN folded by the NIR exporter")
         graph = export_nir(model, x, out)
         n_neurons = sum(type(n).__name__ in ("LIF", "IF") for n in graph.nodes.values())
         print(f"wrote {out}: {len(graph.nodes)} NIR nodes ({n_neurons} LIF/IF populations), {len(graph.edges)} edges "
@@ -67,8 +82,19 @@ def _cmd_export(args: argparse.Namespace) -> int:
         got = inference(x)
     report = op_report(inference, x)
     out.mkdir(parents=True, exist_ok=True)
+    from ..training.checkpoint import TENSORS_SHA, tensor_digest
+
     tensors = {k: v.detach().cpu().contiguous() for k, v in inference.state_dict().items()}
-    save_file(tensors, str(out / "model.safetensors"), metadata={"format": "xorsnn-reparam", "model": meta["model"]})
+    header = {"format": "xorsnn-reparam", "reparameterized": True, "model": meta["model"],
+              "model_kwargs": meta.get("model_kwargs", {}), "dataset": meta.get("dataset"),
+              "xorsnn_config": meta.get("xorsnn_config"), "epoch": meta.get("epoch"),
+              "source_checkpoint": meta["checkpoint"], TENSORS_SHA: tensor_digest(tensors)}
+    # JSON-encoded values, as in every xorsnn checkpoint: eval, analyze and export read it like one
+    save_file(tensors, str(out / "model.safetensors"), metadata={k: json.dumps(v) for k, v in header.items()})
+    # the training-form weights beside it: the folded structure depends on their values, so a loader rebuilds
+    # the inference model from them and checks it equals model.safetensors exactly
+    source = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    save_file(source, str(out / "source.safetensors"), metadata={TENSORS_SHA: json.dumps(tensor_digest(source))})
     sidecar = {
         "format": "xorsnn-reparam",
         "source_checkpoint": meta["checkpoint"],
@@ -78,14 +104,13 @@ def _cmd_export(args: argparse.Namespace) -> int:
         "full_precision_layers": inference.full_precision_layers,
         "max_abs_logit_diff_vs_source": float((ref - got).abs().max()),
         "op_report": {
-            "note": f"per sample over T={model.T} steps, on {args.batch} random N(0,1) images (seed {args.seed}); "
-                    "spike rates of real data differ",
+            "note": f"per sample over T={model.T} steps, on {images}",
             "additions": report.additions,
             "multiplications": report.multiplications,
             "rows": [vars(r) for r in report.rows],
         },
-        "rebuild": "xorsnn.export.reparameterize(build_model_from_checkpoint(source_checkpoint)[0]); its state_dict "
-                   "equals model.safetensors",
+        "rebuild": "xorsnn.training.build_model_from_checkpoint(OUT_DIR) (reparameterize of source.safetensors, "
+                   "checked equal to model.safetensors); `xorsnn eval/analyze/export OUT_DIR` take it",
     }
     (out / "model.json").write_text(json.dumps(sidecar, indent=2))
     print(report.to_markdown())
@@ -109,7 +134,11 @@ def add_export_parser(sub: Any) -> None:
     p.add_argument("--which", choices=("BEST", "LAST"), default="BEST", help="checkpoint of a run directory")
     p.add_argument("--input-size", type=int, default=None,
                    help="image height = width used to trace shapes (default: the model's or its dataset's)")
-    p.add_argument("--batch", type=int, default=2, help="random images used for tracing / the op report (default 2)")
+    p.add_argument("--batch", type=int, default=2,
+                   help="images used for tracing / the op report (default 2; e.g. 256 with --dataset)")
+    p.add_argument("--dataset", default=None,
+                   help="count the op report on this dataset's first test images instead of random ones")
+    p.add_argument("--data-dir", default=None, help="dataset directory (default: $XORSNN_DATA)")
     p.add_argument("--seed", type=int, default=0, help="seed of those images (default 0)")
     p.set_defaults(func=_cmd_export)
 

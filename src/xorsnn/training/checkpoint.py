@@ -39,7 +39,8 @@ from torch import nn
 
 from .guards import first_non_finite
 
-__all__ = ["save_checkpoint", "resolve_checkpoint", "resolve_resumable", "verify_checkpoint", "load_state",
+__all__ = ["save_checkpoint", "resolve_checkpoint", "load_reparam_source",
+           "resolve_resumable", "verify_checkpoint", "load_state",
            "load_weights", "read_metadata", "build_model_from_checkpoint", "unwrap_model", "tensor_digest",
            "CheckpointError", "CorruptCheckpointError", "CheckpointSaveError", "Checkpoint"]
 
@@ -66,10 +67,11 @@ class Checkpoint:
     """Paths of one checkpoint."""
 
     directory: Path
+    weights_name: str = WEIGHTS
 
     @property
     def weights(self) -> Path:
-        return self.directory / WEIGHTS
+        return self.directory / self.weights_name
 
     @property
     def state(self) -> Path:
@@ -354,6 +356,40 @@ def resolve_resumable(run_dir: str | Path) -> Checkpoint:
     raise CheckpointError(f"cannot resume {run_dir}: no intact checkpoint ({detail})")
 
 
+def load_reparam_source(path: str | Path) -> nn.Module:
+    """The training-form model of an ``xorsnn export --reparam`` folder (the same function as the export:
+    its ``reparameterize`` is checked equal to the exported tensors when the export is loaded)."""
+    from ..models import create_model
+
+    ckpt = resolve_checkpoint(path)
+    meta = read_metadata(ckpt)
+    if not meta.get("reparameterized"):
+        raise CheckpointError(f"{ckpt.weights} is not a re-parameterised export")
+    model = create_model(meta["model"], **meta.get("model_kwargs", {}))
+    _load_reparameterized(ckpt, model, meta)  # verifies the export against its source
+    return model.eval()
+
+
+def _load_reparameterized(ckpt: Checkpoint, model: nn.Module, meta: dict[str, Any]) -> nn.Module:
+    """The inference model of an ``xorsnn export --reparam`` folder: ``reparameterize`` of the training-form
+    weights stored beside it (``source.safetensors``), checked equal to the exported tensors."""
+    from ..export.reparam import reparameterize
+
+    source = Checkpoint(ckpt.directory, weights_name="source.safetensors")
+    if not source.weights.exists():
+        raise CheckpointError(f"{ckpt.directory} is a re-parameterised export without source.safetensors (written "
+                              "by an older xorsnn): export it again with `xorsnn export --reparam`")
+    source_tensors = _read_tensors(source, read_metadata(source))
+    unwrap_model(model).load_state_dict(source_tensors, strict=True)
+    inference = reparameterize(model)
+    exported = _read_tensors(ckpt, meta)
+    mine = inference.state_dict()
+    if set(mine) != set(exported) or any(not torch.equal(mine[k], exported[k]) for k in mine):
+        raise CorruptCheckpointError(f"{ckpt.weights} does not equal the re-parameterisation of its "
+                                     "source.safetensors: the export was modified or written by another version")
+    return inference
+
+
 def build_model_from_checkpoint(path: str | Path, device: torch.device | str = "cpu",
                                 which: str = "BEST") -> tuple[nn.Module, dict[str, Any]]:
     """Rebuild a registered model from a checkpoint's metadata and load its weights.
@@ -373,5 +409,7 @@ def build_model_from_checkpoint(path: str | Path, device: torch.device | str = "
     if "model" not in meta:
         raise CheckpointError(f"{ckpt.weights} has no 'model' metadata; it was not written by xorsnn")
     model = create_model(meta["model"], **meta.get("model_kwargs", {}))
+    if meta.get("reparameterized"):  # an `xorsnn export --reparam` output
+        return _load_reparameterized(ckpt, model, meta).to(device), {**meta, "checkpoint": str(ckpt.directory)}
     load_weights(ckpt, model, device)
     return model.to(device), {**meta, "checkpoint": str(ckpt.directory)}
