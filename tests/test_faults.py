@@ -510,3 +510,97 @@ def test_nir_simulate_refuses_bad_neuron_parameters():
     g.nodes["lif"].r = np.ones(3)  # nir checks shapes at construction only
     with pytest.raises(ValueError, match="do not broadcast"):
         simulate(g, x)
+
+
+# -- probe-sweep leftovers (benchmarks/fault_probes.py) ----------------------------------------------
+@pytest.mark.parametrize("argv", [["train", "--lr", "fast"], ["smoke", "--batch", "x"], ["train", "--no-such-flag"],
+                                  ["bench-infer", "--arch", "resnet1000"]])
+def test_argparse_errors_are_one_line_with_exit_code_2(argv, capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(argv)
+    err = capsys.readouterr().err
+    assert exc.value.code == 2 and err.count("\n") == 1 and "usage:" not in err and "error: " in err
+
+
+@pytest.mark.parametrize("argv,match", [
+    (["smoke", "xoresnet8", "--batch", "0"], "--batch must be a positive integer, got 0"),
+    (["smoke", "xoresnet8", "--T", "0"], "--T must be a positive integer, got 0"),
+    (["bench-infer", "--arch", "resnet20", "--batch", "0", "--threads", "1"], "--batch must be a positive integer"),
+    (["bench-infer", "--arch", "resnet20", "--batch", "1", "--repeats", "0"], "--repeats must be a positive integer"),
+    (["export", "--format", "nir", "RUN", "out.nir", "--batch", "0"], "--batch must be a positive integer, got 0"),
+    (["export", "--format", "nir", "RUN", "out.nir", "--input-size", "0"], "--input-size must be a positive integer"),
+])
+def test_sizes_refused_naming_the_flag(argv, match, capsys):
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and match in err
+
+
+def test_bench_infer_refuses_more_threads_than_cpus(monkeypatch, capsys):
+    from xorsnn.export.bench import bench_infer
+
+    monkeypatch.setattr(os, "cpu_count", lambda: 2)
+    with pytest.raises(ValueError, match=r"--threads must be in \[1, 2\] .*got 3"):
+        bench_infer(batches=[1], T=1, repeats=1, threads=3, arch="resnet20", with_layerwise=False)
+    assert main(["bench-infer", "--threads", "64"]) == 2
+    assert "--threads must be in [1, 2]" in capsys.readouterr().err
+
+
+def test_bench_infer_reports_the_threads_used_and_restores_them():
+    pytest.importorskip("numba")
+    from xorsnn.export.bench import bench_infer
+
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2 if (os.cpu_count() or 1) >= 2 else 1)
+        outer = torch.get_num_threads()
+        rows = bench_infer(batches=[1], T=1, repeats=1, threads=1, arch="resnet20", with_layerwise=False)
+        assert [r.threads for r in rows] == [1]
+        assert torch.get_num_threads() == outer  # no global side effect
+    finally:
+        torch.set_num_threads(before)
+
+
+@pytest.mark.parametrize("suffix", [".safetensors", ".pt"])
+def test_name_weights_teacher_with_non_finite_weights_refused(tmp_path, suffix):
+    from safetensors.torch import save_file
+
+    from xorsnn.training import load_teacher
+
+    tensors = {k: v.clone() for k, v in _small_model().state_dict().items()}
+    tensors["fc.weight"][0, 1] = float("nan")
+    path = tmp_path / f"teacher{suffix}"
+    save_file(tensors, str(path)) if suffix == ".safetensors" else torch.save(tensors, path)
+    args = {"num_classes": 8, "in_channels": 1, "T": 2, "widths": [4, 8, 8]}
+    with pytest.raises(CheckpointError, match="non-finite weights.*'fc.weight'"):
+        load_teacher(f"xoresnet8:{path}", args)
+    path.write_bytes(path.read_bytes()[:50])
+    with pytest.raises(CorruptCheckpointError, match="corrupt or truncated"):
+        load_teacher(f"xoresnet8:{path}", args)
+
+
+def test_init_from_refuses_non_finite_or_corrupt_checkpoint(tmp_path):
+    from safetensors.torch import save_file
+
+    from xorsnn.training import init_from_checkpoint
+
+    tensors = {k: v.clone() for k, v in _small_model().state_dict().items()}
+    tensors["fc.weight"][0, 0] = float("inf")
+    folder = tmp_path / "epoch_0001"
+    folder.mkdir()
+    save_file(tensors, str(folder / "model.safetensors"), metadata={k: json.dumps(v) for k, v in META.items()})
+    with pytest.raises(CheckpointError, match="non-finite weights.*'fc.weight'"):
+        init_from_checkpoint(_small_model(), folder)
+    (folder / "model.safetensors").write_bytes(b"\x00" * 16)
+    with pytest.raises(CorruptCheckpointError, match="corrupt or truncated"):
+        init_from_checkpoint(_small_model(), folder)
+
+
+def test_analyze_raster_sample_out_of_range_names_the_flag(tmp_path, capsys):
+    model = xorsnn.create_model("xoresnet8", num_classes=10, in_channels=1, T=2, widths=[4, 8, 8])
+    meta = {"model": "xoresnet8", "model_kwargs": {"num_classes": 10, "in_channels": 1, "T": 2, "widths": [4, 8, 8]}}
+    save_checkpoint(tmp_path / "run", model, {"global_step": 1}, meta, 1, is_best=True)
+    rc = main(["-q", "analyze", str(tmp_path / "run"), "--dataset", "digits", "--raster-sample", "100000", "--batches",
+               "1", "--batch-size", "8", "--no-plots", "--no-gradients", "--out", str(tmp_path / "an")])
+    err = capsys.readouterr().err
+    assert rc == 2 and err.count("\n") == 1 and "--raster-sample must be in [0, 8)" in err

@@ -149,6 +149,9 @@ def _cmd_smoke(args: argparse.Namespace) -> int:
 
     from .models import model_info
 
+    for flag, value in (("--T", args.T), ("--batch", args.batch)):
+        if value < 1:
+            raise ValueError(f"{flag} must be a positive integer, got {value}")
     torch.manual_seed(0)
     names = args.models or ["spiking_resnet20", "sew_resnet20", "ms_resnet20", "oa_resnet20", "xoresnet20"]
     for name in names:  # every name checked before the first model runs
@@ -328,8 +331,15 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
 
 # -- parser ----------------------------------------------------------------------------------------
+class _Parser(argparse.ArgumentParser):
+    """argparse with one-line errors (exit code 2), like every other xorsnn error: the usage text is in ``--help``."""
+
+    def error(self, message: str) -> typing.NoReturn:
+        self.exit(2, f"{self.prog}: error: {' '.join(message.split())} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="xorsnn",
+    parser = _Parser(prog="xorsnn",
                                      description="Deep spiking neural networks built on logic operations.")
     parser.add_argument("-q", "--quiet", action="store_true", help="only print results (no per-epoch log)")
     parser.add_argument("--debug", action="store_true",

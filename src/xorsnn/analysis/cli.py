@@ -134,6 +134,9 @@ def run_analyze(args: argparse.Namespace) -> int:
     dataset, batches = checkpoint_batches(meta, dataset=args.dataset, data_dir=args.data_dir, batches=args.batches,
                                           batch_size=args.batch_size, T=T)
     raster = None if args.raster_layer == "none" else args.raster_layer
+    if raster is not None and not 0 <= args.raster_sample < batches[0][0].shape[0]:
+        raise ValueError(f"--raster-sample must be in [0, {batches[0][0].shape[0]}) (a sample of the first batch), "
+                         f"got {args.raster_sample}")
     channel = _raster_channel(args.raster_channel)
     t0 = time.perf_counter()
     report = analyze(

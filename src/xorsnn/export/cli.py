@@ -43,6 +43,9 @@ def _cmd_export(args: argparse.Namespace) -> int:
     fmt = "reparam" if args.reparam else args.format
     if fmt is None:
         raise ValueError("choose the export format: --format nir or --format reparam (same as --reparam)")
+    for flag, value in (("--batch", args.batch), ("--input-size", args.input_size)):
+        if value is not None and value < 1:
+            raise ValueError(f"{flag} must be a positive integer, got {value}")
     model, meta = build_model_from_checkpoint(args.checkpoint, "cpu", which=args.which)
     model.eval()
     if args.dataset:  # the op report's spike rates from real test images
@@ -146,6 +149,10 @@ def add_export_parser(sub: Any) -> None:
 def _cmd_bench(args: argparse.Namespace) -> int:
     from .bench import bench_infer, format_results
 
+    for flag, values in (("--batch", args.batch), ("--T", [args.T]), ("--repeats", [args.repeats])):
+        bad = [v for v in values if v < 1]
+        if bad:
+            raise ValueError(f"{flag} must be a positive integer, got {bad[0]}")
     rows = bench_infer(batches=args.batch, T=args.T, repeats=args.repeats, threads=args.threads, arch=args.arch)
     print(format_results(rows))
     return 0

@@ -22,7 +22,16 @@ from typing import Any
 import torch
 from torch import nn
 
-from .checkpoint import CheckpointError, build_model_from_checkpoint, resolve_checkpoint, unwrap_model
+from .checkpoint import (
+    CheckpointError,
+    CorruptCheckpointError,
+    _read_tensors,
+    build_model_from_checkpoint,
+    read_metadata,
+    resolve_checkpoint,
+    unwrap_model,
+)
+from .guards import first_non_finite
 
 __all__ = ["load_teacher", "teacher_logits", "init_from_checkpoint", "InitReport", "read_state_dict"]
 
@@ -31,20 +40,28 @@ log = logging.getLogger("xorsnn.train")
 
 def read_state_dict(path: str | Path, device: torch.device | str = "cpu") -> dict[str, torch.Tensor]:
     """Tensors of a ``.safetensors`` file or a ``torch.save``'d state dict (also ``{"state_dict": ...}`` or
-    ``{"model": ...}`` wrappers, as torchvision / timm / Lightning write them)."""
+    ``{"model": ...}`` wrappers, as torchvision / timm / Lightning write them), checked to be finite."""
     p = Path(path).expanduser()
     if not p.is_file():
         raise ValueError(f"weights file {str(path)!r} does not exist")
-    if p.suffix == ".safetensors":
-        from safetensors.torch import load_file
+    try:
+        if p.suffix == ".safetensors":
+            from safetensors.torch import load_file
 
-        return load_file(str(p), device=str(device))
-    obj = torch.load(p, map_location=device, weights_only=True)
+            obj = load_file(str(p), device=str(device))
+        else:
+            obj = torch.load(p, map_location=device, weights_only=True)
+    except Exception as exc:  # SafetensorError, unpickling errors: a truncated or damaged file
+        raise CorruptCheckpointError(f"weights file {p} is corrupt or truncated ({type(exc).__name__}: "
+                                     f"{' '.join(str(exc).split())})") from None
     for key in ("state_dict", "model"):
         if isinstance(obj, dict) and isinstance(obj.get(key), dict):
             obj = obj[key]
     if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
         raise ValueError(f"{p} does not hold a state dict (a mapping of names to tensors)")
+    bad = first_non_finite((k, v) for k, v in obj.items() if v.is_floating_point())
+    if bad is not None:
+        raise CheckpointError(f"weights file {p} holds non-finite weights (first: {bad!r}); refusing to use it")
     return obj
 
 
@@ -142,12 +159,10 @@ def init_from_checkpoint(model: nn.Module, path: str | Path) -> InitReport:
     (else ``ValueError``, naming them: a checkpoint of another architecture or class count); tensors
     of ``model`` that the checkpoint lacks (``log_alpha`` of a binary layer) keep their initial value.
     """
-    from safetensors.torch import load_file
-
     ckpt = _resolve(path)
     model = unwrap_model(model)
     own = model.state_dict()
-    tensors = load_file(str(ckpt.weights))
+    tensors = _read_tensors(ckpt, read_metadata(ckpt))  # checksum and finite check, as for --resume
     report = InitReport(str(ckpt.directory))
     matched: dict[str, torch.Tensor] = {}
     for name, value in tensors.items():
