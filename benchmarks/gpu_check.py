@@ -43,7 +43,6 @@ from torch import nn
 
 import xorsnn
 from xorsnn.models.ann import ANNResNet
-from xorsnn.neurons import SpikingNeuron
 from xorsnn.neurons.backends import multistep
 from xorsnn.neurons.dynamics import multistep_autograd
 
@@ -198,8 +197,8 @@ def train_step_table(device: torch.device, layouts: dict[str, tuple[int, int, in
                 opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, foreach=True)
 
                 def step(model: nn.Module = model, x: torch.Tensor = x, y: torch.Tensor = y,
-                         opt: torch.optim.Optimizer = opt, ann: bool = ann) -> None:
-                    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=prec == "bf16"):
+                         opt: torch.optim.Optimizer = opt, ann: bool = ann, bf16: bool = prec == "bf16") -> None:
+                    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
                         out = model(x)
                         logits = out[0] if ann else out.mean(0)
                         loss = F.cross_entropy(logits.float(), y)

@@ -79,7 +79,7 @@ def _run(fn, x, d, v0, g):
     out, v = fn(x, d, v0)
     inputs = [x] + ([v0] if v0 is not None else [])
     grads = torch.autograd.grad((out.float() * g).sum(), inputs, allow_unused=True)  # decay=0 ignores v0
-    grads = tuple(torch.zeros_like(i) if gr is None else gr for i, gr in zip(inputs, grads))
+    grads = tuple(torch.zeros_like(i) if gr is None else gr for i, gr in zip(inputs, grads, strict=True))
     return out.detach(), v.detach(), grads
 
 
@@ -103,7 +103,7 @@ def test_fused_cpu_matches_torch_reference_fp32(T, options, surrogate):
         assert torch.equal(out, out_ref), "fused forward must be bitwise equal to the torch path"
         assert torch.equal(out, out_ag)
         torch.testing.assert_close(v, v_ref, **FP32)
-        for a, b, c in zip(grads, grads_ref, grads_ag):
+        for a, b, c in zip(grads, grads_ref, grads_ag, strict=True):
             torch.testing.assert_close(a, b, **FP32)
             torch.testing.assert_close(a, c, **FP32)
         fired += float((out != 0).float().mean())
@@ -125,7 +125,7 @@ def test_fused_cpu_half_inputs_accumulate_in_fp32(T, options, dtype):
         assert out.dtype == dtype and v.dtype == dtype
         assert torch.equal(out, out_ref)
         assert torch.equal(v, v_ref)
-        for a, b in zip(grads, grads_ref):  # fp32 grads within 1e-6, then one rounding to the input dtype
+        for a, b in zip(grads, grads_ref, strict=True):  # fp32 grads within 1e-6, then one rounding to the input dtype
             assert a.dtype == dtype
             torch.testing.assert_close(a.float(), b.float(), rtol=2**-7, atol=1e-6)
 
@@ -143,7 +143,7 @@ def test_fused_cpu_fp64_gradients_match_autograd_oracle(options, surrogate):
     out_ag, v_ag, grads_ag = _run(multistep_autograd, x, d, v0, g)
     assert torch.equal(out, out_ag)
     torch.testing.assert_close(v, v_ag, rtol=1e-12, atol=1e-12)
-    for a, b in zip(grads, grads_ag):
+    for a, b in zip(grads, grads_ag, strict=True):
         torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)
 
 

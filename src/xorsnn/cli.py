@@ -145,9 +145,7 @@ def _cmd_smoke(args: argparse.Namespace) -> int:
     """Forward + backward of one model of every family on random input (no data needed)."""
     import torch
 
-    from .models import create_model
-
-    from .models import model_info
+    from .models import create_model, model_info
 
     for flag, value in (("--T", args.T), ("--batch", args.batch)):
         if value < 1:
