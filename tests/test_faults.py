@@ -13,10 +13,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from helpers import synthetic_digits
 
 import xorsnn
 from xorsnn.cli import main
-from xorsnn.data import DataBundle, DatasetError, ImageArrays
+from xorsnn.data import DataBundle, DatasetError
 from xorsnn.data.digits import DIGITS_INFO
 from xorsnn.training import (
     CheckpointError,
@@ -36,15 +37,8 @@ from xorsnn.training import (
 
 
 def tiny_data(n_train=64, n_test=32, seed=0):
-    g = torch.Generator().manual_seed(seed)
-
-    def make(n):
-        y = torch.randint(0, 8, (n,), generator=g)
-        x = torch.randint(0, 60, (n, 1, 8, 8), generator=g)
-        x[torch.arange(n), 0, y] += 180
-        return ImageArrays(x.to(torch.uint8), y)
-
-    return DataBundle(DIGITS_INFO, make(n_train), make(n_test))
+    """Synthetic 8x8 'digits' (class = bright row); see helpers.synthetic_digits."""
+    return synthetic_digits(n_train, n_test, seed)
 
 
 def tiny_cfg(tmp_path, **kw):

@@ -8,10 +8,9 @@ from pathlib import Path
 
 import pytest
 import torch
+from helpers import synthetic_digits
 from torch import nn
 
-from xorsnn.data import DataBundle, ImageArrays
-from xorsnn.data.digits import DIGITS_INFO
 from xorsnn.training import (
     CheckpointError,
     NonFiniteLossError,
@@ -35,16 +34,8 @@ REPO = Path(__file__).resolve().parent.parent
 
 
 def tiny_digits(n_train=256, n_test=128, seed=0):
-    """Synthetic 8x8 'digits' with a learnable structure (class = bright row), for fast trainer tests."""
-    g = torch.Generator().manual_seed(seed)
-
-    def make(n):
-        y = torch.randint(0, 8, (n,), generator=g)
-        x = torch.randint(0, 60, (n, 1, 8, 8), generator=g)
-        x[torch.arange(n), 0, y] += 180
-        return ImageArrays(x.to(torch.uint8), y)
-
-    return DataBundle(DIGITS_INFO, make(n_train), make(n_test))
+    """Synthetic 8x8 'digits' (class = bright row); see helpers.synthetic_digits."""
+    return synthetic_digits(n_train, n_test, seed)
 
 
 def small_cfg(tmp_path, **kw):

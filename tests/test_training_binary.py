@@ -5,13 +5,12 @@ import copy
 
 import pytest
 import torch
+from helpers import synthetic_digits
 from torch import nn
 from torch.nn import functional as F
 
 import xorsnn
 from xorsnn.cli import _config_from_args, build_parser, main
-from xorsnn.data import DataBundle, ImageArrays
-from xorsnn.data.digits import DIGITS_INFO
 from xorsnn.layers.binary import BinaryConv2d
 from xorsnn.neurons.lif import SpikingNeuron
 from xorsnn.online import sltt_step_losses
@@ -37,16 +36,8 @@ SMALL = {"widths": [4, 8, 8]}  # msc_resnet20 at 1/4 width: fast on 8x8 inputs
 
 
 def tiny_digits(n_train=48, n_test=32, seed=0):
-    """Synthetic 8x8 'digits' (class = bright row)."""
-    g = torch.Generator().manual_seed(seed)
-
-    def make(n):
-        y = torch.randint(0, 8, (n,), generator=g)
-        x = torch.randint(0, 60, (n, 1, 8, 8), generator=g)
-        x[torch.arange(n), 0, y] += 180
-        return ImageArrays(x.to(torch.uint8), y)
-
-    return DataBundle(DIGITS_INFO, make(n_train), make(n_test))
+    """Synthetic 8x8 'digits' (class = bright row); see helpers.synthetic_digits."""
+    return synthetic_digits(n_train, n_test, seed)
 
 
 def one_batch_cfg(tmp_path, name="run", **kw):
