@@ -61,7 +61,6 @@ from .redundancy import (
     RedundancyMonitor,
     block_anatomy,
     find_blocks,
-    register_block_anatomy,
 )
 from .report import Report, format_si
 
@@ -104,7 +103,6 @@ __all__ = [
     "BlockRedundancy",
     "BlockAnatomy",
     "block_anatomy",
-    "register_block_anatomy",
     "find_blocks",
     "BlockGradStats",
     "block_gradient_stats",

@@ -3,7 +3,7 @@
 Notation: ``x`` is the block input, ``S`` the shortcut spikes (``x`` itself, or the output of a
 spiking downsample shortcut), ``A`` the backbone spikes (output of the branch's last neuron).
 Which module produces ``A`` and ``S`` in each family is described by a :class:`BlockAnatomy`
-(see :func:`block_anatomy`; register new block classes with :func:`register_block_anatomy`):
+(see :func:`block_anatomy`, which reads the block's description, :mod:`xorsnn.blocks.spec`):
 
 ==============================  =============  ====================================================
 block                           merge          A / S
@@ -32,32 +32,19 @@ Metrics per block (accumulated over every call; fractions of all positions unles
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
 
 import torch
 from torch import nn
 
-from ..blocks import (
-    MSBasicBlock,
-    MSBottleneck,
-    OABasicBlock,
-    OABottleneck,
-    SEWBasicBlock,
-    SEWBottleneck,
-    SpikingBasicBlock,
-    SpikingBottleneck,
-    XORBasicBlock,
-    XORBottleneck,
-)
+from ..blocks.spec import SPIKE_MERGES, block_spec
 
 __all__ = [
     "BlockAnatomy",
     "BlockRedundancy",
     "RedundancyMonitor",
     "block_anatomy",
-    "register_block_anatomy",
     "find_blocks",
     "meta_residual_counts",
 ]
@@ -89,85 +76,31 @@ class BlockAnatomy:
         return self.backbone is not None
 
 
-_ANATOMIES: dict[type[nn.Module], Callable[[nn.Module], BlockAnatomy]] = {}
-
-
-def register_block_anatomy(cls: type[nn.Module], fn: Callable[[nn.Module], BlockAnatomy]) -> None:
-    """Describe the blocks of class ``cls`` (and subclasses) with ``fn(block) -> BlockAnatomy``."""
-    if not (isinstance(cls, type) and issubclass(cls, nn.Module)):
-        raise ValueError(f"cls must be an nn.Module subclass, got {cls!r}")
-    _ANATOMIES[cls] = fn
+_NOTES = {
+    "current_add": "backbone and shortcut merge as currents before one neuron (SN(F(x) + shortcut)): no spike overlap",
+    "membrane_add": "real-valued membrane stream: the paths merge as currents, no spike overlap",
+}
 
 
 def block_anatomy(block: nn.Module) -> BlockAnatomy | None:
-    """The anatomy of ``block`` (most specific registered class first), or ``None`` if unknown."""
-    for klass in type(block).__mro__:
-        if klass in _ANATOMIES:
-            return _ANATOMIES[klass](block)
-    return None
+    """The anatomy of ``block`` read from its description (:mod:`xorsnn.blocks.spec`), or ``None``
+    for a module without one. Blocks of several segments are described by their first."""
+    spec = block_spec(block)
+    if spec is None:
+        return None
+    seg = spec.segments[0]
+    first_conv = getattr(block, seg.names("conv")[0])
+    if seg.merge not in SPIKE_MERGES:
+        merge = "current" if seg.merge == "current_add" else "membrane"
+        return BlockAnatomy(merge, None, backbone_input=first_conv, note=_NOTES[seg.merge])
+    shortcut = getattr(block, spec.downsample)[-1] if seg.shortcut == "spiking_projection" else None
+    merge = "or" if seg.merge == "or_select" else seg.merge
+    return BlockAnatomy(merge, getattr(block, seg.neuron), shortcut, first_conv, novelty=seg.meta)  # type: ignore[arg-type]
 
 
 def find_blocks(model: nn.Module) -> list[tuple[str, nn.Module]]:
-    """Residual blocks of ``model`` (modules with a registered anatomy), in definition order."""
-    return [(n, m) for n, m in model.named_modules() if m is not model and block_anatomy(m) is not None]
-
-
-def _last_neuron(block: nn.Module) -> nn.Module:
-    return block.sn3 if hasattr(block, "sn3") else block.sn2
-
-
-def _spiking_shortcut(block: nn.Module) -> nn.Module | None:
-    return None if block.downsample is None else block.downsample[-1]
-
-
-def _sew(block: nn.Module) -> BlockAnatomy:
-    return BlockAnatomy(block.connect, _last_neuron(block), _spiking_shortcut(block), block.conv1)
-
-
-def _oa(block: nn.Module) -> BlockAnatomy:
-    if block.downsample is not None and block.down_merge == "add":
-        return BlockAnatomy(
-            "current", None, backbone_input=block.conv1,
-            note="downsample block: backbone and shortcut merge as currents before one neuron",
-        )
-    return BlockAnatomy("or", _last_neuron(block), _spiking_shortcut(block), block.conv1)
-
-
-def _xor(block: nn.Module) -> BlockAnatomy:
-    base = _oa(block)
-    if block.downsample is not None or block.xor_mode == "none":
-        return base
-    merge = "xor" if block.xor_mode == "merge" else "or"
-    return BlockAnatomy(merge, base.backbone, None, block.conv1, novelty=block.xor_mode == "input")
-
-
-def _spiking(block: nn.Module) -> BlockAnatomy:
-    return BlockAnatomy(
-        "current", None, backbone_input=block.conv1,
-        note="Spiking ResNet: SN(F(x) + shortcut) -- the paths merge as currents, no spike overlap",
-    )
-
-
-def _ms(block: nn.Module) -> BlockAnatomy:
-    return BlockAnatomy(
-        "membrane", None, backbone_input=block.conv1,
-        note="MS-ResNet: real-valued membrane stream, the paths merge as currents, no spike overlap",
-    )
-
-
-for _cls, _fn in (
-    (SEWBasicBlock, _sew),
-    (SEWBottleneck, _sew),
-    (OABasicBlock, _oa),
-    (OABottleneck, _oa),
-    (XORBasicBlock, _xor),
-    (XORBottleneck, _xor),
-    (SpikingBasicBlock, _spiking),
-    (SpikingBottleneck, _spiking),
-    (MSBasicBlock, _ms),
-    (MSBottleneck, _ms),
-):
-    register_block_anatomy(_cls, _fn)
+    """Residual blocks of ``model`` (modules with a description, ``spec()``), in definition order."""
+    return [(n, m) for n, m in model.named_modules() if m is not model and block_spec(m) is not None]
 
 
 @dataclass

@@ -4,7 +4,7 @@ from .common import NeuronFactory, needs_projection, projection_shortcut, zero_n
 from .families import FAMILIES, BlockFamily, get_family
 from .fc import MembraneShortcutBlock, OABlock, SEWBlock, SpikingBlock, XORBlock
 from .ms import MSBasicBlock, MSBottleneck
-from .multishortcut import MultiShortcutBasicBlock, MultiShortcutBottleneck
+from .multishortcut import MultiShortcutBasicBlock
 from .oa import DOWN_MERGES, OABasicBlock, OABottleneck
 from .sew import SEW_CONNECTS, SEWBasicBlock, SEWBottleneck, sew_connect
 from .spiking import SpikingBasicBlock, SpikingBottleneck
@@ -28,7 +28,6 @@ __all__ = [
     "MSBasicBlock",
     "MSBottleneck",
     "MultiShortcutBasicBlock",
-    "MultiShortcutBottleneck",
     "OABasicBlock",
     "OABottleneck",
     "DOWN_MERGES",

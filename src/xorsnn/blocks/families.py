@@ -41,7 +41,7 @@ from torch import nn
 
 from ..neurons import merge_neuron_spec
 from .ms import MSBasicBlock, MSBottleneck
-from .multishortcut import MultiShortcutBasicBlock, MultiShortcutBottleneck
+from .multishortcut import MultiShortcutBasicBlock
 from .oa import OABasicBlock, OABottleneck
 from .sew import SEWBasicBlock, SEWBottleneck
 from .spiking import SpikingBasicBlock, SpikingBottleneck
@@ -81,7 +81,7 @@ class BlockFamily:
     Attributes:
         name: short name used in the registry (``"xor"``, ``"sew"``, ...).
         title: human-readable name.
-        basic, bottleneck: block classes.
+        basic, bottleneck: block classes (``bottleneck=None``: the family defines basic blocks only).
         neuron: default neuron spec (see :func:`xorsnn.neurons.make_neuron`).
         zero_init_residual: zero the last BN of every residual branch by default.
         stem_neuron: the stem ends with a neuron (spike-stream families); MS does not.
@@ -96,7 +96,7 @@ class BlockFamily:
     name: str
     title: str
     basic: type[nn.Module]
-    bottleneck: type[nn.Module]
+    bottleneck: type[nn.Module] | None
     neuron: dict[str, Any]
     zero_init_residual: bool = True
     stem_neuron: bool = True
@@ -130,6 +130,11 @@ class BlockFamily:
         if kind == "basic":
             return self.basic
         if kind == "bottleneck":
+            if self.bottleneck is None:
+                raise ValueError(
+                    f"the {self.name} family defines basic blocks only; use block='basic' "
+                    f"({self.name}_resnet18 / {self.name}_resnet34 / {self.name}_resnet*_cifar)"
+                )
             return self.bottleneck
         raise ValueError(f"block must be 'basic' or 'bottleneck', got {kind!r}")
 
@@ -167,7 +172,7 @@ FAMILIES: dict[str, BlockFamily] = {
             "msc",
             "SEI-BWSNN multi-shortcut ResNet (reconstruction)",
             MultiShortcutBasicBlock,
-            MultiShortcutBottleneck,
+            None,
             SLTT_LIF,
             zero_init_residual=False,
             stem_neuron=False,

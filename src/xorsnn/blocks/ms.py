@@ -14,6 +14,7 @@ from torch import nn
 
 from ..layers import CONV, LayerKit
 from .common import NeuronFactory, needs_projection, zero_norm_
+from .spec import BlockSpec, Segment, pre_activation
 
 __all__ = ["MSBasicBlock", "MSBottleneck"]
 
@@ -32,7 +33,6 @@ class MSBasicBlock(nn.Module):
     """
 
     expansion = 1
-    output_kind = "membrane"
 
     def __init__(
         self,
@@ -65,6 +65,11 @@ class MSBasicBlock(nn.Module):
     def zero_init_residual(self) -> None:
         zero_norm_(self.bn2)
 
+    def spec(self) -> BlockSpec:
+        """Description for the backends (:mod:`xorsnn.blocks.spec`): a membrane sum, no neuron after it."""
+        shortcut = "identity" if self.downsample is None else "projection"
+        return BlockSpec("ms", (Segment(pre_activation(2), shortcut, "membrane_add", None),), "membrane")
+
 
 class MSBottleneck(nn.Module):
     """Bottleneck form: SN-conv1x1-BN, SN-conv3x3(stride)-BN, SN-conv1x1-BN, ``+ shortcut(x)``.
@@ -73,7 +78,6 @@ class MSBottleneck(nn.Module):
     """
 
     expansion = 4
-    output_kind = "membrane"
 
     def __init__(
         self,
@@ -110,3 +114,8 @@ class MSBottleneck(nn.Module):
 
     def zero_init_residual(self) -> None:
         zero_norm_(self.bn3)
+
+    def spec(self) -> BlockSpec:
+        """Description for the backends (:mod:`xorsnn.blocks.spec`): a membrane sum, no neuron after it."""
+        shortcut = "identity" if self.downsample is None else "projection"
+        return BlockSpec("ms", (Segment(pre_activation(3), shortcut, "membrane_add", None),), "membrane")

@@ -27,8 +27,9 @@ from torch import nn
 
 from ..layers import CONV, ConvLayers, LayerKit, LinearLayers, TimeBatchNorm1d, TimeBatchNorm2d
 from .common import NeuronFactory, needs_projection, projection_shortcut
+from .spec import BlockSpec, Op, Segment
 
-__all__ = ["MultiShortcutBasicBlock", "MultiShortcutBottleneck", "full_precision_kit"]
+__all__ = ["MultiShortcutBasicBlock", "full_precision_kit"]
 
 
 def full_precision_kit(layers: LayerKit) -> LayerKit:
@@ -52,7 +53,6 @@ class MultiShortcutBasicBlock(nn.Module):
     """
 
     expansion = 1
-    output_kind = "membrane"
 
     def __init__(
         self,
@@ -85,19 +85,12 @@ class MultiShortcutBasicBlock(nn.Module):
     def zero_init_residual(self) -> None:
         """No BN follows a convolution here, so there is nothing to zero (kept for the interface)."""
 
+    def spec(self) -> BlockSpec:
+        """Description for the backends (:mod:`xorsnn.blocks.spec`): two ``BN - SN - conv`` segments."""
+        shortcut = "identity" if self.downsample is None else "projection"
+        units = [(Op("norm", f"bn{k}"), Op("neuron", f"sn{k}"), Op("conv", f"conv{k}")) for k in (1, 2)]
+        return BlockSpec("msc", (Segment(units[0], shortcut, "membrane_add", None),
+                                 Segment(units[1], "identity", "membrane_add", None)), "membrane")
+
     def extra_repr(self) -> str:
         return f"fp_shortcut={self.fp_shortcut}"
-
-
-class MultiShortcutBottleneck(nn.Module):
-    """Not defined: a multi-shortcut bottleneck would need a projection around every unit whose
-    width changes, which the reconstruction does not specify. Raises ``ValueError``."""
-
-    expansion = 4
-    output_kind = "membrane"
-
-    def __init__(self, *args: object, **kwargs: object) -> None:
-        raise ValueError(
-            "the multi-shortcut (msc) family defines basic blocks only; use block='basic' "
-            "(msc_resnet18 / msc_resnet34 / msc_resnet*_cifar)"
-        )

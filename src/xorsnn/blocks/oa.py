@@ -21,6 +21,7 @@ from torch import nn
 from ..layers import CONV, LayerKit
 from ..ops import OR_FORMS, spike_or
 from .common import NeuronFactory, needs_projection, zero_norm_
+from .spec import BlockSpec, Op, Segment, post_activation
 
 __all__ = ["DOWN_MERGES", "OABasicBlock", "OABottleneck"]
 
@@ -31,6 +32,19 @@ def _check_choice(name: str, value: str, valid: tuple[str, ...]) -> str:
     if value not in valid:
         raise ValueError(f"{name} must be one of {valid}, got {value!r}")
     return value
+
+
+def oa_segment(block: nn.Module, branch: tuple[Op, ...] | None = None) -> Segment:
+    """The OA segment of ``block``: the ``conv-BN(-SN)`` branch (or ``branch``) merged by OR with the input,
+    or on a shape change by current ADD (``down_merge="add"``) or OR with the shortcut's spikes."""
+    n = block.n_units
+    branch = post_activation(n) if branch is None else branch
+    neuron = f"sn{n}"
+    if block.downsample is None:
+        return Segment(branch, "identity", "or", neuron)
+    if block.down_merge == "add":
+        return Segment(branch, "projection", "current_add", neuron)
+    return Segment(branch, "spiking_projection", "or", neuron)
 
 
 class OABasicBlock(nn.Module):
@@ -45,7 +59,7 @@ class OABasicBlock(nn.Module):
     """
 
     expansion = 1
-    output_kind = "spikes"
+    n_units = 2  # conv-BN units in the branch
 
     def __init__(
         self,
@@ -101,6 +115,10 @@ class OABasicBlock(nn.Module):
         """Zero the last BN: the backbone is silent and an identity block passes ``x`` unchanged."""
         zero_norm_(self.bn2)
 
+    def spec(self) -> BlockSpec:
+        """Description for the backends (:mod:`xorsnn.blocks.spec`)."""
+        return BlockSpec("oa", (oa_segment(self),), "spikes", or_form=self.or_form)
+
     def extra_repr(self) -> str:
         return f"or_form={self.or_form!r}, down_merge={self.down_merge!r}"
 
@@ -109,7 +127,7 @@ class OABottleneck(nn.Module):
     """OR-ADD bottleneck. Shapes: ``[T, B, in_planes, H, W] -> [T, B, 4*planes, H/stride, W/stride]``."""
 
     expansion = 4
-    output_kind = "spikes"
+    n_units = 3
 
     def __init__(
         self,
@@ -169,6 +187,10 @@ class OABottleneck(nn.Module):
 
     def zero_init_residual(self) -> None:
         zero_norm_(self.bn3)
+
+    def spec(self) -> BlockSpec:
+        """Description for the backends (:mod:`xorsnn.blocks.spec`)."""
+        return BlockSpec("oa", (oa_segment(self),), "spikes", or_form=self.or_form)
 
     def extra_repr(self) -> str:
         return f"or_form={self.or_form!r}, down_merge={self.down_merge!r}"

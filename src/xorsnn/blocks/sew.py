@@ -23,6 +23,7 @@ from torch import nn
 from ..layers import CONV, LayerKit
 from ..ops import spike_and, spike_iand
 from .common import NeuronFactory, needs_projection, zero_norm_
+from .spec import BlockSpec, Segment, post_activation
 
 __all__ = ["SEW_CONNECTS", "sew_connect", "SEWBasicBlock", "SEWBottleneck"]
 
@@ -41,6 +42,10 @@ def sew_connect(backbone: torch.Tensor, shortcut: torch.Tensor, connect: str) ->
     if connect == "iand":
         return spike_iand(backbone, shortcut)
     raise ValueError(f"connect must be one of {SEW_CONNECTS}, got {connect!r}")
+
+
+def _output_kind(connect: str) -> str:
+    return "graded" if connect == "add" else "spikes"  # ADD sums two spike trains: 0, 1 or 2
 
 
 def _check_connect(connect: str) -> str:
@@ -69,7 +74,6 @@ class SEWBasicBlock(nn.Module):
     ) -> None:
         super().__init__()
         self.connect = _check_connect(connect)
-        self.output_kind = "graded" if connect == "add" else "spikes"
         self.conv1 = layers.conv3x3(in_planes, planes, stride)
         self.bn1 = layers.norm(planes)
         self.sn1 = neuron()
@@ -91,6 +95,12 @@ class SEWBasicBlock(nn.Module):
     def zero_init_residual(self) -> None:
         """Make the block an identity: ``A ≡ 0`` for ADD/IAND, ``A ≡ 1`` for AND."""
         zero_norm_(self.bn2, self.sn2.firing_current() if self.connect == "and" else 0.0)
+
+    def spec(self) -> BlockSpec:
+        """Description for the backends (:mod:`xorsnn.blocks.spec`): ``connect`` of ``sn2``'s spikes."""
+        shortcut = "identity" if self.downsample is None else "spiking_projection"
+        seg = Segment(post_activation(2), shortcut, self.connect, "sn2")
+        return BlockSpec("sew", (seg,), _output_kind(self.connect))
 
     def extra_repr(self) -> str:
         return f"connect={self.connect!r}"
@@ -116,7 +126,6 @@ class SEWBottleneck(nn.Module):
     ) -> None:
         super().__init__()
         self.connect = _check_connect(connect)
-        self.output_kind = "graded" if connect == "add" else "spikes"
         out_planes = planes * self.expansion
         self.conv1 = layers.conv1x1(in_planes, planes)
         self.bn1 = layers.norm(planes)
@@ -142,6 +151,12 @@ class SEWBottleneck(nn.Module):
 
     def zero_init_residual(self) -> None:
         zero_norm_(self.bn3, self.sn3.firing_current() if self.connect == "and" else 0.0)
+
+    def spec(self) -> BlockSpec:
+        """Description for the backends (:mod:`xorsnn.blocks.spec`): ``connect`` of ``sn3``'s spikes."""
+        shortcut = "identity" if self.downsample is None else "spiking_projection"
+        seg = Segment(post_activation(3), shortcut, self.connect, "sn3")
+        return BlockSpec("sew", (seg,), _output_kind(self.connect))
 
     def extra_repr(self) -> str:
         return f"connect={self.connect!r}"

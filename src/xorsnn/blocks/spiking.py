@@ -13,6 +13,7 @@ from torch import nn
 
 from ..layers import CONV, LayerKit
 from .common import NeuronFactory, needs_projection, projection_shortcut, zero_norm_
+from .spec import BlockSpec, Segment, post_activation
 
 __all__ = ["SpikingBasicBlock", "SpikingBottleneck"]
 
@@ -24,7 +25,6 @@ class SpikingBasicBlock(nn.Module):
     """
 
     expansion = 1
-    output_kind = "spikes"
 
     def __init__(
         self,
@@ -57,6 +57,11 @@ class SpikingBasicBlock(nn.Module):
         """Zero the last BN of the branch (SEW recipe's ``--zero_init_residual``)."""
         zero_norm_(self.bn2)
 
+    def spec(self) -> BlockSpec:
+        """Description for the backends (:mod:`xorsnn.blocks.spec`): ``current_add`` into ``sn2``."""
+        shortcut = "identity" if self.downsample is None else "projection"
+        return BlockSpec("spiking", (Segment(post_activation(2), shortcut, "current_add", "sn2"),), "spikes")
+
 
 class SpikingBottleneck(nn.Module):
     """Bottleneck form: conv1x1-BN-SN, conv3x3(stride)-BN-SN, conv1x1-BN, then ``SN(. + shortcut)``.
@@ -65,7 +70,6 @@ class SpikingBottleneck(nn.Module):
     """
 
     expansion = 4
-    output_kind = "spikes"
 
     def __init__(
         self,
@@ -101,3 +105,8 @@ class SpikingBottleneck(nn.Module):
 
     def zero_init_residual(self) -> None:
         zero_norm_(self.bn3)
+
+    def spec(self) -> BlockSpec:
+        """Description for the backends (:mod:`xorsnn.blocks.spec`): ``current_add`` into ``sn3``."""
+        shortcut = "identity" if self.downsample is None else "projection"
+        return BlockSpec("spiking", (Segment(post_activation(3), shortcut, "current_add", "sn3"),), "spikes")

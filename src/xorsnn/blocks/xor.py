@@ -52,7 +52,8 @@ import torch
 from ..layers import CONV, LayerKit
 from ..ops import XOR_FORMS, spike_and, spike_or, spike_xor
 from .common import NeuronFactory
-from .oa import OABasicBlock, OABottleneck, _check_choice
+from .oa import OABasicBlock, OABottleneck, _check_choice, oa_segment
+from .spec import BlockSpec, Segment, post_activation
 
 __all__ = ["XOR_MODES", "XOR_PREVS", "XORBasicBlock", "XORBottleneck", "refuse_shortcut_handoff"]
 
@@ -88,6 +89,20 @@ class _XORMixin:
         """Whether the next block's ``x_prev`` is this block's shortcut spikes (``xor_prev="shortcut"``, downsampling
         blocks only)."""
         return self.xor_prev == "shortcut" and self.downsample is not None
+
+    def spec(self) -> BlockSpec:
+        """Description for the backends (:mod:`xorsnn.blocks.spec`): the OA segment with the XOR reading."""
+        n = self.n_units  # type: ignore[attr-defined]
+        mode = self.xor_mode
+        plain = self.downsample is not None or mode == "none"
+        branch = post_activation(n, inner_xor=mode == "inner" and not plain)
+        seg = oa_segment(self, branch)  # type: ignore[arg-type]
+        if not plain:
+            merge = {"output": "or_select", "merge": "xor"}.get(mode, "or")
+            seg = Segment(branch, "identity", merge, seg.neuron, meta=mode == "input")
+        handoff = "shortcut" if self.hands_off_shortcut else "input"
+        return BlockSpec("xor", (seg,), "spikes", self.or_form, self.xor_form, handoff,
+                         "sn_handoff" if self.sn_handoff is not None else None)
 
     def meta_residual(self, x: torch.Tensor, x_prev: torch.Tensor | None) -> torch.Tensor:
         """Backbone input for ``xor_mode="input"``: ``XOR(x, x_prev)``, or ``x`` without a same-shape ``x_prev``."""

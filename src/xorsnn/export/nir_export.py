@@ -41,18 +41,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..blocks import (
-    MSBasicBlock,
-    MSBottleneck,
-    OABasicBlock,
-    OABottleneck,
-    SEWBasicBlock,
-    SEWBottleneck,
-    SpikingBasicBlock,
-    SpikingBottleneck,
-)
-from ..blocks.multishortcut import MultiShortcutBasicBlock
-from ..blocks.xor import XORBasicBlock, XORBottleneck, refuse_shortcut_handoff
+from ..blocks.spec import Segment, require_spec
 from ..layers import is_binary_layer
 from ..models.resnet import SpikingResNet
 from ..models.stack import DeepSNNStack
@@ -283,80 +272,45 @@ class _Builder:
         raise ValueError(f"{name}: {type(mod).__name__} has no NIR mapping")
 
     def block(self, name: str, blk: nn.Module, x: _Sig, x_prev: _Sig | None) -> _Sig:
-        if isinstance(blk, MultiShortcutBasicBlock):
-            raise ValueError(f"{name}: multi-shortcut blocks (soft-reset neurons, BatchNorm on the residual stream) "
-                             "have no exact NIR form")
-        if isinstance(blk, (XORBasicBlock, XORBottleneck)):
-            return self._xor_block(name, blk, x, x_prev)
-        if isinstance(blk, (OABasicBlock, OABottleneck)):
-            return self._oa_merge(name, blk, x, self._residual(name, blk, x))
-        if isinstance(blk, (SpikingBasicBlock, SpikingBottleneck)):
-            identity = x if blk.downsample is None else self._shortcut(name, blk.downsample, x)
-            cur = self._residual(name, blk, x)
-            last = "sn3" if hasattr(blk, "conv3") else "sn2"
-            return self.neuron(f"{name}.{last}", getattr(blk, last), _Sig(cur.sources + identity.sources,
-                                                                          cur.shape, False))
-        if isinstance(blk, (SEWBasicBlock, SEWBottleneck)):
-            identity = x if blk.downsample is None else self._shortcut(name, blk.downsample, x)
-            cur = self._residual(name, blk, x)
-            last = "sn3" if hasattr(blk, "conv3") else "sn2"
-            a = self.neuron(f"{name}.{last}", getattr(blk, last), cur)
-            if blk.connect == "add":
-                return _Sig(a.sources + identity.sources, a.shape, False)
-            return self.logic(f"{name}.{blk.connect}", blk.connect, a, identity)  # IAND(A, S) = (1 - A) S
-        if isinstance(blk, (MSBasicBlock, MSBottleneck)):
-            identity = x if blk.downsample is None else self._shortcut(name, blk.downsample, x)
+        """A residual block, read from its description (:mod:`xorsnn.blocks.spec`)."""
+        spec = require_spec(blk, name, "NIR export", segments=2)
+        for seg in spec.segments:
             h = x
-            for i in (1, 2, 3):
-                if not hasattr(blk, f"conv{i}"):
-                    break
-                h = self.neuron(f"{name}.sn{i}", getattr(blk, f"sn{i}"), h)
-                h = self.weight_layer(f"{name}.conv{i}", getattr(blk, f"conv{i}"), getattr(blk, f"bn{i}"), h)
-            return _Sig(h.sources + identity.sources, h.shape, False)
-        raise ValueError(f"{name}: block type {type(blk).__name__} has no NIR mapping")
-
-    def _shortcut(self, name: str, ds: nn.Module, x: _Sig) -> _Sig:
-        return self.seq(f"{name}.downsample", ds, x)
-
-    def _residual(self, name: str, blk: nn.Module, x: _Sig, *, inner_xor: bool = False) -> _Sig:
-        """Branch current before its last neuron: conv-BN(-SN-conv-BN)... (Spiking/SEW/OA layouts)."""
-        convs = [i for i in (1, 2, 3) if hasattr(blk, f"conv{i}")]
-        h = x
-        for i in convs:
-            h = self.weight_layer(f"{name}.conv{i}", getattr(blk, f"conv{i}"), getattr(blk, f"bn{i}"), h)
-            if i != convs[-1]:
-                h = self.neuron(f"{name}.sn{i}", getattr(blk, f"sn{i}"), h)
-                if inner_xor:
+            if seg.meta and x_prev is not None and x_prev.shape == x.shape:
+                h = self.logic(f"{name}.meta_xor", "xor", x, x_prev)
+            for kind, attr, norm in seg.steps():
+                if kind == "weight":
+                    h = self.weight_layer(f"{name}.{attr}", getattr(blk, attr), getattr(blk, norm) if norm else None, h)
+                elif kind == "neuron":
+                    h = self.neuron(f"{name}.{attr}", getattr(blk, attr), h)
+                else:  # xor_input (stream norms were refused above)
                     h = self.logic(f"{name}.inner_xor", "xor", x, h)
-        return h
+            s = x
+            if seg.shortcut != "identity":
+                s = self.seq(f"{name}.{spec.downsample}", getattr(blk, spec.downsample), x)
+            x = self._merge(name, blk, seg, h, s)
+        return x
 
-    def _fire(self, name: str, blk: nn.Module, cur: _Sig) -> _Sig:
-        last = "sn3" if hasattr(blk, "conv3") else "sn2"
-        return self.neuron(f"{name}.{last}", getattr(blk, last), cur)
-
-    def _oa_merge(self, name: str, blk: nn.Module, x: _Sig, cur: _Sig) -> _Sig:
-        if blk.downsample is None:
-            return self.logic(f"{name}.merge", "or", x, self._fire(name, blk, cur))
-        sc = self._shortcut(name, blk.downsample, x)
-        if blk.down_merge == "add":
-            return self._fire(name, blk, _Sig(cur.sources + sc.sources, cur.shape, False))
-        return self.logic(f"{name}.merge", "or", sc, self._fire(name, blk, cur))
-
-    def _xor_block(self, name: str, blk: nn.Module, x: _Sig, x_prev: _Sig | None) -> _Sig:
-        mode = blk.xor_mode
-        if blk.downsample is not None or mode == "none":
-            return self._oa_merge(name, blk, x, self._residual(name, blk, x))
-        if mode == "input":
-            m = x if x_prev is None or x_prev.shape != x.shape else self.logic(f"{name}.meta_xor", "xor", x, x_prev)
-            return self._oa_merge(name, blk, x, self._residual(name, blk, m))
-        if mode == "inner":
-            cur = self._residual(name, blk, x, inner_xor=True)
-            return self.logic(f"{name}.merge", "or", x, self._fire(name, blk, cur))
-        a = self._fire(name, blk, self._residual(name, blk, x))
-        if mode == "output":  # OR(x, A AND XOR(x, A)) == OR(x, A) on binary spikes (Boolean identity)
-            sel = self.logic(f"{name}.sel", "and", a, self.logic(f"{name}.out_xor", "xor", x, a))
-            return self.logic(f"{name}.merge", "or", x, sel)
-        return self.logic(f"{name}.merge_xor", "xor", x, a)  # merge
+    def _merge(self, name: str, blk: nn.Module, seg: Segment, h: _Sig, s: _Sig) -> _Sig:
+        """``seg.merge`` of the branch ``h`` and the shortcut ``s``: an ADD is edges into the consumer."""
+        if seg.merge == "membrane_add":
+            return _Sig(h.sources + s.sources, h.shape, False)
+        fire = f"{name}.{seg.neuron}"
+        sn = getattr(blk, seg.neuron)  # type: ignore[arg-type]
+        if seg.merge == "current_add":
+            return self.neuron(fire, sn, _Sig(h.sources + s.sources, h.shape, False))
+        a = self.neuron(fire, sn, h)
+        if seg.merge == "add":
+            return _Sig(a.sources + s.sources, a.shape, False)
+        if seg.merge in ("and", "iand"):
+            return self.logic(f"{name}.{seg.merge}", seg.merge, a, s)  # IAND(A, S) = (1 - A) S
+        if seg.merge == "or":
+            return self.logic(f"{name}.merge", "or", s, a)
+        if seg.merge == "xor":
+            return self.logic(f"{name}.merge_xor", "xor", s, a)
+        # or_select: OR(s, A AND XOR(s, A)) == OR(s, A) on binary spikes, exported as written
+        sel = self.logic(f"{name}.sel", "and", a, self.logic(f"{name}.out_xor", "xor", s, a))
+        return self.logic(f"{name}.merge", "or", s, sel)
 
     # -- whole models ---------------------------------------------------------------------------
     def resnet(self, m: SpikingResNet, in_shape: tuple[int, ...]) -> None:
@@ -430,7 +384,6 @@ def to_nir(model: nn.Module, sample: torch.Tensor) -> Any:
     """
     if not isinstance(model, nn.Module):
         raise ValueError(f"to_nir: model must be an nn.Module, got {type(model).__name__}")
-    refuse_shortcut_handoff(model, "NIR export")
     was_training = model.training
     model.eval()
     try:

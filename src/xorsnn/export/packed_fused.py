@@ -34,10 +34,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..blocks.oa import OABasicBlock
-from ..blocks.spiking import SpikingBasicBlock
+from ..blocks.spec import block_spec
 from ..blocks.stage import ResidualStage
-from ..blocks.xor import XORBasicBlock
 from ..neurons import SpikingNeuron
 from .packed import (
     _effective_weight,
@@ -71,41 +69,54 @@ def _conv_ok(conv: nn.Module, kernel: int, padding: int) -> bool:
             and conv.padding_mode == "zeros")
 
 
-_FUSED_XOR_MODES = ("input", "output", "merge", "none")
+# (merge, shortcut, meta) of a block description -> the fused kernel's merge ("output" mode's or_select
+# is OR on binary spikes)
+_FUSED_MERGES = {
+    ("current_add", "identity", False): "add",
+    ("current_add", "projection", False): "add",
+    ("or", "identity", False): "or",
+    ("or_select", "identity", False): "or",
+    ("or", "identity", True): "xor_in",
+    ("xor", "identity", False): "xor_merge",
+}
 
 
-def _merge_kind(block: nn.Module) -> str | None:
-    """``"add"`` (Spiking ResNet, OA/XOR downsampling), ``"or"`` (OA identity), ``"xor_in"``,
-    ``"xor_merge"`` or ``None`` when the block type / options have no fused form."""
-    if type(block) is SpikingBasicBlock:
-        return "add"
-    if type(block) is OABasicBlock or (type(block) is XORBasicBlock and block.xor_mode in _FUSED_XOR_MODES):
-        if block.downsample is not None:
-            return "add" if block.down_merge == "add" else None
-        mode = getattr(block, "xor_mode", "none")
-        return {"input": "xor_in", "merge": "xor_merge"}.get(mode, "or")  # "output" == OA on binary spikes
-    return None
+def _fused_layout(block: nn.Module) -> tuple[str, list[str]] | None:
+    """The fused merge of ``block`` and its module names ``[conv1, bn1, sn1, conv2, bn2, merge neuron]``
+    from its description, or ``None`` when it is not a one-segment ``conv-BN-SN-conv-BN`` block with a
+    merge the kernels implement (and no shortcut hand-off, which runs unfused as in PyTorch)."""
+    spec = block_spec(block)
+    if spec is None or len(spec.segments) != 1 or spec.handoff != "input":
+        return None
+    seg = spec.segments[0]
+    steps = seg.steps()
+    if [k for k, _, _ in steps] != ["weight", "neuron", "weight"] or steps[0][2] is None or steps[2][2] is None:
+        return None
+    merge = _FUSED_MERGES.get((seg.merge, seg.shortcut, seg.meta))
+    if merge is None:
+        return None
+    (_, c1, b1), (_, s1, _), (_, c2, b2) = steps
+    return merge, [c1, b1, s1, c2, b2, seg.neuron]  # type: ignore[list-item]
 
 
 def can_fuse_block(block: nn.Module) -> bool:
-    """Whether ``block`` is a basic block the fused path handles exactly: a
-    :class:`~xorsnn.blocks.SpikingBasicBlock`, :class:`~xorsnn.blocks.OABasicBlock` or
-    :class:`~xorsnn.blocks.XORBasicBlock` (``xor_mode`` input / output / merge / none; downsampling
-    with ``down_merge="add"``) with ±1 3x3 convs (padding 1), eval-mode BNs with running statistics,
-    binary-spike non-stateful neurons, and an identity or ``Conv1x1(±1) - BN`` shortcut."""
-    if _merge_kind(block) is None or getattr(block, "hands_off_shortcut", False):
-        return False  # a shortcut hand-off (xor_prev="shortcut") runs unfused, as in PyTorch
-    if not (_conv_ok(block.conv1, 3, 1) and _conv_ok(block.conv2, 3, 1) and block.conv2.stride[0] == 1):
+    """Whether ``block`` is a basic block the fused path handles exactly (read from its description,
+    :mod:`xorsnn.blocks.spec`): Spiking ResNet, OA or XOR (``xor_mode`` input / output / merge / none;
+    downsampling with ``down_merge="add"``) with ±1 3x3 convs (padding 1), eval-mode BNs with running
+    statistics, binary-spike non-stateful neurons, and an identity or ``Conv1x1(±1) - BN`` shortcut."""
+    layout = _fused_layout(block)
+    if layout is None:
         return False
-    if not (_is_eval_bn(block.bn1) and _is_eval_bn(block.bn2)):
+    conv1, bn1, sn1, conv2, bn2, sn2 = (getattr(block, n) for n in layout[1])
+    if not (_conv_ok(conv1, 3, 1) and _conv_ok(conv2, 3, 1) and conv2.stride[0] == 1):
         return False
-    if not (_is_binary_neuron(block.sn1) and _is_binary_neuron(block.sn2)):
+    if not (_is_eval_bn(bn1) and _is_eval_bn(bn2) and _is_binary_neuron(sn1) and _is_binary_neuron(sn2)):
         return False
     ds = block.downsample
     if ds is None:
-        return block.conv1.stride[0] == 1 and block.conv1.in_channels == block.conv2.out_channels
+        return conv1.stride[0] == 1 and conv1.in_channels == conv2.out_channels
     return (isinstance(ds, nn.Sequential) and len(ds) == 2 and _conv_ok(ds[0], 1, 0) and _is_eval_bn(ds[1])
-            and ds[0].stride[0] == block.conv1.stride[0])
+            and ds[0].stride[0] == conv1.stride[0])
 
 
 class _ConvBN:
@@ -170,15 +181,17 @@ class FusedBasicBlock(nn.Module):
         if not can_fuse_block(block):
             raise ValueError("FusedBasicBlock: block must satisfy can_fuse_block (see its docstring)")
         self.block = block
-        self.merge_kind = _merge_kind(block)
+        merge, names = _fused_layout(block)  # type: ignore[misc]
+        conv1, bn1, sn1, conv2, bn2, sn2 = (getattr(block, n) for n in names)
+        self.merge_kind = merge
         self.uses_previous_input = bool(getattr(block, "uses_previous_input", False))
-        self.l1 = _ConvBN(block.conv1, block.bn1)
-        self.l2 = _ConvBN(block.conv2, block.bn2)
+        self.l1 = _ConvBN(conv1, bn1)
+        self.l2 = _ConvBN(conv2, bn2)
         self.ds = _ConvBN(block.downsample[0], block.downsample[1]) if block.downsample is not None else None
-        self.n1 = neuron_kernel_params(block.sn1)
-        self.n2 = neuron_kernel_params(block.sn2)
-        self.in_channels = int(block.conv1.in_channels)
-        self.out_channels = int(block.conv2.out_channels)
+        self.n1 = neuron_kernel_params(sn1)
+        self.n2 = neuron_kernel_params(sn2)
+        self.in_channels = int(conv1.in_channels)
+        self.out_channels = int(conv2.out_channels)
         self.last_path = ""  # "fused" or "unfused": the path the last call took
 
     def _fallback(self, x: torch.Tensor, x_prev: torch.Tensor | None) -> torch.Tensor:

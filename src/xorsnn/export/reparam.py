@@ -51,18 +51,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from ..blocks import (
-    MSBasicBlock,
-    MSBottleneck,
-    OABasicBlock,
-    OABottleneck,
-    SEWBasicBlock,
-    SEWBottleneck,
-    SpikingBasicBlock,
-    SpikingBottleneck,
-)
-from ..blocks.multishortcut import MultiShortcutBasicBlock
-from ..blocks.xor import refuse_shortcut_handoff
+from ..blocks.spec import SPIKE_MERGES, Segment, block_spec, require_spec
 from ..layers import TimeConv2d, TimeLinear, is_binary_layer
 from ..models.resnet import SpikingResNet
 from ..neurons import SpikingNeuron
@@ -382,120 +371,74 @@ class _Folder:
         if sig is not None and not (sig.binary and _is_one(sig.gain)):
             raise ValueError(f"{name}: spike-logic merge needs binary input spikes with unit gain")
 
-    @staticmethod
-    def _units(blk: nn.Module) -> list[str]:
-        return ["1", "2", "3"] if hasattr(blk, "conv3") else ["1", "2"]
-
-    def _fold_spiking(self, blk: nn.Module, x: _Sig, name: str) -> _Sig:
-        """Post-activation ``SN(F(x) + shortcut(x))`` (Spiking ResNet, ReverB)."""
-        units = self._units(blk)
-        last = units[-1]
-        identity = None
-        if blk.downsample is None:
-            conv, bn = getattr(blk, f"conv{last}"), getattr(blk, f"bn{last}")
-            s, _ = _bn_affine(bn, f"{name}.bn{last}")
-            m = conv.output_scale() if is_binary_layer(conv) else None
-            u = (s * (1 if m is None else m.double().cpu())).abs()
-            if not bool((u > 0).all()):
-                raise ValueError(
-                    f"{name}.bn{last}: the combined scale that crosses {name}.sn{last} must be > 0 in every channel, "
-                    f"channel(s) {_channels_str(u <= 0)} are 0; no exact fold"
-                )
-            self._match_gain(x, u, f"{name} (identity shortcut)")
-            identity = x
-        h = x
-        for k in units[:-1]:
-            c = self._binary_path(_Slot(blk, f"conv{k}", f"{name}.conv{k}"), _Slot(blk, f"bn{k}", f"{name}.bn{k}"), h)
-            h = self._neuron(_Slot(blk, f"sn{k}", f"{name}.sn{k}"), [c])
-        currents = [self._binary_path(_Slot(blk, f"conv{last}", f"{name}.conv{last}"),
-                                      _Slot(blk, f"bn{last}", f"{name}.bn{last}"), h)]
-        if blk.downsample is not None:
-            currents.append(self._shortcut_path(blk.downsample, x, f"{name}.downsample")[0])
-        return self._neuron(_Slot(blk, f"sn{last}", f"{name}.sn{last}"), currents, identity)
-
-    def _fold_sew(self, blk: nn.Module, x: _Sig, name: str) -> _Sig:
-        """SEW: ``g(SN(F(x)), S)`` with g in add/and/iand."""
-        self._require_binary_spikes(blk, name, f"SEW {blk.connect.upper()}")
-        if blk.connect != "add":
-            self._check_unit_binary(x, name)
-        elif not _is_one(x.gain):
-            raise ValueError(f"{name}: SEW-ADD needs a unit-gain input")
-        x = _Sig(x.gain, x.kind, x.binary, None)
-        h = x
-        for k in self._units(blk):
-            c = self._binary_path(_Slot(blk, f"conv{k}", f"{name}.conv{k}"), _Slot(blk, f"bn{k}", f"{name}.bn{k}"), h)
-            h = self._neuron(_Slot(blk, f"sn{k}", f"{name}.sn{k}"), [c])
-        if blk.downsample is not None:
-            cur, i = self._shortcut_path(blk.downsample, x, f"{name}.downsample")
-            self._neuron(_Slot(blk.downsample, str(i), f"{name}.downsample.{i}"), [cur])
-        if blk.connect == "add":
-            return _Sig(_ones(h.gain.numel()), "graded", False, None)
-        return _Sig(_ones(h.gain.numel()), "spikes", True, None)
-
-    def _fold_oa(self, blk: nn.Module, x: _Sig, x_prev: _Sig | None, name: str) -> _Sig:
-        """OA / XOR: OR (XOR) merges of binary spikes; downsample ``SN(F(x) + BN(conv(x)))`` or OR."""
-        self._require_binary_spikes(blk, name, "OR/XOR")
-        self._check_unit_binary(x, name)
-        if getattr(blk, "xor_mode", "none") == "input":
-            self._check_unit_binary(x_prev, name)
-        x = _Sig(x.gain, x.kind, x.binary, None)
-        units = self._units(blk)
-        h = x
-        for k in units[:-1]:
-            c = self._binary_path(_Slot(blk, f"conv{k}", f"{name}.conv{k}"), _Slot(blk, f"bn{k}", f"{name}.bn{k}"), h)
-            h = self._neuron(_Slot(blk, f"sn{k}", f"{name}.sn{k}"), [c])
-            h.producer = None  # XOR "inner" uses it in a logic op: keep it binary
-        last = units[-1]
-        currents = [self._binary_path(_Slot(blk, f"conv{last}", f"{name}.conv{last}"),
-                                      _Slot(blk, f"bn{last}", f"{name}.bn{last}"), h)]
-        if blk.downsample is not None:
-            cur, i = self._shortcut_path(blk.downsample, x, f"{name}.downsample")
-            if blk.down_merge == "add":
-                currents.append(cur)
-            else:
-                self._neuron(_Slot(blk.downsample, str(i), f"{name}.downsample.{i}"), [cur])
-        self._neuron(_Slot(blk, f"sn{last}", f"{name}.sn{last}"), currents)
-        return _Sig(_ones(currents[0].gain.numel()), "spikes", True, None)
-
-    def _fold_ms(self, blk: nn.Module, x: _Sig, name: str) -> _Sig:
-        """MS-ResNet: ``BN(conv(SN(...SN(x)))) + shortcut(x)`` on a real-valued stream."""
-        h: _Sig | None = None
-        cur: _Current | None = None
-        for k in self._units(blk):
-            sn_slot = _Slot(blk, f"sn{k}", f"{name}.sn{k}")
-            h = self._neuron(sn_slot, [], x) if cur is None else self._neuron(sn_slot, [cur])
-            cur = self._binary_path(_Slot(blk, f"conv{k}", f"{name}.conv{k}"), _Slot(blk, f"bn{k}", f"{name}.bn{k}"), h)
-        assert cur is not None
-        if blk.downsample is None:
-            return self._stream_sum([cur], x)
-        shortcut, _ = self._shortcut_path(blk.downsample, x, f"{name}.downsample")
-        return self._stream_sum([cur, shortcut], None)
-
-    def _fold_msc(self, blk: nn.Module, x: _Sig, name: str) -> _Sig:
-        """Multi-shortcut: ``x1 = P(x) + conv1(SN(BN1(x)))``, ``x2 = x1 + conv2(SN(BN2(x1)))``."""
-        for k in ("1", "2"):
-            c_bn = self._stream_bn(_Slot(blk, f"bn{k}", f"{name}.bn{k}"), x)
-            h = self._neuron(_Slot(blk, f"sn{k}", f"{name}.sn{k}"), [c_bn])
-            cur = self._binary_path(_Slot(blk, f"conv{k}", f"{name}.conv{k}"), None, h)
-            if k == "1" and blk.downsample is not None:
-                shortcut, _ = self._shortcut_path(blk.downsample, x, f"{name}.downsample")
-                x = self._stream_sum([cur, shortcut], None)
-            else:
-                x = self._stream_sum([cur], x)
+    def _fold_block(self, blk: nn.Module, x: _Sig, x_prev: _Sig | None, name: str) -> _Sig:
+        """Fold one block segment by segment, reading its description (:mod:`xorsnn.blocks.spec`)."""
+        spec = block_spec(blk)
+        assert spec is not None  # run() checked every block
+        for seg in spec.segments:
+            if seg.merge in SPIKE_MERGES:
+                what = "SEW ADD" if seg.merge == "add" else f"{seg.merge.replace('_select', '').upper()} logic"
+                self._require_binary_spikes(blk, name, what)
+                if seg.merge == "add" and not _is_one(x.gain):
+                    raise ValueError(f"{name}: SEW-ADD needs a unit-gain input")
+                if seg.merge != "add":
+                    self._check_unit_binary(x, name)
+                if seg.meta:
+                    self._check_unit_binary(x_prev, name)
+                x = _Sig(x.gain, x.kind, x.binary, None)  # x meets the merge as spikes: keep its unit gain
+            x = self._fold_segment(blk, spec.downsample, seg, x, name)
         return x
 
-    def _fold_block(self, blk: nn.Module, x: _Sig, x_prev: _Sig | None, name: str) -> _Sig:
-        if isinstance(blk, (SpikingBasicBlock, SpikingBottleneck)):
-            return self._fold_spiking(blk, x, name)
-        if isinstance(blk, (SEWBasicBlock, SEWBottleneck)):
-            return self._fold_sew(blk, x, name)
-        if isinstance(blk, (OABasicBlock, OABottleneck)):  # includes the XOR blocks
-            return self._fold_oa(blk, x, x_prev, name)
-        if isinstance(blk, (MSBasicBlock, MSBottleneck)):
-            return self._fold_ms(blk, x, name)
-        if isinstance(blk, MultiShortcutBasicBlock):
-            return self._fold_msc(blk, x, name)
-        raise ValueError(f"{name}: no exact re-parameterisation is implemented for {type(blk).__name__}")
+    def _fold_segment(self, blk: nn.Module, downsample: str, seg: Segment, x: _Sig, name: str) -> _Sig:
+        steps = seg.steps()
+        identity = None
+        if seg.merge == "current_add" and seg.shortcut == "identity":
+            identity = self._identity_into_neuron(blk, steps[-1], seg.neuron, x, name)  # type: ignore[arg-type]
+        h, cur = x, None  # the branch: a spike tensor h, or a current cur (after a weight step)
+        for i, (kind, attr, norm) in enumerate(steps):
+            slot = _Slot(blk, attr, f"{name}.{attr}")
+            if kind == "weight":
+                cur = self._binary_path(slot, _Slot(blk, norm, f"{name}.{norm}") if norm else None, h)
+            elif kind == "norm":
+                cur = self._stream_bn(slot, h)
+            elif kind == "neuron":
+                h = self._neuron(slot, [cur]) if cur is not None else self._neuron(slot, [], h)
+                cur = None
+                if i + 1 < len(steps) and steps[i + 1][0] == "xor_input":
+                    h.producer = None  # its spikes meet a logic op: keep them binary
+        assert cur is not None, f"{name}: a branch ends in a weight layer"
+        shortcut = None
+        if seg.shortcut != "identity":
+            seq = getattr(blk, downsample)
+            shortcut, after = self._shortcut_path(seq, x, f"{name}.{downsample}")
+            if seg.shortcut == "spiking_projection":
+                self._neuron(_Slot(seq, str(after), f"{name}.{downsample}.{after}"), [shortcut])
+        if seg.merge == "membrane_add":
+            return self._stream_sum([cur] if shortcut is None else [cur, shortcut], x if shortcut is None else None)
+        fire = _Slot(blk, seg.neuron, f"{name}.{seg.neuron}")  # type: ignore[arg-type]
+        if seg.merge == "current_add":
+            return self._neuron(fire, [cur] if shortcut is None else [cur, shortcut], identity)
+        out = self._neuron(fire, [cur])
+        n = out.gain.numel()
+        if seg.merge == "add":
+            return _Sig(_ones(n), "graded", False, None)
+        return _Sig(_ones(n), "spikes", True, None)
+
+    def _identity_into_neuron(self, blk: nn.Module, last: tuple[str, str, str | None], neuron: str, x: _Sig,
+                              name: str) -> _Sig:
+        """An identity shortcut summed into the merge neuron must carry the branch current's scale."""
+        _, conv_name, bn_name = last
+        conv, bn = getattr(blk, conv_name), getattr(blk, bn_name)  # type: ignore[arg-type]
+        s, _ = _bn_affine(bn, f"{name}.{bn_name}")
+        m = conv.output_scale() if is_binary_layer(conv) else None
+        u = (s * (1 if m is None else m.double().cpu())).abs()
+        if not bool((u > 0).all()):
+            raise ValueError(
+                f"{name}.{bn_name}: the combined scale that crosses {name}.{neuron} must be > 0 in every channel, "
+                f"channel(s) {_channels_str(u <= 0)} are 0; no exact fold"
+            )
+        self._match_gain(x, u, f"{name} (identity shortcut)")
+        return x
 
     # -- the whole network ---------------------------------------------------------------------
     def _fp_linear_absorb(self, linear: nn.Linear, gain: torch.Tensor) -> None:
@@ -505,6 +448,9 @@ class _Folder:
 
     def run(self) -> None:
         m = self.model
+        for si, stage in enumerate(m.stages):  # refuse an unsupported block before folding anything
+            for bi, blk in enumerate(stage):
+                require_spec(blk, f"stages.{si}.{bi}", "reparameterize", segments=2, stream_norm=True)
         image = _Sig(_ones(m.in_channels), "dense", False, None)
         stem = self._fp_path(_Slot(m, "stem_conv", "stem_conv"), _Slot(m, "stem_bn", "stem_bn"), image)
         self.full_precision[id(m.stem_conv)] = "first layer: real-valued pixels (MACs)"
@@ -576,7 +522,6 @@ def reparameterize(model: nn.Module) -> nn.Module:
         raise ValueError(
             f"reparameterize: expected a SpikingResNet (xorsnn.create_model(...)), got {type(model).__name__}"
         )
-    refuse_shortcut_handoff(model, "reparameterize")
     out = copy.deepcopy(model).eval()
     for mod in out.modules():
         if isinstance(mod, (FoldedNeuron, ChannelAffine)):

@@ -312,10 +312,7 @@ class SpikingResNet(nn.Module):
     @property
     def depth(self) -> int:
         """Weight layers on the longest path: stem + convs in the blocks + FC layers."""
-        convs = 0
-        for stage in self.stages:
-            for blk in stage:
-                convs += 3 if hasattr(blk, "conv3") else 2
+        convs = sum(blk.spec().n_convs for stage in self.stages for blk in stage)
         stem = 3 if self.stem_type == "cifar3" else 1
         return stem + convs + (2 if isinstance(self.hidden, nn.Sequential) else 1)
 
