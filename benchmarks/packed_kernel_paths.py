@@ -18,7 +18,7 @@ import torch
 
 from xorsnn.export._packed_kernels import pack_spikes, popcount_conv
 from xorsnn.export.bench import machine_info
-from xorsnn.export.packed import _pack_weight
+from xorsnn.export.packed_core import pack_weight as _pack_weight
 
 
 def numpy_path(x: torch.Tensor, wp: np.ndarray, out_channels: int) -> np.ndarray:

@@ -7,7 +7,8 @@ from torch import nn
 pytest.importorskip("numba")
 
 from xorsnn.blocks import OABasicBlock, ResidualStage, SEWBasicBlock, SpikingBasicBlock, XORBasicBlock  # noqa: E402
-from xorsnn.export.packed import FusedNeuron, _lookup_packed  # noqa: E402
+from xorsnn.export.packed import FusedNeuron  # noqa: E402
+from xorsnn.export.packed_core import PackedSpikes, packed_form  # noqa: E402
 from xorsnn.export.packed_fused import (  # noqa: E402
     FusedBasicBlock,
     FusedBlockChain,
@@ -81,7 +82,7 @@ def test_chain_of_blocks_equals_sequence_and_reuses_packed_input():
     with torch.no_grad():
         s = stem(current)
         assert torch.equal(s, make_neuron(spec)(current.contiguous()))
-        assert _lookup_packed(s) is not None  # the chain starts from these packed spikes, no re-packing
+        assert packed_form(s) is not None  # the chain starts from these packed spikes, no re-packing
         ref, got = seq(s), fused(s)
     assert torch.equal(ref, got)
     assert [b.last_path for b in chains[0].blocks] == ["fused"] * 3
@@ -174,15 +175,21 @@ def test_xoresnet_stages_chain_hands_on_previous_input_within_a_stage():
     assert [b.last_path for b in chain.blocks] == ["fused"] * 6
 
 
-def test_packed_spikes_are_forgotten_with_their_tensor():
-    from xorsnn.export import packed as packed_mod
-
+def test_packed_spikes_travel_as_values():
+    """The packed words ride on the spike tensor itself: derived tensors and in-place changes drop them."""
     neuron = FusedNeuron(make_neuron({"tau": 2.0}))
     x = torch.randn(2, 2, 8, 4, 4) + 1.0
-    a, b = neuron(x), neuron(x)
-    keys = {a.data_ptr(), b.data_ptr()}
-    assert keys <= set(packed_mod._PACKED) and _lookup_packed(a) is not None
-    del a  # freeing the float spikes drops their packed copy at once (no memory held until the next call)
-    assert set(packed_mod._PACKED) & keys == {b.data_ptr()} and _lookup_packed(b) is not None
+    a = neuron(x)
+    assert isinstance(a, PackedSpikes) and packed_form(a) is not None
+    assert packed_form(a.flatten(0, 1)) is None and packed_form(a * 1) is None and packed_form(a.clone()) is None
+    assert type(a + 0) is torch.Tensor  # nothing computed from it claims to be packed
+    b = neuron(x)
     b.add_(0)  # an in-place change invalidates the packed copy
-    assert _lookup_packed(b) is None
+    assert packed_form(b) is None
+    c = neuron(x)
+    c[0] = 1.0
+    assert packed_form(c) is None
+    assert packed_form(torch.zeros(2, 2, 8, 4, 4)) is None
+    from xorsnn.export import packed as packed_mod
+
+    assert not any(isinstance(v, dict) for k, v in vars(packed_mod).items() if k.isupper() or k.startswith("_P"))

@@ -9,7 +9,7 @@ from .oa import DOWN_MERGES, OABasicBlock, OABottleneck
 from .sew import SEW_CONNECTS, SEWBasicBlock, SEWBottleneck, sew_connect
 from .spiking import SpikingBasicBlock, SpikingBottleneck
 from .stage import ResidualStage
-from .xor import XOR_MODES, XOR_PREVS, XORBasicBlock, XORBottleneck, refuse_shortcut_handoff
+from .xor import XOR_MODES, XOR_PREVS, XORBasicBlock, XORBottleneck
 
 __all__ = [
     "NeuronFactory",
@@ -35,7 +35,6 @@ __all__ = [
     "XORBottleneck",
     "XOR_MODES",
     "XOR_PREVS",
-    "refuse_shortcut_handoff",
     "ResidualStage",
     "SpikingBlock",
     "SEWBlock",

@@ -55,7 +55,7 @@ from .common import NeuronFactory
 from .oa import OABasicBlock, OABottleneck, _check_choice, oa_segment
 from .spec import BlockSpec, Segment, post_activation
 
-__all__ = ["XOR_MODES", "XOR_PREVS", "XORBasicBlock", "XORBottleneck", "refuse_shortcut_handoff"]
+__all__ = ["XOR_MODES", "XOR_PREVS", "XORBasicBlock", "XORBottleneck"]
 
 XOR_MODES = ("input", "output", "inner", "merge", "none")
 XOR_PREVS = ("input", "shortcut")
@@ -204,14 +204,3 @@ class XORBottleneck(_XORMixin, OABottleneck):
     def extra_repr(self) -> str:
         xor = f"xor_mode={self.xor_mode!r}, xor_form={self.xor_form!r}, xor_prev={self.xor_prev!r}"
         return f"{super().extra_repr()}, {xor}"
-
-
-def refuse_shortcut_handoff(model: torch.nn.Module, backend: str) -> None:
-    """Raise ``ValueError`` if ``model`` has an XOR block with ``xor_prev="shortcut"`` hand-off, which
-    ``backend`` does not implement (it hands each block its predecessor's input instead)."""
-    for name, module in model.named_modules():
-        if getattr(module, "hands_off_shortcut", False):
-            raise ValueError(
-                f"{backend} does not support xor_prev='shortcut' (block {name!r} hands its shortcut spikes to the "
-                "next block); build the model with xor_prev='input' or run it in PyTorch"
-            )

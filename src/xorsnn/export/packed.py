@@ -31,94 +31,27 @@ use and cached on disk.
 from __future__ import annotations
 
 import copy
-import weakref
-from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 
-from ..layers import is_binary_layer
 from ..neurons import SpikingNeuron
+from .packed_core import (
+    PackedSpikes,
+    effective_weight,
+    is_pm1,
+    kernels,
+    neuron_kernel_params,
+    numba_available,
+    pack_weight,
+    packed_form,
+    replace_module,
+)
+from .packed_fused import fuse_blocks as _fuse_blocks
 
 __all__ = ["PackedConv2d", "PackedLinear", "FusedNeuron", "pack_model", "packed_layers", "is_pm1",
            "numba_available", "neuron_kernel_params"]
-
-
-# Spikes packed by a FusedNeuron, keyed by the data pointer of its output: the consumer convs reuse them
-# instead of re-reading the float tensor. An entry is valid while its tensor is alive and unmodified.
-_PACKED: dict[int, tuple[Any, set[tuple[int, ...]], int, np.ndarray]] = {}
-
-
-def _forget(key: int, ref: Any) -> None:
-    e = _PACKED.get(key)
-    if e is not None and e[0] is ref:
-        del _PACKED[key]
-
-
-def _register_packed(out: torch.Tensor, packed: np.ndarray) -> None:
-    """Remember ``packed`` as the packed form of ``out``; dropped as soon as ``out`` is freed."""
-    for key in [k for k, e in _PACKED.items() if e[0]() is None]:
-        del _PACKED[key]
-    ref = weakref.ref(out)
-    weakref.finalize(out, _forget, out.data_ptr(), ref)
-    shapes = {tuple(out.shape), (out.shape[0] * out.shape[1], *out.shape[2:])}  # [T, B, C, H, W] or [T*B, C, H, W]
-    _PACKED[out.data_ptr()] = (ref, shapes, out._version, packed)
-
-
-def _lookup_packed(x: torch.Tensor) -> np.ndarray | None:
-    e = _PACKED.get(x.data_ptr())
-    if e is None or e[0]() is None or tuple(x.shape) not in e[1] or e[2] != x._version or not x.is_contiguous():
-        return None
-    return e[3]
-
-
-def numba_available() -> bool:
-    """Whether the numba kernels can be imported."""
-    try:
-        import numba  # noqa: F401
-    except ImportError:
-        return False
-    return True
-
-
-def _kernels() -> Any:
-    try:
-        from . import _packed_kernels
-    except ImportError as exc:  # pragma: no cover - depends on the environment
-        raise ImportError(
-            "the bit-packed engine needs numba: pip install 'xorsnn[deploy]' (or pip install numba)"
-        ) from exc
-    n = torch.get_num_threads()
-    _packed_kernels.set_threads(n)  # starts numba's thread pool, which can reset the OpenMP thread count
-    if torch.get_num_threads() != n:
-        torch.set_num_threads(n)  # leave PyTorch's thread count as the caller set it
-    return _packed_kernels
-
-
-def _effective_weight(mod: nn.Module) -> torch.Tensor:
-    with torch.no_grad():
-        return (mod.binary_weight() if is_binary_layer(mod) else mod.weight).detach()
-
-
-def is_pm1(mod: nn.Module) -> bool:
-    """Whether ``mod`` is a conv / linear layer without bias whose effective weights are all ±1."""
-    if not isinstance(mod, (nn.Conv2d, nn.Linear)) or mod.bias is not None:
-        return False
-    if isinstance(mod, nn.Conv2d) and (mod.groups != 1 or tuple(mod.dilation) != (1, 1)):
-        return False
-    w = _effective_weight(mod)
-    return bool(((w == 1) | (w == -1)).all())
-
-
-def _pack_weight(w: torch.Tensor) -> np.ndarray:
-    """±1 weight ``[O, C, KH, KW]`` -> bits of ``w == +1`` as ``[KH, KW, Cw, O]`` ``uint64``."""
-    o_n, c_n, kh, kw = w.shape
-    cw = (c_n + 63) // 64
-    bits = np.zeros((kh, kw, o_n, cw * 64), np.uint8)
-    bits[..., :c_n] = (w > 0).permute(2, 3, 0, 1).cpu().numpy()
-    packed = np.packbits(bits, axis=-1, bitorder="little").view("<u8").astype(np.uint64)
-    return np.ascontiguousarray(packed.transpose(0, 1, 3, 2))
 
 
 class PackedConv2d(nn.Module):
@@ -136,12 +69,12 @@ class PackedConv2d(nn.Module):
             raise ValueError("PackedConv2d: only numeric zero padding is supported")
         if conv.stride[0] != conv.stride[1] or conv.padding[0] != conv.padding[1]:
             raise ValueError("PackedConv2d: stride and padding must be the same along H and W")
-        w = _effective_weight(conv)
+        w = effective_weight(conv)
         self.in_channels, self.out_channels = conv.in_channels, conv.out_channels
         self.kernel_size = tuple(conv.kernel_size)
         self.stride = int(conv.stride[0])
         self.padding = int(conv.padding[0])
-        self.wpos = _pack_weight(w)
+        self.wpos = pack_weight(w)
         self.sign = np.ascontiguousarray(w.permute(2, 3, 1, 0).to(torch.float64).cpu().numpy())
         self.last_path = ""  # "popcount" or "signed-add": the path the last call took
 
@@ -149,18 +82,18 @@ class PackedConv2d(nn.Module):
         kh, kw = self.kernel_size
         return ((h + 2 * self.padding - kh) // self.stride + 1, (w + 2 * self.padding - kw) // self.stride + 1)
 
-    def forward_4d(self, x: torch.Tensor) -> torch.Tensor:
-        """``[N, C, H, W] -> [N, O, OH, OW]`` (same dtype as ``x``)."""
+    def forward_4d(self, x: torch.Tensor, reuse: np.ndarray | None = None) -> torch.Tensor:
+        """``[N, C, H, W] -> [N, O, OH, OW]`` (same dtype as ``x``); ``reuse``: ``x``'s packed words
+        ``[N, H+2, W+2, Cw]`` if its producer has them (:class:`~xorsnn.export.packed_core.PackedSpikes`)."""
         if x.dim() != 4 or x.shape[1] != self.in_channels:
             raise ValueError(f"PackedConv2d: expected [N, C={self.in_channels}, H, W], got {tuple(x.shape)}")
         if x.device.type != "cpu":
             raise ValueError("PackedConv2d runs on the CPU; move the input with x.cpu()")
-        k = _kernels()
+        k = kernels()
         xn = x.detach().contiguous().numpy()
         oh, ow = self._out_hw(x.shape[2], x.shape[3])
         out = torch.empty(x.shape[0], self.out_channels, oh, ow, dtype=x.dtype)
-        reuse = _lookup_packed(x) if self.padding <= 1 else None
-        if reuse is not None:  # spikes packed by the FusedNeuron that produced x (padding 1)
+        if reuse is not None and self.padding <= 1:  # spikes packed by their producer (padding 1)
             k.popcount_conv(reuse, self.wpos, self.stride, 1 - self.padding, out.numpy())
             self.last_path = "popcount"
             return out
@@ -174,9 +107,10 @@ class PackedConv2d(nn.Module):
         return out
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        reuse = packed_form(x)
         if x.dim() == 5:
-            return self.forward_4d(x.flatten(0, 1)).unflatten(0, x.shape[:2])
-        return self.forward_4d(x)
+            return self.forward_4d(x.flatten(0, 1), reuse).unflatten(0, x.shape[:2])
+        return self.forward_4d(x, reuse)
 
     def extra_repr(self) -> str:
         return (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, stride={self.stride}, "
@@ -191,7 +125,7 @@ class PackedLinear(PackedConv2d):
             raise ValueError("PackedLinear: linear must have exactly ±1 weights and no bias")
         conv = nn.Conv2d(linear.in_features, linear.out_features, 1, bias=False)
         with torch.no_grad():
-            conv.weight.copy_(_effective_weight(linear).view(linear.out_features, linear.in_features, 1, 1))
+            conv.weight.copy_(effective_weight(linear).view(linear.out_features, linear.in_features, 1, 1))
         super().__init__(conv)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -202,16 +136,6 @@ class PackedLinear(PackedConv2d):
 
     def extra_repr(self) -> str:
         return f"in_features={self.in_channels}, out_features={self.out_channels}"
-
-
-def neuron_kernel_params(neuron: SpikingNeuron, dtype: Any = np.float32) -> tuple[np.ndarray, np.ndarray]:
-    """The constants ``[k, c, b, v_threshold, v_reset, v_init]`` (in ``dtype``, the input's float type, as
-    PyTorch casts them) and flags ``[use_c, use_k, k_is_one, use_b, hard_reset, real_valued]`` of the
-    numba neuron kernels for ``neuron``'s update ``h = c*x + k*v + b``."""
-    d = neuron.dynamics
-    consts = np.array((d.k, d.c, d.b, d.v_threshold, d.v_reset, d.v_init), dtype=dtype)
-    flags = np.array([d.c != 1.0, d.k != 0.0, d.k == 1.0, d.b != 0.0, d.hard_reset, d.real_valued])
-    return consts, flags
 
 
 class FusedNeuron(nn.Module):
@@ -235,7 +159,7 @@ class FusedNeuron(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.dtype not in (torch.float32, torch.float64) or x.device.type != "cpu" or x.dim() < 2:
             return self.neuron(x)
-        k = _kernels()
+        k = kernels()
         xs = x.detach()
         out = torch.empty(xs.shape, dtype=xs.dtype)
         if x.dim() == 5 and not self._flags[5] and x.shape[0] > 1 and x.stride(0) == 0:
@@ -246,23 +170,12 @@ class FusedNeuron(nn.Module):
             t_n, b_n, c_n, h_n, w_n = out.shape
             packed = np.zeros((t_n * b_n, h_n + 2, w_n + 2, (c_n + 63) // 64), np.uint64)
             k.neuron_pack(xs.numpy(), consts, self._flags, out.numpy(), packed)
-            _register_packed(out, packed)
-            return out
+            return PackedSpikes.wrap(out, packed)
         k.neuron_multistep(xs.view(x.shape[0], -1).numpy(), consts, self._flags, out.view(x.shape[0], -1).numpy())
         return out
 
     def extra_repr(self) -> str:
         return "fused numba kernel"
-
-
-def _replace(model: nn.Module, name: str, new: nn.Module) -> None:
-    """Put ``new`` in place of the submodule of ``model`` at the dotted path ``name``."""
-    parent_name, _, child = name.rpartition(".")
-    parent = model.get_submodule(parent_name) if parent_name else model
-    if isinstance(parent, nn.Sequential) or child.isdigit():
-        parent._modules[child] = new
-    else:
-        setattr(parent, child, new)
 
 
 def pack_model(model: nn.Module, *, fuse_neurons: bool = True, fuse_blocks: bool = True) -> nn.Module:
@@ -285,8 +198,6 @@ def pack_model(model: nn.Module, *, fuse_neurons: bool = True, fuse_blocks: bool
         raise ValueError(f"pack_model: model must be an nn.Module, got {type(model).__name__}")
     out = copy.deepcopy(model).eval()
     if fuse_blocks and fuse_neurons and numba_available():
-        from .packed_fused import fuse_blocks as _fuse_blocks
-
         _fuse_blocks(out)
     targets = [(name, mod) for name, mod in out.named_modules() if name and is_pm1(mod)]
     neurons = [(name, mod) for name, mod in out.named_modules() if isinstance(mod, SpikingNeuron) and not mod.stateful]
@@ -297,10 +208,10 @@ def pack_model(model: nn.Module, *, fuse_neurons: bool = True, fuse_blocks: bool
             "pack_model(xorsnn.export.reparameterize(model))"
         )
     for name, mod in targets:
-        _replace(out, name, PackedConv2d(mod) if isinstance(mod, nn.Conv2d) else PackedLinear(mod))
+        replace_module(out, name, PackedConv2d(mod) if isinstance(mod, nn.Conv2d) else PackedLinear(mod))
     if fuse_neurons:
         for name, mod in neurons:
-            _replace(out, name, FusedNeuron(mod))
+            replace_module(out, name, FusedNeuron(mod))
     return out
 
 

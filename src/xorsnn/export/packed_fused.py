@@ -37,21 +37,25 @@ from torch import nn
 from ..blocks.spec import block_spec
 from ..blocks.stage import ResidualStage
 from ..neurons import SpikingNeuron
-from .packed import (
-    _effective_weight,
-    _kernels,
-    _lookup_packed,
-    _pack_weight,
-    _register_packed,
-    _replace,
+from .packed_core import (
+    PackedSpikes,
+    Residual,
+    effective_weight,
     is_pm1,
+    kernels,
     neuron_kernel_params,
+    pack_weight,
+    packed_form,
+    replace_module,
 )
 
 __all__ = ["FusedBasicBlock", "FusedBlockChain", "can_fuse_block", "fuse_blocks"]
 
 _EMPTY_U64 = np.zeros((1, 1, 1, 1), np.uint64)
 _EMPTY_F32 = np.zeros((1, 1, 1, 1), np.float32)
+_NO_NEURON = (np.zeros(6, np.float32), np.zeros(6, np.bool_))
+# the kernel's merge after the block's second conv, per fused merge (a projection adds its current instead)
+_RESIDUAL = {"add": Residual.ADD_SPIKES, "or": Residual.OR, "xor_in": Residual.OR, "xor_merge": Residual.XOR}
 
 
 def _is_eval_bn(bn: nn.Module) -> bool:
@@ -119,12 +123,25 @@ def can_fuse_block(block: nn.Module) -> bool:
             and ds[0].stride[0] == conv1.stride[0])
 
 
+def _conv_bn_neuron(layer: _ConvBN, xp: np.ndarray, t_n: int, oh: int, ow: int, *, offset: int = 0,
+                    residual: Residual = Residual.NONE, res_packed: np.ndarray = _EMPTY_U64,
+                    res_float: np.ndarray = _EMPTY_F32, neuron: tuple[np.ndarray, np.ndarray] | None = None,
+                    out_packed: np.ndarray = _EMPTY_U64, out_float: np.ndarray = _EMPTY_F32) -> None:
+    """One call of the fused kernel (``_packed_kernels.fused_conv_bn_neuron``, arguments named):
+    ``layer``'s conv + BN on packed ``xp``, then ``residual``, then ``neuron`` (or none: the current
+    goes to ``out_float``). Spikes go to ``out_packed`` and, when given, ``out_float``."""
+    consts, flags = neuron if neuron is not None else _NO_NEURON
+    kernels().fused_conv_bn_neuron(
+        xp, layer.wpos, layer.stride, offset, t_n, oh, ow, layer.alpha, layer.beta, int(residual), res_packed,
+        res_float, consts, flags, neuron is not None, out_packed, out_float, out_float is not _EMPTY_F32)
+
+
 class _ConvBN:
     """A ±1 conv and the BN after it, as the fused kernel's operands (weights packed, BN as ``alpha``,
     ``beta``), with the exhaustive BN check per spatial size."""
 
     def __init__(self, conv: nn.Conv2d, bn: nn.BatchNorm2d) -> None:
-        self.wpos = _pack_weight(_effective_weight(conv))
+        self.wpos = pack_weight(effective_weight(conv))
         self.stride = int(conv.stride[0])
         self.padding = int(conv.padding[0])
         self.out_channels = int(conv.out_channels)
@@ -215,28 +232,21 @@ class FusedBasicBlock(nn.Module):
         the same shape, for ``xor_mode="input"``, or ``None``) -> the block's packed output spikes
         ``[T*B, OH+2, OW+2, Ow]`` and, with ``want_float``, its float spikes channels-last
         ``[T*B, OH, OW, O]`` (else ``None``). The caller has checked :meth:`exact_for`."""
-        k = _kernels()
         oh, ow = self.out_size(h, w)
         nt = xp.shape[0]
         o_n = self.out_channels
         words = (o_n + 63) // 64
         branch_in = np.bitwise_xor(xp, xp_prev) if self.merge_kind == "xor_in" and xp_prev is not None else xp
         hidden = np.zeros((nt, oh + 2, ow + 2, words), np.uint64)
-        c1, f1 = self.n1
-        k.fused_conv_bn_neuron(branch_in, self.l1.wpos, self.l1.stride, 0, t_n, oh, ow, self.l1.alpha,
-                               self.l1.beta, 0, _EMPTY_U64, _EMPTY_F32, c1, f1, True, hidden, _EMPTY_F32, False)
-        res_float = _EMPTY_F32
+        _conv_bn_neuron(self.l1, branch_in, t_n, oh, ow, neuron=self.n1, out_packed=hidden)
+        residual, res_float = _RESIDUAL[self.merge_kind], _EMPTY_F32
         if self.ds is not None:
-            res_kind, res_float = 2, np.empty((nt, oh, ow, o_n), np.float32)
-            k.fused_conv_bn_neuron(xp, self.ds.wpos, self.ds.stride, 1, t_n, oh, ow, self.ds.alpha, self.ds.beta,
-                                   0, _EMPTY_U64, _EMPTY_F32, c1, f1, False, _EMPTY_U64, res_float, True)
-        else:
-            res_kind = {"add": 1, "or": 3, "xor_in": 3, "xor_merge": 4}[self.merge_kind or "add"]
+            residual, res_float = Residual.ADD_CURRENT, np.empty((nt, oh, ow, o_n), np.float32)
+            _conv_bn_neuron(self.ds, xp, t_n, oh, ow, offset=1, out_float=res_float)  # the shortcut current
         out = np.empty((nt, oh, ow, o_n), np.float32) if want_float else _EMPTY_F32
         packed = np.zeros((nt, oh + 2, ow + 2, words), np.uint64)
-        c2, f2 = self.n2
-        k.fused_conv_bn_neuron(hidden, self.l2.wpos, 1, 0, t_n, oh, ow, self.l2.alpha, self.l2.beta,
-                               res_kind, xp, res_float, c2, f2, True, packed, out, want_float)
+        _conv_bn_neuron(self.l2, hidden, t_n, oh, ow, residual=residual, res_packed=xp, res_float=res_float,
+                        neuron=self.n2, out_packed=packed, out_float=out)
         return packed, (out if want_float else None)
 
     def forward(self, x: torch.Tensor, x_prev: torch.Tensor | None = None) -> torch.Tensor:
@@ -248,10 +258,10 @@ class FusedBasicBlock(nn.Module):
 
 def _packed_or_none(x: torch.Tensor) -> np.ndarray | None:
     """``x``'s packed spikes (padding 1): the registered ones, or packed now; ``None`` if not binary."""
-    xp = _lookup_packed(x)
+    xp = packed_form(x)
     if xp is None:
         t_n, b_n, c_n, h, w = x.shape
-        xp, binary = _kernels().pack_spikes(x.detach().contiguous().view(t_n * b_n, c_n, h, w).numpy(), 1)
+        xp, binary = kernels().pack_spikes(x.detach().contiguous().view(t_n * b_n, c_n, h, w).numpy(), 1)
         xp = xp if binary else None
     return xp
 
@@ -299,8 +309,7 @@ def _run_chain(blocks: list[FusedBasicBlock], stage_first: list[bool], x: torch.
     assert out is not None
     oh, ow = sizes[-1]
     y = torch.from_numpy(out).view(t_n, b_n, oh, ow, -1).permute(0, 1, 4, 2, 3).contiguous()
-    _register_packed(y, xp)
-    return y
+    return PackedSpikes.wrap(y, xp)
 
 
 class FusedBlockChain(nn.Module):
@@ -346,7 +355,7 @@ def fuse_blocks(model: nn.Module) -> list[str]:
     only of such blocks by a :class:`FusedBlockChain`. Returns the fused blocks' names."""
     names = [name for name, mod in model.named_modules() if name and can_fuse_block(mod)]
     for name in names:
-        _replace(model, name, FusedBasicBlock(model.get_submodule(name)))
+        replace_module(model, name, FusedBasicBlock(model.get_submodule(name)))
     done: set[str] = set()
     for name, mod in list(model.named_modules()):
         if not name or any(name.startswith(d + ".") for d in done):
@@ -354,6 +363,6 @@ def fuse_blocks(model: nn.Module) -> list[str]:
         members = _chain_members(mod)
         if members and len(members) > 1 and all(isinstance(m, FusedBasicBlock) for m, _ in members):
             chain = FusedBlockChain([m for m, _ in members], [f for _, f in members])  # type: ignore[misc]
-            _replace(model, name, chain)
+            replace_module(model, name, chain)
             done.add(name)
     return names
