@@ -47,7 +47,9 @@ from .sew import SEWBasicBlock, SEWBottleneck
 from .spiking import SpikingBasicBlock, SpikingBottleneck
 from .xor import XORBasicBlock, XORBottleneck
 
-__all__ = ["BlockFamily", "FAMILIES", "get_family", "LIF_TAU2", "MS_NEURON", "GUO_LIF", "SLTT_LIF", "SPIKES"]
+__all__ = [
+    "BlockFamily", "FAMILIES", "get_family", "register_family", "LIF_TAU2", "MS_NEURON", "GUO_LIF", "SLTT_LIF", "SPIKES",
+]
 
 SPIKES = ("binary", "real")
 
@@ -91,6 +93,8 @@ class BlockFamily:
         block_kwargs: default keyword arguments of the block classes.
         real_neuron: overrides applied to ``neuron`` when the network uses real-valued spikes.
         head_norm: a BN precedes the head neuron (pre-activation families end with BN - SN).
+        prefix: model-name prefix; a family with one gets ``<prefix><depth>[_cifar]`` registered for
+            every standard layout (:mod:`xorsnn.models.registry`), ``""`` for none.
     """
 
     name: str
@@ -106,6 +110,7 @@ class BlockFamily:
     block_kwargs: dict[str, Any] = field(default_factory=dict)
     real_neuron: dict[str, Any] = field(default_factory=dict)
     head_norm: bool = False
+    prefix: str = ""
 
     def neuron_spec(self, spikes: str = "binary", overrides: dict[str, Any] | None = None) -> dict[str, Any]:
         """The neuron spec of this family for ``spikes`` in ``{"binary", "real"}``, with user ``overrides``.
@@ -143,9 +148,11 @@ FAMILIES: dict[str, BlockFamily] = {
     f.name: f
     for f in (
         BlockFamily(
-            "spiking", "Spiking ResNet", SpikingBasicBlock, SpikingBottleneck, LIF_TAU2, zero_init_residual=False
+            "spiking", "Spiking ResNet", SpikingBasicBlock, SpikingBottleneck, LIF_TAU2, zero_init_residual=False,
+            prefix="spiking_resnet",
         ),
-        BlockFamily("sew", "SEW-ResNet", SEWBasicBlock, SEWBottleneck, LIF_TAU2, block_kwargs={"connect": "add"}),
+        BlockFamily("sew", "SEW-ResNet", SEWBasicBlock, SEWBottleneck, LIF_TAU2, block_kwargs={"connect": "add"},
+                    prefix="sew_resnet"),
         BlockFamily(
             "ms",
             "MS-ResNet",
@@ -156,9 +163,12 @@ FAMILIES: dict[str, BlockFamily] = {
             head_neuron=True,
             stem_maxpool=False,
             bn_init_threshold=True,
+            prefix="ms_resnet",
         ),
-        BlockFamily("oa", "OA-ResNet (OR-ADD shortcut)", OABasicBlock, OABottleneck, LIF_TAU2),
-        BlockFamily("xor", "XOResNet (OA + XOR meta-residuals)", XORBasicBlock, XORBottleneck, LIF_TAU2),
+        BlockFamily("oa", "OA-ResNet (OR-ADD shortcut, no XOR)", OABasicBlock, OABottleneck, LIF_TAU2,
+                    prefix="oa_resnet"),
+        BlockFamily("xor", "XOResNet-style (OA shortcut + XOR meta-residuals)", XORBasicBlock, XORBottleneck,
+                    LIF_TAU2, prefix="xoresnet"),
         BlockFamily(
             "reverb",
             "ReverB-SNN (Spiking ResNet blocks, avg-down shortcut)",
@@ -181,6 +191,20 @@ FAMILIES: dict[str, BlockFamily] = {
         ),
     )
 }
+
+
+def register_family(family: BlockFamily) -> BlockFamily:
+    """Add ``family`` to :data:`FAMILIES` (``ValueError`` if its name or prefix is taken); returns it.
+
+    Call it in the family's own block file; with a ``prefix``, the model registry then registers
+    its networks at every standard depth (the file must be imported by :mod:`xorsnn.blocks`).
+    """
+    if family.name in FAMILIES:
+        raise ValueError(f"block family {family.name!r} is already registered")
+    if family.prefix and any(f.prefix == family.prefix for f in FAMILIES.values()):
+        raise ValueError(f"model prefix {family.prefix!r} is already used by another family")
+    FAMILIES[family.name] = family
+    return family
 
 
 def get_family(family: str | BlockFamily) -> BlockFamily:

@@ -42,9 +42,10 @@ from typing import Any
 
 from torch import nn
 
+from ..blocks.families import FAMILIES, BlockFamily
 from .resnet import SpikingResNet
 
-__all__ = ["ModelEntry", "register_model", "create_model", "list_models", "model_info"]
+__all__ = ["ModelEntry", "register_model", "register_family_models", "create_model", "list_models", "model_info"]
 
 
 @dataclass(frozen=True)
@@ -178,14 +179,6 @@ def create_model(name: str, **overrides: Any) -> nn.Module:
 
 
 # -- registrations -------------------------------------------------------------------------------
-_PREFIXES = {
-    "spiking": ("spiking_resnet", "Spiking ResNet"),
-    "sew": ("sew_resnet", "SEW-ResNet"),
-    "ms": ("ms_resnet", "MS-ResNet"),
-    "oa": ("oa_resnet", "OA-ResNet (OR-ADD shortcut, no XOR)"),
-    "xor": ("xoresnet", "XOResNet-style (OA shortcut + XOR meta-residuals)"),
-}
-
 _IMAGENET = {
     "18": ("basic", [2, 2, 2, 2]),
     "34": ("basic", [3, 4, 6, 3]),
@@ -196,51 +189,63 @@ _IMAGENET = {
 _CIFAR_6N2 = (8, 14, 20, 32, 44, 56, 110, 482)
 
 
-def _register_all() -> None:
-    for family, (prefix, title) in _PREFIXES.items():
-        for depth, (block, layers) in _IMAGENET.items():
-            register_model(
-                f"{prefix}{depth}",
-                SpikingResNet,
-                description=f"{title}-{depth}, ImageNet layout (7x7 stem), {block} blocks {layers}",
-                family=family,
-                layers=layers,
-                block=block,
-                stem="imagenet",
-                num_classes=1000,
-            )
+def register_family_models(family: BlockFamily) -> list[str]:
+    """Register ``family``'s networks at every standard layout (the tables in the module docstring)
+    under ``<family.prefix><depth>[_cifar]``; returns the new names."""
+    prefix, title, name = family.prefix, family.title, family.name
+    if not prefix:
+        raise ValueError(f"family {name!r} has no model prefix")
+    before = set(_MODELS)
+    _register_layouts(name, prefix, title)
+    return sorted(set(_MODELS) - before)
+
+
+def _register_layouts(family: str, prefix: str, title: str) -> None:
+    for depth, (block, layers) in _IMAGENET.items():
         register_model(
-            f"{prefix}18_cifar",
+            f"{prefix}{depth}",
             SpikingResNet,
-            description=f"{title}-18, CIFAR layout (3x3 stem, no max-pool), basic blocks [2,2,2,2]",
+            description=f"{title}-{depth}, ImageNet layout (7x7 stem), {block} blocks {layers}",
             family=family,
-            layers=[2, 2, 2, 2],
+            layers=layers,
+            block=block,
+            stem="imagenet",
+            num_classes=1000,
+        )
+    register_model(
+        f"{prefix}18_cifar",
+        SpikingResNet,
+        description=f"{title}-18, CIFAR layout (3x3 stem, no max-pool), basic blocks [2,2,2,2]",
+        family=family,
+        layers=[2, 2, 2, 2],
+        stem="cifar",
+        num_classes=10,
+    )
+    register_model(
+        f"{prefix}19",
+        SpikingResNet,
+        description=f"{title}-19 (tdBN layout): 3x3 stem 128, [3,3,2] x 128/256/512, FC-256 head",
+        family=family,
+        layers=[3, 3, 2],
+        widths=[128, 256, 512],
+        stem="cifar",
+        head_hidden=256,
+        num_classes=10,
+    )
+    for depth in _CIFAR_6N2:
+        n = (depth - 2) // 6
+        register_model(
+            f"{prefix}{depth}",
+            SpikingResNet,
+            description=f"{title}-{depth}, CIFAR 6n+2 family (n={n}), widths 16/32/64",
+            family=family,
+            layers=[n, n, n],
+            widths=[16, 32, 64],
             stem="cifar",
             num_classes=10,
         )
-        register_model(
-            f"{prefix}19",
-            SpikingResNet,
-            description=f"{title}-19 (tdBN layout): 3x3 stem 128, [3,3,2] x 128/256/512, FC-256 head",
-            family=family,
-            layers=[3, 3, 2],
-            widths=[128, 256, 512],
-            stem="cifar",
-            head_hidden=256,
-            num_classes=10,
-        )
-        for depth in _CIFAR_6N2:
-            n = (depth - 2) // 6
-            register_model(
-                f"{prefix}{depth}",
-                SpikingResNet,
-                description=f"{title}-{depth}, CIFAR 6n+2 family (n={n}), widths 16/32/64",
-                family=family,
-                layers=[n, n, n],
-                widths=[16, 32, 64],
-                stem="cifar",
-                num_classes=10,
-            )
 
 
-_register_all()
+for _family in FAMILIES.values():
+    if _family.prefix:
+        register_family_models(_family)
