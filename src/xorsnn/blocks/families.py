@@ -48,7 +48,8 @@ from .spiking import SpikingBasicBlock, SpikingBottleneck
 from .xor import XORBasicBlock, XORBottleneck
 
 __all__ = [
-    "BlockFamily", "FAMILIES", "get_family", "register_family", "LIF_TAU2", "MS_NEURON", "GUO_LIF", "SLTT_LIF", "SPIKES",
+    "BlockFamily", "FAMILIES", "get_family", "register_family",
+    "LIF_TAU2", "MS_NEURON", "GUO_LIF", "SLTT_LIF", "SPIKES",
 ]
 
 SPIKES = ("binary", "real")
