@@ -1,4 +1,4 @@
-"""Residual block families: Spiking ResNet, SEW-ResNet, MS-ResNet, OA, XOR (XOResNet-style), multi-shortcut."""
+"""Residual block families: Spiking ResNet, SEW-ResNet, MS-ResNet, OA, XOR (XOResNet-style), ORRC, multi-shortcut."""
 
 from .common import NeuronFactory, needs_projection, projection_shortcut, zero_norm_
 from .families import FAMILIES, BlockFamily, get_family
@@ -6,6 +6,7 @@ from .fc import MembraneShortcutBlock, OABlock, SEWBlock, SpikingBlock, XORBlock
 from .ms import MSBasicBlock, MSBottleneck
 from .multishortcut import MultiShortcutBasicBlock
 from .oa import DOWN_MERGES, OABasicBlock, OABottleneck
+from .orrc import ORRC, ORRCBasicBlock, ORRCBottleneck  # registers the orrc family and orrc_resnet* models
 from .sew import SEW_CONNECTS, SEWBasicBlock, SEWBottleneck, sew_connect
 from .spiking import SpikingBasicBlock, SpikingBottleneck
 from .stage import ResidualStage
@@ -31,6 +32,9 @@ __all__ = [
     "OABasicBlock",
     "OABottleneck",
     "DOWN_MERGES",
+    "ORRC",
+    "ORRCBasicBlock",
+    "ORRCBottleneck",
     "XORBasicBlock",
     "XORBottleneck",
     "XOR_MODES",
