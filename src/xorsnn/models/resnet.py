@@ -28,7 +28,7 @@ Sequences ``[T, B, C, H, W]`` (e.g. DVS frames) are taken as they are.
 from __future__ import annotations
 
 import inspect
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import torch
@@ -176,60 +176,10 @@ class SpikingResNet(nn.Module):
         self._check_block_kwargs(block_cls, kwargs)
         self.block_kwargs = dict(kwargs)
 
-        # -- stem ------------------------------------------------------------------------
         c0 = int(stem_width or widths[0])
-        if stem == "imagenet":
-            self.stem_conv = nn.Conv2d(in_channels, c0, 7, stride=2, padding=3, bias=False)
-        else:
-            self.stem_conv = nn.Conv2d(in_channels, c0, 3, stride=1, padding=1, bias=False)
-        self.stem_bn = nn.BatchNorm2d(c0)
-        self.stem_sn = make_sn() if fam.stem_neuron or stem == "cifar3" else nn.Identity()
-        self.stem_extra: nn.Module = nn.Identity()
-        if stem == "cifar3":  # two more conv-BN-SN units at full resolution (the last SN per family)
-            self.stem_extra = nn.Sequential(
-                layer_kit.conv3x3(c0, c0),
-                layer_kit.norm(c0),
-                make_sn(),
-                layer_kit.conv3x3(c0, c0),
-                layer_kit.norm(c0),
-                make_sn() if fam.stem_neuron else nn.Identity(),
-            )
-        if stem == "imagenet" and fam.stem_maxpool:
-            self.stem_pool: nn.Module = TimeMaxPool2d(3, stride=2, padding=1)
-        elif stem == "cifar3":
-            self.stem_pool = TimeAvgPool2d(2)
-        else:
-            self.stem_pool = nn.Identity()
-        first_stride = 2 if stem == "imagenet" and not fam.stem_maxpool else 1
-
-        # -- stages ----------------------------------------------------------------------
-        stages = []
-        in_planes = c0
-        for i, (n_blocks, width) in enumerate(zip(layers, widths[: len(layers)], strict=True)):
-            stride = first_stride if i == 0 else 2
-            blocks = []
-            for j in range(n_blocks):
-                blocks.append(
-                    block_cls(
-                        in_planes, width, stride if j == 0 else 1, neuron=make_sn, layers=layer_kit, **kwargs
-                    )
-                )
-                in_planes = width * block_cls.expansion
-            stages.append(ResidualStage(*blocks))
-        self.stages = nn.Sequential(*stages)
-        self.num_features = in_planes
-
-        # -- head ------------------------------------------------------------------------
-        self.head_bn = layer_kit.norm(in_planes) if fam.head_norm else nn.Identity()
-        self.head_sn = make_sn() if fam.head_neuron else nn.Identity()
-        self.pool = TimeAdaptiveAvgPool2d(1)
-        if head_hidden:
-            self.hidden = nn.Sequential(nn.Linear(in_planes, head_hidden), make_sn())
-            in_planes = head_hidden
-        else:
-            self.hidden = nn.Identity()
-        self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
-        self.fc = nn.Linear(in_planes, num_classes)
+        first_stride = self._build_stem(fam, stem, in_channels, c0, layer_kit, make_sn)
+        in_planes = self._build_stages(block_cls, layers, widths, c0, first_stride, layer_kit, make_sn, kwargs)
+        self._build_head(fam, in_planes, head_hidden, dropout, num_classes, layer_kit, make_sn)
 
         self._init_weights(fam, make_sn().v_threshold)
         zero = fam.zero_init_residual if zero_init_residual is None else bool(zero_init_residual)
@@ -240,6 +190,55 @@ class SpikingResNet(nn.Module):
                     m.zero_init_residual()
 
     # -- construction helpers ----------------------------------------------------------------
+    def _build_stem(self, fam: BlockFamily, stem: str, in_channels: int, c0: int, layer_kit: LayerKit,
+                    make_sn: Callable[[], nn.Module]) -> int:
+        """``stem_conv - stem_bn - stem_sn - stem_extra - stem_pool`` (module docstring); returns the
+        first stage's stride (MS strides its first stage instead of max-pooling)."""
+        k, s = (7, 2) if stem == "imagenet" else (3, 1)
+        self.stem_conv = nn.Conv2d(in_channels, c0, k, stride=s, padding=k // 2, bias=False)
+        self.stem_bn = nn.BatchNorm2d(c0)
+        self.stem_sn = make_sn() if fam.stem_neuron or stem == "cifar3" else nn.Identity()
+        self.stem_extra: nn.Module = nn.Identity()
+        self.stem_pool: nn.Module = nn.Identity()
+        if stem == "cifar3":  # two more conv-BN-SN units at full resolution (the last SN per family)
+            last = make_sn() if fam.stem_neuron else nn.Identity()
+            self.stem_extra = nn.Sequential(layer_kit.conv3x3(c0, c0), layer_kit.norm(c0), make_sn(),
+                                            layer_kit.conv3x3(c0, c0), layer_kit.norm(c0), last)
+            self.stem_pool = TimeAvgPool2d(2)
+        elif stem == "imagenet" and fam.stem_maxpool:
+            self.stem_pool = TimeMaxPool2d(3, stride=2, padding=1)
+        return 2 if stem == "imagenet" and not fam.stem_maxpool else 1
+
+    def _build_stages(self, block_cls: type[nn.Module], layers: Sequence[int], widths: Sequence[int], c0: int,
+                      first_stride: int, layer_kit: LayerKit, make_sn: Callable[[], nn.Module],
+                      kwargs: Mapping[str, Any]) -> int:
+        """``stages``: one :class:`ResidualStage` per entry of ``layers``; returns the output channels."""
+        stages = []
+        in_planes = c0
+        for i, (n_blocks, width) in enumerate(zip(layers, widths[: len(layers)], strict=True)):
+            blocks = []
+            for j in range(n_blocks):
+                stride = (first_stride if i == 0 else 2) if j == 0 else 1
+                blocks.append(block_cls(in_planes, width, stride, neuron=make_sn, layers=layer_kit, **kwargs))
+                in_planes = width * block_cls.expansion
+            stages.append(ResidualStage(*blocks))
+        self.stages = nn.Sequential(*stages)
+        self.num_features = in_planes
+        return in_planes
+
+    def _build_head(self, fam: BlockFamily, in_planes: int, head_hidden: int | None, dropout: float,
+                    num_classes: int, layer_kit: LayerKit, make_sn: Callable[[], nn.Module]) -> None:
+        """``head_bn - head_sn - pool - hidden - dropout - fc``."""
+        self.head_bn = layer_kit.norm(in_planes) if fam.head_norm else nn.Identity()
+        self.head_sn = make_sn() if fam.head_neuron else nn.Identity()
+        self.pool = TimeAdaptiveAvgPool2d(1)
+        self.hidden: nn.Module = nn.Identity()
+        if head_hidden:
+            self.hidden = nn.Sequential(nn.Linear(in_planes, head_hidden), make_sn())
+            in_planes = head_hidden
+        self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
+        self.fc = nn.Linear(in_planes, num_classes)
+
     @staticmethod
     def _check_args(
         layers: Sequence[int],
