@@ -40,9 +40,18 @@ def test_train_then_eval_checkpoint(tmp_path):
     run_cli("-q", "train", "--config", "digits_demo", "--model", "ms_resnet20", "--epochs", "2", "--T", "2",
             "--out-dir", str(out), "--no-progress", "--model-arg", "widths=[8, 16, 32]")
     result = json.loads((out / "result.json").read_text())
-    ev = json.loads(run_cli("-q", "eval", str(out), "--json", "--which", "LAST").stdout)
+    proc = run_cli("-q", "eval", str(out), "--json", "--which", "LAST")
+    ev = json.loads(proc.stdout)
     assert ev["model"] == "ms_resnet20" and ev["epoch"] == 2 and ev["count"] == 359
     assert ev["acc"] == pytest.approx(result["final_test_acc"], abs=1e-9)
+    assert "warning" not in proc.stderr
+    from realdata import _locate
+
+    root, _ = _locate("fashion_mnist")
+    if root is not None:  # the same checkpoint on another dataset: it runs, and says so
+        other = run_cli("-q", "eval", str(out), "--dataset", "fashion_mnist", "--data-dir", str(root),
+                        "--test-subset", "64")
+        assert "was trained on digits, evaluating it on fashion_mnist" in other.stderr
 
 
 def test_compare_writes_table_and_plot(tmp_path):
@@ -110,3 +119,31 @@ def test_presets_command_and_readme_counts(capsys):
     listed = re.search(r"`xorsnn presets` lists all (\d+) with their descriptions \(([^)]*)\)", readme)
     assert int(listed.group(1)) == len(list_presets())
     assert sorted(re.findall(r"`([a-z0-9_]+)`", listed.group(2))) == list_presets()
+
+
+def test_misspelled_flags_get_the_closest_flag(capsys):
+    cases = ((["train", "--lrr", "0.1"], "--lrr -> --lr"), (["train", "--modle=xoresnet8"], "--modle -> --model"),
+             (["--qiuet", "list"], "--qiuet -> --quiet"),
+             (["eval", "run", "--batchsize", "3"], "--batchsize -> --batch-size"))
+    for argv, hint in cases:
+        with pytest.raises(SystemExit) as exc:
+            main(argv)
+        err = capsys.readouterr().err
+        assert exc.value.code == 2 and hint in err and len(err.strip().splitlines()) == 1, err
+    with pytest.raises(SystemExit):
+        main(["train", "--zzzz"])
+    assert "did you mean" not in capsys.readouterr().err  # nothing close: no guess
+
+
+def test_progress_bars_only_on_a_terminal_without_quiet(monkeypatch):
+    from xorsnn.cli import _config_from_args
+
+    def cfg(argv, tty):
+        monkeypatch.setattr(sys.stderr, "isatty", lambda: tty, raising=False)
+        return _config_from_args(build_parser().parse_args(argv))
+
+    assert cfg(["train"], tty=True).progress
+    assert not cfg(["train"], tty=False).progress  # redirected: no \r-updated bars in the log
+    assert not cfg(["-q", "train"], tty=True).progress
+    assert cfg(["-q", "train", "--progress"], tty=False).progress  # asked for explicitly
+    assert not cfg(["train", "--no-progress"], tty=True).progress

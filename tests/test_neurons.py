@@ -160,3 +160,28 @@ def test_make_neuron_overrides_switch_leak_form():
     n = make_neuron({"type": "lif", "tau": 2.0}, decay=0.25)
     assert n.tau is None and n.decay == 0.25
     assert isinstance(make_neuron({"type": "if"}), IF)
+
+
+def test_other_libraries_arguments_get_a_translation():
+    """snnTorch / SpikingJelly habits: a one-line ValueError saying what the argument is called here."""
+    import pytest
+
+    from xorsnn.neurons import IF, LIF
+
+    with pytest.raises(ValueError, match=r"LIF: unknown argument beta=0.9; xorsnn.s decay form LIF\(tau=None"):
+        LIF(beta=0.9)
+    with pytest.raises(ValueError, match="the threshold is v_threshold="):
+        IF(threshold=1.0)
+    with pytest.raises(ValueError, match="surrogate="):
+        LIF(surrogate_function="atan")
+    with pytest.raises(ValueError, match="did you mean tau"):
+        LIF(tua=2.0)
+    a, b = LIF(tau=None, decay=0.9), LIF(tau=None, decay=0.9)  # the translation computes what it says
+    x = torch.rand(6, 3, 4)
+    u, out = torch.zeros(3, 4), []
+    for t in range(6):
+        u = 0.9 * u + x[t]
+        s = (u >= 1.0).float()
+        out.append(s)
+        u = u * (1 - s)
+    assert torch.equal(a(x), torch.stack(out)) and torch.equal(a(x), b(x))

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import difflib
 import json
 import logging
 import os
@@ -90,6 +91,11 @@ def _saved_run_config(data: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in saved.items() if k not in ("resume", "out_dir")}
 
 
+def _bars_wanted(args: argparse.Namespace) -> bool:
+    """Progress bars by default only on a terminal and without ``-q``."""
+    return not getattr(args, "quiet", False) and sys.stderr.isatty()
+
+
 def _config_from_args(args: argparse.Namespace, **forced: Any):  # type: ignore[no-untyped-def]
     from .training import TrainConfig, load_config
 
@@ -101,6 +107,8 @@ def _config_from_args(args: argparse.Namespace, **forced: Any):  # type: ignore[
         if value is not None:
             data[name] = value
     data.update(forced)
+    if getattr(args, "progress", None) is None and not _bars_wanted(args):
+        data["progress"] = False  # -q, or stderr is a file: no \r-updated bars in the log (--progress forces them)
     data = {**_saved_run_config(data), **data}
     kwargs = dict(data.get("model_kwargs") or {})
     kwargs.update(_parse_kv(getattr(args, "model_args", None)))
@@ -203,6 +211,10 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     dataset = args.dataset or saved.get("dataset")
     if not dataset:
         raise ValueError("--dataset is required (the checkpoint does not name its dataset)")
+    trained_on = saved.get("dataset")
+    if trained_on and dataset != trained_on:
+        print(f"xorsnn eval: warning: {meta['model']} was trained on {trained_on}, evaluating it on {dataset} "
+              "(a different dataset: the accuracy says how it transfers, not how it was trained)", file=sys.stderr)
     data = load_dataset(dataset, args.data_dir or saved.get("data_dir") or TrainConfig().resolved_data_dir(),
                         T=model.T, image_size=saved.get("image_size"))
     if isinstance(data.train, ImageArrays) and data.info.num_classes != meta["model_kwargs"].get("num_classes"):
@@ -318,8 +330,8 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     data = load_config("digits_demo")
     if args.epochs is not None:
         data["epochs"] = args.epochs
-    cfg = TrainConfig.from_dict({**data, "model": DEMO_MODELS[0], "progress": not args.no_progress,
-                                 "seed": args.seed})
+    bars = not args.no_progress and _bars_wanted(args)
+    cfg = TrainConfig.from_dict({**data, "model": DEMO_MODELS[0], "progress": bars, "seed": args.seed})
     print(f"xorsnn demo: {', '.join(args.models)} on scikit-learn's 8x8 digits (1,438 train / 359 test images), "
           f"T={cfg.T}, {cfg.epochs} epochs each, CPU\n")
     t0 = time.perf_counter()
@@ -334,6 +346,32 @@ class _Parser(argparse.ArgumentParser):
 
     def error(self, message: str) -> typing.NoReturn:
         self.exit(2, f"{self.prog}: error: {' '.join(message.split())} (see {self.prog} --help)\n")
+
+    def parse_args(  # type: ignore[override]
+        self, args: Sequence[str] | None = None, namespace: Any = None
+    ) -> argparse.Namespace:
+        ns, extras = self.parse_known_args(args, namespace)
+        if extras:
+            self.error(_unrecognized(self, ns, extras))
+        return ns
+
+
+def _unrecognized(parser: argparse.ArgumentParser, ns: argparse.Namespace, extras: list[str]) -> str:
+    """``unrecognized arguments: ...`` with the closest flag of the sub-command for each misspelled one."""
+    sub = parser
+    for action in parser._actions:  # the chosen sub-command's parser knows its flags
+        if isinstance(action, argparse._SubParsersAction) and getattr(ns, "command", None) in action.choices:
+            sub = action.choices[ns.command]
+    flags = [f for p in {parser, sub} for f in p._option_string_actions if f.startswith("--")]
+    hints = []
+    for extra in extras:
+        flag = extra.split("=", 1)[0]
+        if flag.startswith("-"):
+            close = difflib.get_close_matches(flag, flags, n=1, cutoff=0.6)
+            if close:
+                hints.append(f"{flag} -> {close[0]}")
+    msg = f"unrecognized arguments: {' '.join(extras)}"
+    return msg + (f"; did you mean {', '.join(hints)}?" if hints else "")
 
 
 def build_parser() -> argparse.ArgumentParser:

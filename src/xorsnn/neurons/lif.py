@@ -43,6 +43,33 @@ def _check_number(name: str, value: Any, *, positive: bool = False, allow_none: 
         raise ValueError(f"{name} must be > 0, got {value!r}")
 
 
+# arguments of other libraries' neurons, and what they are called here
+_FOREIGN_ARGS = {
+    "beta": "xorsnn's decay form LIF(tau=None, decay=b) is snnTorch's Leaky(beta=b): U = b U + X "
+            "(hard reset by default; reset='soft' subtracts V_th before the next decay, snnTorch after it)",
+    "threshold": "the threshold is v_threshold=",
+    "reset_mechanism": "the reset is reset='hard' or 'soft' (snnTorch's 'zero' / 'subtract')",
+    "spike_grad": "the surrogate gradient is surrogate= (a name such as 'atan', or a dict)",
+    "surrogate_function": "the surrogate gradient is surrogate= (a name such as 'atan', or a dict)",
+    "step_mode": "xorsnn neurons are multi-step on [T, B, ...]; call neuron.step(x) for one step",
+    "init_hidden": "state is kept between calls with stateful=True (reset with neuron.reset_state())",
+}
+_OWN_ARGS = (*_DYNAMICS_ATTRS, "stateful", "backend")
+
+
+def _refuse_foreign_arguments(cls: str, unknown: dict[str, Any]) -> None:
+    """``ValueError`` naming an unknown argument: what it is called here, or the closest valid name."""
+    import difflib
+
+    name = sorted(unknown)[0]
+    if name in _FOREIGN_ARGS:
+        hint = _FOREIGN_ARGS[name]
+    else:
+        close = difflib.get_close_matches(name, _OWN_ARGS, n=1)
+        hint = f"did you mean {close[0]}?" if close else f"valid arguments are {', '.join(_OWN_ARGS)}"
+    raise ValueError(f"{cls}: unknown argument {name}={unknown[name]!r}; {hint}")
+
+
 class SpikingNeuron(nn.Module):
     """Multi-step spiking neuron on time-first tensors ``[T, B, ...]``.
 
@@ -91,7 +118,10 @@ class SpikingNeuron(nn.Module):
         threshold_grad: bool = True,
         stateful: bool = False,
         backend: str = "auto",
+        **unknown: Any,
     ) -> None:
+        if unknown:
+            _refuse_foreign_arguments(type(self).__name__, unknown)
         super().__init__()
         config = self._validated(
             tau=tau, decay=decay, v_threshold=v_threshold, v_reset=v_reset, reset=reset,
