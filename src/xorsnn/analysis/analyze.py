@@ -100,25 +100,8 @@ def analyze(
     Returns:
         :class:`~xorsnn.analysis.report.Report`.
     """
-    if not isinstance(model, nn.Module):
-        raise ValueError(f"model must be an nn.Module, got {type(model).__name__}")
-    headline = get_convention(headline).key
-    if headline_graded_cost not in GRADED_COSTS:
-        raise ValueError(f"headline_graded_cost must be one of {GRADED_COSTS}, got {headline_graded_cost!r}")
-    if gradients not in ("auto", True, False):
-        raise ValueError(f"gradients must be 'auto', True or False, got {gradients!r}")
-    if T is not None and (not isinstance(T, int) or isinstance(T, bool) or T < 1):
-        raise ValueError(f"T must be a positive int, got {T!r}")
-    if max_batches is not None and max_batches < 1:
-        raise ValueError(f"max_batches must be >= 1, got {max_batches!r}")
-
-    data = [split_batch(b) for b in (batches if max_batches is None else islice(batches, max_batches))]
-    if not data:
-        raise ValueError("batches is empty: give at least one batch")
-    if device is not None:
-        model.to(device)
-        data = [(x.to(device), None if y is None else y.to(device)) for x, y in data]
-
+    headline = _check_analyze_args(model, headline, headline_graded_cost, gradients, T, max_batches)
+    data = _prepare_batches(model, batches, max_batches, device)
     old_T = getattr(model, "T", None)
     set_T = T is not None and isinstance(old_T, int)
     was_training = model.training
@@ -134,38 +117,11 @@ def analyze(
                            max_neurons=raster_max_neurons, channel=raster_channel)
             if raster_layer and not auto_raster else None
         )
-        steps_seen: set[int] = set()
-        with torch.no_grad(), fire, red:
-            if rec is not None:
-                rec.__enter__()
-            try:
-                for x, _ in data:
-                    out = model(x)
-                    if isinstance(out, torch.Tensor):
-                        steps_seen.add(int(out.shape[0]))
-            finally:
-                if rec is not None:
-                    rec.__exit__(None, None, None)
-        if len(steps_seen) != 1:
-            raise ValueError(f"the model output's time dimension varied across batches: {sorted(steps_seen)}")
-        T_out = steps_seen.pop()
-        if T is not None and T_out != T:
-            raise ValueError(
-                f"T={T} but the model output has {T_out} time steps; the model must return [T, B, ...] "
-                "(set its T attribute or pass [T, B, ...] inputs)"
-            )
-
+        T_out = _firing_pass(model, data, fire, red, rec, T)
         if auto_raster:
             rec = _auto_raster(model, fire.neuron_stats(), data[0][0], sample=raster_sample,
                                max_neurons=raster_max_neurons, channel=raster_channel)
-        has_labels = all(y is not None for _, y in data)
-        grads: list[BlockGradStats] | None = None
-        if gradients is True and not has_labels:
-            raise ValueError("gradients=True needs labelled batches (x, y)")
-        if gradients is True or (gradients == "auto" and has_labels):
-            grads = accumulate_gradients(
-                model, [(x, y) for x, y in data], loss_fn=loss_fn, train_mode=grad_train_mode  # type: ignore[misc]
-            )
+        grads = _gradient_pass(model, data, gradients, loss_fn, grad_train_mode)
     finally:
         if set_T:
             model.T = old_T  # type: ignore[assignment]
@@ -190,6 +146,71 @@ def analyze(
         raster_layer=None if rec is None else rec.layer,
         raster_info=None if rec is None else rec.info,
     )
+
+
+def _check_analyze_args(model: Any, headline: str, graded_cost: str, gradients: Any, T: Any,
+                        max_batches: Any) -> str:
+    """``ValueError`` for a bad argument of :func:`analyze`; returns the headline convention's key."""
+    if not isinstance(model, nn.Module):
+        raise ValueError(f"model must be an nn.Module, got {type(model).__name__}")
+    key = get_convention(headline).key
+    if graded_cost not in GRADED_COSTS:
+        raise ValueError(f"headline_graded_cost must be one of {GRADED_COSTS}, got {graded_cost!r}")
+    if gradients not in ("auto", True, False):
+        raise ValueError(f"gradients must be 'auto', True or False, got {gradients!r}")
+    if T is not None and (not isinstance(T, int) or isinstance(T, bool) or T < 1):
+        raise ValueError(f"T must be a positive int, got {T!r}")
+    if max_batches is not None and max_batches < 1:
+        raise ValueError(f"max_batches must be >= 1, got {max_batches!r}")
+    return key
+
+
+def _prepare_batches(model: nn.Module, batches: Iterable[Any], max_batches: int | None,
+                     device: torch.device | str | None) -> list[tuple[torch.Tensor, torch.Tensor | None]]:
+    data = [split_batch(b) for b in (batches if max_batches is None else islice(batches, max_batches))]
+    if not data:
+        raise ValueError("batches is empty: give at least one batch")
+    if device is not None:
+        model.to(device)
+        data = [(x.to(device), None if y is None else y.to(device)) for x, y in data]
+    return data
+
+
+def _firing_pass(model: nn.Module, data: list[tuple[torch.Tensor, Any]], fire: FiringMonitor,
+                 red: RedundancyMonitor, rec: RasterRecorder | None, T: int | None) -> int:
+    """Run every batch under the monitors; returns the output's (checked) number of time steps."""
+    steps_seen: set[int] = set()
+    with torch.no_grad(), fire, red:
+        if rec is not None:
+            rec.__enter__()
+        try:
+            for x, _ in data:
+                out = model(x)
+                if isinstance(out, torch.Tensor):
+                    steps_seen.add(int(out.shape[0]))
+        finally:
+            if rec is not None:
+                rec.__exit__(None, None, None)
+    if len(steps_seen) != 1:
+        raise ValueError(f"the model output's time dimension varied across batches: {sorted(steps_seen)}")
+    T_out = steps_seen.pop()
+    if T is not None and T_out != T:
+        raise ValueError(
+            f"T={T} but the model output has {T_out} time steps; the model must return [T, B, ...] "
+            "(set its T attribute or pass [T, B, ...] inputs)"
+        )
+    return T_out
+
+
+def _gradient_pass(model: nn.Module, data: list[tuple[torch.Tensor, Any]], gradients: bool | str,
+                   loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+                   train_mode: bool) -> list[BlockGradStats] | None:
+    has_labels = all(y is not None for _, y in data)
+    if gradients is True and not has_labels:
+        raise ValueError("gradients=True needs labelled batches (x, y)")
+    if gradients is True or (gradients == "auto" and has_labels):
+        return accumulate_gradients(model, list(data), loss_fn=loss_fn, train_mode=train_mode)  # type: ignore[arg-type]
+    return None
 
 
 def _auto_raster(model: nn.Module, neurons: Sequence[Any], x: torch.Tensor, *, sample: int,

@@ -181,7 +181,7 @@ FAMILIES: dict[str, BlockFamily] = {
         ),
         BlockFamily(
             "msc",
-            "SEI-BWSNN multi-shortcut ResNet (reconstruction)",
+            "Multi-shortcut ResNet (SEI-BWSNN, reconstruction)",
             MultiShortcutBasicBlock,
             None,
             SLTT_LIF,
@@ -189,6 +189,7 @@ FAMILIES: dict[str, BlockFamily] = {
             stem_neuron=False,
             head_neuron=True,
             head_norm=True,
+            prefix="msc_resnet",
         ),
     )
 }

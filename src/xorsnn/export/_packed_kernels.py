@@ -233,6 +233,50 @@ def neuron_pack(x, consts, flags, out, packed):  # type: ignore[no-untyped-def]
                     packed[n, hi + 1, j + 1, q] = acc[q, j]
 
 
+@njit(inline="always")
+def _bn_and_add(a, sw, alpha, beta, res_kind, res_packed, res_float, n, oh, ow, one, zero, xv):  # type: ignore[no-untyped-def]
+    """``xv[o] = BN(y[o])`` for the conv output ``y = 2 a - sw`` of one position, then the residual
+    added before the neuron (``res_kind`` 1: a packed spike as +1/+0; 2: a float current)."""
+    o_n = xv.shape[0]
+    for o in range(o_n):
+        xv[o] = np.float32(np.float64(2 * a[o] - sw) * alpha[o] + beta[o])
+    if res_kind == 1:
+        for q in range((o_n + 63) // 64):
+            rw = res_packed[n, oh + 1, ow + 1, q]
+            for j in range(min(64, o_n - 64 * q)):
+                xv[64 * q + j] = xv[64 * q + j] + (one if (rw >> np.uint64(j)) & np.uint64(1) else zero)
+    elif res_kind == 2:
+        rf = res_float[n, oh, ow]
+        for o in range(o_n):
+            xv[o] = xv[o] + rf[o]
+
+
+@njit(inline="always")
+def _fire_and_pack(xv, vr, consts, flags, res_kind, res_packed, n, oh, ow, one, zero, out_packed, out_float,
+                   write_float):  # type: ignore[no-untyped-def]
+    """One neuron step per channel on ``xv`` (membranes ``vr``), spikes packed into ``out_packed``
+    after the word-wise merge (``res_kind`` 3: OR, 4: XOR with ``res_packed``), optionally as floats."""
+    o_n = xv.shape[0]
+    k, c, b, vth, vreset = consts[0], consts[1], consts[2], consts[3], consts[4]
+    for q in range((o_n + 63) // 64):
+        word = np.uint64(0)
+        for j in range(min(64, o_n - 64 * q)):
+            o = 64 * q + j
+            fire, _, vn = _neuron_step(xv[o], vr[o], k, c, b, vth, vreset, flags[0], flags[1], flags[2], flags[3],
+                                       flags[4])
+            vr[o] = vn
+            word |= np.uint64(fire) << np.uint64(j)
+        if res_kind == 3:
+            word |= res_packed[n, oh + 1, ow + 1, q]
+        elif res_kind == 4:
+            word ^= res_packed[n, oh + 1, ow + 1, q]
+        out_packed[n, oh + 1, ow + 1, q] = word
+        if write_float:
+            of = out_float[n, oh, ow]
+            for j in range(min(64, o_n - 64 * q)):
+                of[64 * q + j] = one if (word >> np.uint64(j)) & np.uint64(1) else zero
+
+
 @njit(parallel=True, cache=True)
 def fused_conv_bn_neuron(xp, wpos, stride, off, t_n, oh_n, ow_n, alpha, beta,
                          res_kind, res_packed, res_float, consts, flags, neuron_on,
@@ -256,9 +300,6 @@ def fused_conv_bn_neuron(xp, wpos, stride, off, t_n, oh_n, ow_n, alpha, beta,
     nt = xp.shape[0]
     b_n = nt // t_n
     o_n = wpos.shape[3]
-    ow_words = (o_n + 63) // 64
-    k, c, b, vth, vreset, vinit = consts[0], consts[1], consts[2], consts[3], consts[4], consts[5]
-    use_c, use_k, k_one, use_b, hard = flags[0], flags[1], flags[2], flags[3], flags[4]
     zero = consts[0] - consts[0]
     one = zero + 1
     for job in prange(b_n * oh_n):
@@ -266,7 +307,7 @@ def fused_conv_bn_neuron(xp, wpos, stride, off, t_n, oh_n, ow_n, alpha, beta,
         oh = job % oh_n
         acc = np.zeros((ow_n, o_n), np.int64)
         s = np.zeros(ow_n, np.int64)
-        v = np.full((ow_n, o_n), vinit, np.float32)
+        v = np.full((ow_n, o_n), consts[5], np.float32)
         xv = np.empty(o_n, np.float32)
         for t in range(t_n):
             n = t * b_n + bi
@@ -274,39 +315,9 @@ def fused_conv_bn_neuron(xp, wpos, stride, off, t_n, oh_n, ow_n, alpha, beta,
             s[:] = 0
             _popcount_row(xp, wpos, n, oh, stride, off, acc, s)
             for ow in range(ow_n):
-                a = acc[ow]
-                sw = s[ow]
-                for o in range(o_n):
-                    xv[o] = np.float32(np.float64(2 * a[o] - sw) * alpha[o] + beta[o])
-                if res_kind == 1:
-                    for q in range(ow_words):
-                        rw = res_packed[n, oh + 1, ow + 1, q]
-                        for j in range(min(64, o_n - 64 * q)):
-                            xv[64 * q + j] = xv[64 * q + j] + (one if (rw >> np.uint64(j)) & np.uint64(1) else zero)
-                elif res_kind == 2:
-                    rf = res_float[n, oh, ow]
-                    for o in range(o_n):
-                        xv[o] = xv[o] + rf[o]
+                _bn_and_add(acc[ow], s[ow], alpha, beta, res_kind, res_packed, res_float, n, oh, ow, one, zero, xv)
                 if not neuron_on:
-                    of = out_float[n, oh, ow]
-                    for o in range(o_n):
-                        of[o] = xv[o]
+                    out_float[n, oh, ow, :] = xv
                     continue
-                vr = v[ow]
-                for q in range(ow_words):
-                    word = np.uint64(0)
-                    for j in range(min(64, o_n - 64 * q)):
-                        o = 64 * q + j
-                        fire, _, vn = _neuron_step(xv[o], vr[o], k, c, b, vth, vreset, use_c, use_k, k_one, use_b,
-                                                   hard)
-                        vr[o] = vn
-                        word |= np.uint64(fire) << np.uint64(j)
-                    if res_kind == 3:
-                        word |= res_packed[n, oh + 1, ow + 1, q]
-                    elif res_kind == 4:
-                        word ^= res_packed[n, oh + 1, ow + 1, q]
-                    out_packed[n, oh + 1, ow + 1, q] = word
-                    if write_float:
-                        of = out_float[n, oh, ow]
-                        for j in range(min(64, o_n - 64 * q)):
-                            of[64 * q + j] = one if (word >> np.uint64(j)) & np.uint64(1) else zero
+                _fire_and_pack(xv, v[ow], consts, flags, res_kind, res_packed, n, oh, ow, one, zero, out_packed,
+                               out_float, write_float)

@@ -237,6 +237,19 @@ class _Builder:
             return self.seq(name, mod, x)
         if isinstance(mod, _BN):
             raise ValueError(f"{name}: a BatchNorm that does not follow a conv/linear cannot be folded")
+        if isinstance(mod, (nn.MaxPool2d, nn.AvgPool2d, nn.AdaptiveAvgPool2d)):
+            return self.pool(name, mod, x)
+        if isinstance(mod, nn.Flatten):
+            it = {"input": np.array(x.shape)}
+            if mod.start_dim != 2 or mod.end_dim != -1:
+                raise ValueError(f"{name}: only nn.Flatten(start_dim=2) ([T, B, ...] -> [T, B, F]) is supported")
+            self.add(name, nir.Flatten(input_type=it, start_dim=0), x)
+            return _Sig([name], (int(np.prod(x.shape)),), x.binary)
+        raise ValueError(f"{name}: {type(mod).__name__} has no NIR mapping")
+
+    def pool(self, name: str, mod: nn.Module, x: _Sig) -> _Sig:
+        """Max-pool of spikes (``H(SumPool - 1/2)``), average pool, global average pool."""
+        nir = self.nir
         if isinstance(mod, nn.MaxPool2d):
             if not x.binary:
                 raise ValueError(f"{name}: max-pool of non-spike values has no NIR primitive")
@@ -263,13 +276,7 @@ class _Builder:
             self.add(name, nir.AvgPool2d(kernel_size=np.array([h, w]), stride=np.array([h, w]),
                                          padding=np.array([0, 0])), x)
             return _Sig([name], (x.shape[0], 1, 1), False)
-        if isinstance(mod, nn.Flatten):
-            it = {"input": np.array(x.shape)}
-            if mod.start_dim != 2 or mod.end_dim != -1:
-                raise ValueError(f"{name}: only nn.Flatten(start_dim=2) ([T, B, ...] -> [T, B, F]) is supported")
-            self.add(name, nir.Flatten(input_type=it, start_dim=0), x)
-            return _Sig([name], (int(np.prod(x.shape)),), x.binary)
-        raise ValueError(f"{name}: {type(mod).__name__} has no NIR mapping")
+        raise ValueError(f"{name}: {type(mod).__name__} has no NIR mapping")  # pragma: no cover
 
     def block(self, name: str, blk: nn.Module, x: _Sig, x_prev: _Sig | None) -> _Sig:
         """A residual block, read from its description (:mod:`xorsnn.blocks.spec`)."""

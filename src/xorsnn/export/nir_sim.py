@@ -88,6 +88,61 @@ def _pair(v: Any) -> tuple[int, int]:
     return (int(a[0]), int(a[-1]))
 
 
+def _neuron_params(graph: Any) -> dict[str, dict[str, torch.Tensor]]:
+    """Per LIF / IF node: ``r``, ``v_threshold``, ``v_reset`` and, for LIF, the Euler update
+    ``h = c u + k v + b`` with ``k = 1 - 1/tau``, ``c = r / tau``, ``b = v_leak / tau``."""
+    import nir
+
+    params: dict[str, dict[str, torch.Tensor]] = {}
+    for name, node in graph.nodes.items():
+        if isinstance(node, (nir.LIF, nir.IF)):
+            p = {"r": _t(node.r), "v_threshold": _t(node.v_threshold),
+                 "v_reset": _t(node.v_reset) if getattr(node, "v_reset", None) is not None else _t(0.0)}
+            if isinstance(node, nir.LIF):
+                tau = _t(node.tau)
+                p.update(k=1 - 1 / tau, c=p["r"] / tau, b=_t(node.v_leak) / tau)
+            params[name] = p
+    return params
+
+
+def _stateless(name: str, node: Any, u: torch.Tensor) -> torch.Tensor:
+    """One stateless node on its summed input ``u`` ``[B, ...]``."""
+    import nir
+
+    if isinstance(node, nir.Output):
+        return u
+    if isinstance(node, nir.Conv2d):
+        return F.conv2d(u, _t(node.weight), _t(node.bias), _pair(node.stride), _pair(node.padding),
+                        _pair(node.dilation), int(node.groups))
+    if isinstance(node, nir.Affine):
+        return u @ _t(node.weight).T + _t(node.bias)
+    if isinstance(node, nir.Linear):
+        return u @ _t(node.weight).T
+    if isinstance(node, nir.Scale):
+        return u * _t(node.scale)
+    if isinstance(node, nir.Threshold):
+        return (u >= _t(node.threshold)).to(u.dtype)
+    if isinstance(node, nir.AvgPool2d):
+        return F.avg_pool2d(u, _pair(node.kernel_size), _pair(node.stride), _pair(node.padding))
+    if isinstance(node, nir.SumPool2d):
+        return F.avg_pool2d(u, _pair(node.kernel_size), _pair(node.stride), _pair(node.padding), divisor_override=1)
+    if isinstance(node, nir.Flatten):
+        return u.flatten(1 + int(node.start_dim), -1 if node.end_dim == -1 else 1 + int(node.end_dim))
+    raise ValueError(f"simulate: node {name!r} of type {type(node).__name__} is not supported")
+
+
+def _neuron_step(node: Any, p: dict[str, torch.Tensor], v: torch.Tensor | None,
+                 u: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """One forward-Euler step of a LIF / IF node from membrane ``v`` (rest when ``None``): ``(spikes, v')``."""
+    import nir
+
+    if v is None:
+        v = torch.zeros_like(u) + p["v_reset"]
+    h = u * p["c"] + v * p["k"] + p["b"] if isinstance(node, nir.LIF) else v + u * p["r"]
+    s = (h >= p["v_threshold"]).to(h.dtype)
+    return s, torch.where(s.bool(), p["v_reset"].expand_as(h), h)
+
+
 def simulate(graph: Any, x: torch.Tensor, *, record: bool = False) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """Run ``graph`` on ``x`` ``[T, B, ...]`` (per-step input of the ``Input`` node).
 
@@ -109,68 +164,27 @@ def simulate(graph: Any, x: torch.Tensor, *, record: bool = False) -> tuple[torc
         raise ValueError("simulate: the graph must have exactly one Input and one Output node")
     for name, node in graph.nodes.items():
         _check_node(name, node)
-    params: dict[str, dict[str, torch.Tensor]] = {}
-    for name, node in graph.nodes.items():
-        if isinstance(node, (nir.LIF, nir.IF)):
-            p = {"r": _t(node.r), "v_threshold": _t(node.v_threshold),
-                 "v_reset": _t(node.v_reset) if getattr(node, "v_reset", None) is not None else _t(0.0)}
-            if isinstance(node, nir.LIF):
-                tau = _t(node.tau)
-                p.update(k=1 - 1 / tau, c=p["r"] / tau, b=_t(node.v_leak) / tau)
-            params[name] = p
+    params = _neuron_params(graph)
     state: dict[str, torch.Tensor] = {}
     rec: dict[str, list[torch.Tensor]] = defaultdict(list)
     outs = []
     x = x.to(torch.float64)
     for t in range(x.shape[0]):
-        val: dict[str, torch.Tensor] = {}
+        val: dict[str, torch.Tensor] = {inputs[0]: x[t]}
         for name in order:
             node = graph.nodes[name]
             if isinstance(node, nir.Input):
-                val[name] = x[t]
                 continue
-            srcs = preds[name]
-            if not srcs:
+            if not preds[name]:
                 raise ValueError(f"simulate: node {name!r} has no input")
-            u = val[srcs[0]]
-            for s in srcs[1:]:
-                u = u + val[s]
-            if isinstance(node, nir.Output):
-                y = u
-            elif isinstance(node, nir.Conv2d):
-                y = F.conv2d(u, _t(node.weight), _t(node.bias), _pair(node.stride), _pair(node.padding),
-                             _pair(node.dilation), int(node.groups))
-            elif isinstance(node, nir.Affine):
-                y = u @ _t(node.weight).T + _t(node.bias)
-            elif isinstance(node, nir.Linear):
-                y = u @ _t(node.weight).T
-            elif isinstance(node, nir.Scale):
-                y = u * _t(node.scale)
-            elif isinstance(node, nir.Threshold):
-                y = (u >= _t(node.threshold)).to(u.dtype)
-            elif isinstance(node, nir.AvgPool2d):
-                y = F.avg_pool2d(u, _pair(node.kernel_size), _pair(node.stride), _pair(node.padding))
-            elif isinstance(node, nir.SumPool2d):
-                k = _pair(node.kernel_size)
-                y = F.avg_pool2d(u, k, _pair(node.stride), _pair(node.padding), divisor_override=1)
-            elif isinstance(node, nir.Flatten):
-                y = u.flatten(1 + int(node.start_dim), -1 if node.end_dim == -1 else 1 + int(node.end_dim))
-            elif isinstance(node, (nir.LIF, nir.IF)):
-                p = params[name]
-                v = state.get(name)
-                if v is None:
-                    v = torch.zeros_like(u) + p["v_reset"]
-                if isinstance(node, nir.LIF):
-                    h = u * p["c"] + v * p["k"] + p["b"]
-                else:
-                    h = v + u * p["r"]
-                s = (h >= p["v_threshold"]).to(h.dtype)
-                state[name] = torch.where(s.bool(), p["v_reset"].expand_as(h), h)
-                y = s
+            u = val[preds[name][0]]
+            for src in preds[name][1:]:
+                u = u + val[src]
+            if name in params:
+                val[name], state[name] = _neuron_step(node, params[name], state.get(name), u)
             else:
-                raise ValueError(f"simulate: node {name!r} of type {type(node).__name__} is not supported")
-            val[name] = y
+                val[name] = _stateless(name, node, u)
             if record and isinstance(node, (nir.LIF, nir.IF, nir.Threshold)):
-                rec[name].append(y)
+                rec[name].append(val[name])
         outs.append(val[outputs[0]])
     return torch.stack(outs), {k: torch.stack(v) for k, v in rec.items()}

@@ -38,7 +38,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from ..layers import is_binary_layer
+from ..layers import effective_weight
 from ..neurons import SpikingNeuron
 from .inference import ChannelAffine, FoldedNeuron
 
@@ -102,11 +102,6 @@ def _is_binary_input(x: torch.Tensor) -> bool:
     return bool(((x == 0) | (x == 1)).all())
 
 
-def _effective_weight(mod: nn.Module) -> torch.Tensor:
-    with torch.no_grad():
-        return mod.binary_weight() if is_binary_layer(mod) else mod.weight
-
-
 def _conv_counts(mod: nn.Conv2d, x: torch.Tensor, y: torch.Tensor) -> tuple[float, float]:
     """``(events, dense)``: synaptic events of non-zero inputs, and all synapses."""
     x4 = x.flatten(0, 1) if x.dim() == 5 else x
@@ -125,7 +120,7 @@ def _linear_counts(mod: nn.Linear, x: torch.Tensor, y: torch.Tensor) -> tuple[fl
 
 def _count(name: str, mod: nn.Module, x: torch.Tensor, y: torch.Tensor) -> OpRow | None:
     if isinstance(mod, (nn.Conv2d, nn.Linear)):
-        w = _effective_weight(mod)
+        w = effective_weight(mod)
         events, dense = _conv_counts(mod, x, y) if isinstance(mod, nn.Conv2d) else _linear_counts(mod, x, y)
         bias_adds = float(y.numel()) if mod.bias is not None else 0.0
         if bool(((w == 1) | (w == -1)).all()):
@@ -159,6 +154,29 @@ def _count(name: str, mod: nn.Module, x: torch.Tensor, y: torch.Tensor) -> OpRow
     return None
 
 
+def _sample_batch(model: nn.Module, x: torch.Tensor | Sequence[int], seed: int) -> torch.Tensor:
+    """``x`` itself, or a uniform random batch in ``[0, 1)`` of the shape ``x`` (model dtype and device)."""
+    if isinstance(x, torch.Tensor):
+        return x
+    shape = tuple(int(s) for s in x)
+    if len(shape) < 2:
+        raise ValueError(f"op_report: x must be a tensor or a shape like (B, C, H, W), got {x!r}")
+    gen = torch.Generator().manual_seed(seed)
+    p = next(model.parameters())
+    return torch.rand(shape, generator=gen).to(dtype=p.dtype, device=p.device)
+
+
+def _full_precision_layers(model: nn.Module) -> list[str]:
+    """Names of the conv / linear layers whose effective weights are not all ±1 (they cost MACs)."""
+    out = []
+    for name, mod in model.named_modules():
+        if isinstance(mod, (nn.Conv2d, nn.Linear)):
+            w = effective_weight(mod)
+            if not bool(((w == 1) | (w == -1)).all()):
+                out.append(name)
+    return out
+
+
 def op_report(model: nn.Module, x: torch.Tensor | Sequence[int], *, seed: int = 0) -> OpReport:
     """Per-layer additions and multiplications of one inference pass, per sample.
 
@@ -171,13 +189,7 @@ def op_report(model: nn.Module, x: torch.Tensor | Sequence[int], *, seed: int = 
     Returns:
         An :class:`OpReport`; ``report.to_markdown()`` renders it.
     """
-    if not isinstance(x, torch.Tensor):
-        shape = tuple(int(s) for s in x)
-        if len(shape) < 2:
-            raise ValueError(f"op_report: x must be a tensor or a shape like (B, C, H, W), got {x!r}")
-        gen = torch.Generator().manual_seed(seed)
-        p = next(model.parameters())
-        x = torch.rand(shape, generator=gen).to(dtype=p.dtype, device=p.device)
+    x = _sample_batch(model, x, seed)
     batch = int(x.shape[1] if x.dim() in (3, 5) else x.shape[0])
     rows: list[OpRow] = []
     hooks = []
@@ -192,15 +204,10 @@ def op_report(model: nn.Module, x: torch.Tensor | Sequence[int], *, seed: int = 
 
         return hook
 
-    full_precision = []
+    full_precision = _full_precision_layers(model)
     for name, mod in model.named_modules():
-        if isinstance(mod, (nn.Conv2d, nn.Linear)):
-            w = _effective_weight(mod)
-            if not bool(((w == 1) | (w == -1)).all()):
-                full_precision.append(name)
-        if isinstance(mod, SpikingNeuron) or mod is model:
-            continue
-        hooks.append(mod.register_forward_hook(make_hook(name)))
+        if not isinstance(mod, SpikingNeuron) and mod is not model:
+            hooks.append(mod.register_forward_hook(make_hook(name)))
     was_training = model.training
     model.eval()
     try:

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..layers import is_binary_layer
+from ..layers import effective_weight
 from ..neurons import SpikingNeuron
 
 __all__ = [
@@ -102,12 +102,6 @@ def kernels() -> Any:
     if torch.get_num_threads() != n:
         torch.set_num_threads(n)
     return _packed_kernels
-
-
-def effective_weight(mod: nn.Module) -> torch.Tensor:
-    """The weight a conv / linear layer applies (the binarised one for binary layers)."""
-    with torch.no_grad():
-        return (mod.binary_weight() if is_binary_layer(mod) else mod.weight).detach()
 
 
 def is_pm1(mod: nn.Module) -> bool:

@@ -451,29 +451,36 @@ class _Folder:
         for si, stage in enumerate(m.stages):  # refuse an unsupported block before folding anything
             for bi, blk in enumerate(stage):
                 require_spec(blk, f"stages.{si}.{bi}", "reparameterize", segments=2, stream_norm=True)
-        image = _Sig(_ones(m.in_channels), "dense", False, None)
-        stem = self._fp_path(_Slot(m, "stem_conv", "stem_conv"), _Slot(m, "stem_bn", "stem_bn"), image)
-        self.full_precision[id(m.stem_conv)] = "first layer: real-valued pixels (MACs)"
-        if isinstance(m.stem_sn, SpikingNeuron):
-            x = self._neuron(_Slot(m, "stem_sn", "stem_sn"), [stem])
-        else:
-            x = self._stream_sum([stem], None)
-        if isinstance(m.stem_extra, nn.Sequential):
-            se = m.stem_extra
-            for i in (0, 3):
-                cur = self._weight_path(_Slot(se, str(i), f"stem_extra.{i}"),
-                                        _Slot(se, str(i + 1), f"stem_extra.{i + 1}"), x)
-                if isinstance(se[i + 2], SpikingNeuron):
-                    x = self._neuron(_Slot(se, str(i + 2), f"stem_extra.{i + 2}"), [cur])
-                else:
-                    x = self._stream_sum([cur], None)
-        if isinstance(m.stem_pool, nn.AvgPool2d):
-            x = _Sig(x.gain, "graded" if x.kind == "spikes" else x.kind, False, x.producer)
+        x = self._fold_stem(m)
         for si, stage in enumerate(m.stages):
             prev = None
             for bi, blk in enumerate(stage):
                 out = self._fold_block(blk, x, prev, f"stages.{si}.{bi}")
                 prev, x = x, out
+        self._fold_head(m, x)
+
+    def _neuron_or_stream(self, parent: nn.Module, attr: str, name: str, cur: _Current) -> _Sig:
+        """A stem unit's current into its neuron, or (a family without one there) onto the stream."""
+        if isinstance(getattr(parent, attr), SpikingNeuron):
+            return self._neuron(_Slot(parent, attr, name), [cur])
+        return self._stream_sum([cur], None)
+
+    def _fold_stem(self, m: SpikingResNet) -> _Sig:
+        image = _Sig(_ones(m.in_channels), "dense", False, None)
+        stem = self._fp_path(_Slot(m, "stem_conv", "stem_conv"), _Slot(m, "stem_bn", "stem_bn"), image)
+        self.full_precision[id(m.stem_conv)] = "first layer: real-valued pixels (MACs)"
+        x = self._neuron_or_stream(m, "stem_sn", "stem_sn", stem)
+        if isinstance(m.stem_extra, nn.Sequential):
+            se = m.stem_extra
+            for i in (0, 3):
+                cur = self._weight_path(_Slot(se, str(i), f"stem_extra.{i}"),
+                                        _Slot(se, str(i + 1), f"stem_extra.{i + 1}"), x)
+                x = self._neuron_or_stream(se, str(i + 2), f"stem_extra.{i + 2}", cur)
+        if isinstance(m.stem_pool, nn.AvgPool2d):
+            x = _Sig(x.gain, "graded" if x.kind == "spikes" else x.kind, False, x.producer)
+        return x
+
+    def _fold_head(self, m: SpikingResNet, x: _Sig) -> None:
         if isinstance(m.head_bn, _BN):
             cur = self._stream_bn(_Slot(m, "head_bn", "head_bn"), x)
             x = self._neuron(_Slot(m, "head_sn", "head_sn"), [cur])

@@ -9,6 +9,7 @@ from .binary import (
     BinaryLinearLayers,
     binarize_kit,
     binarize_weight,
+    effective_weight,
     is_binary_layer,
     sign_ste,
 )
@@ -48,4 +49,5 @@ __all__ = [
     "BinaryLinearLayers",
     "binarize_kit",
     "is_binary_layer",
+    "effective_weight",
 ]

@@ -54,6 +54,7 @@ __all__ = [
     "BinaryLinearLayers",
     "binarize_kit",
     "is_binary_layer",
+    "effective_weight",
 ]
 
 BINARY_SCALES = ("none", "alpha", "magnitude")
@@ -207,6 +208,12 @@ class BinaryLinear(BinaryWeightMixin, TimeLinear):
 def is_binary_layer(module: nn.Module) -> bool:
     """Whether ``module`` is a binary-weight layer of this module."""
     return isinstance(module, BinaryWeightMixin)
+
+
+def effective_weight(module: nn.Module) -> torch.Tensor:
+    """The weight a conv / linear layer applies, detached: the binarised one for binary layers."""
+    with torch.no_grad():
+        return (module.binary_weight() if is_binary_layer(module) else module.weight).detach()
 
 
 class BinaryConvLayers(ConvLayers):

@@ -10,11 +10,9 @@ name                   layout
 ``reverb_resnet19``    ResNet-19 (tdBN layout, as every ``*19`` in the registry): conv3x3(128) stem,
                        [3,3,2] x 128/256/512, Conv1x1-BN shortcut, FC-256 - SN - FC head
                        (``head_hidden=None`` gives the MPBN/Guo variant without FC-256)
-``msc_resnet18``/34    multi-shortcut (SEI-BWSNN, reconstruction), ImageNet layout
-``msc_resnet18_cifar``  multi-shortcut, 3x3 stem, [2,2,2,2] x 64-512
-``msc_resnet19``       multi-shortcut, ResNet-19 layout
-``msc_resnet20``/32/   multi-shortcut, He et al. CIFAR 6n+2, widths 16/32/64
-44/56
+``msc_resnet*``        multi-shortcut (SEI-BWSNN, reconstruction) at every standard layout with
+                       basic blocks (18/34 ImageNet, 18_cifar, 19, the 6n+2 depths 8-482), registered
+                       from the family's ``prefix`` like the other families
 =====================  ========================================================================
 
 What a ReverB user gets: ``create_model("reverb_resnet20")`` **is ReverB-SNN** -- binary weights
@@ -58,49 +56,6 @@ def _register() -> None:
         weights="binary",
         spikes="real",
     )
-    title = "Multi-shortcut ResNet (SEI-BWSNN, reconstruction)"
-    for depth, layers in (("18", [2, 2, 2, 2]), ("34", [3, 4, 6, 3])):
-        register_model(
-            f"msc_resnet{depth}",
-            SpikingResNet,
-            description=f"{title}-{depth}, ImageNet layout (7x7 stem), basic blocks {layers}",
-            family="msc",
-            layers=layers,
-            stem="imagenet",
-            num_classes=1000,
-        )
-    register_model(
-        "msc_resnet18_cifar",
-        SpikingResNet,
-        description=f"{title}-18, CIFAR layout (3x3 stem), [2,2,2,2] x 64-512",
-        family="msc",
-        layers=[2, 2, 2, 2],
-        stem="cifar",
-        num_classes=10,
-    )
-    register_model(
-        "msc_resnet19",
-        SpikingResNet,
-        description=f"{title}-19 (tdBN layout): 3x3 stem 128, [3,3,2] x 128/256/512, FC-256 head",
-        family="msc",
-        layers=[3, 3, 2],
-        widths=[128, 256, 512],
-        stem="cifar",
-        head_hidden=256,
-        num_classes=10,
-    )
-    for depth in (20, 32, 44, 56):
-        n = (depth - 2) // 6
-        register_model(
-            f"msc_resnet{depth}",
-            SpikingResNet,
-            description=f"{title}-{depth}, CIFAR 6n+2 family (n={n}), widths 16/32/64",
-            family="msc",
-            layers=[n, n, n],
-            widths=[16, 32, 64],
-            stem="cifar",
-            num_classes=10,
-        )
 
 
 _register()

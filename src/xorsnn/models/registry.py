@@ -190,18 +190,21 @@ _CIFAR_6N2 = (8, 14, 20, 32, 44, 56, 110, 482)
 
 
 def register_family_models(family: BlockFamily) -> list[str]:
-    """Register ``family``'s networks at every standard layout (the tables in the module docstring)
-    under ``<family.prefix><depth>[_cifar]``; returns the new names."""
+    """Register ``family``'s networks at every standard layout (the tables in the module docstring;
+    the bottleneck depths only for a family that has bottleneck blocks) under
+    ``<family.prefix><depth>[_cifar]``; returns the new names."""
     prefix, title, name = family.prefix, family.title, family.name
     if not prefix:
         raise ValueError(f"family {name!r} has no model prefix")
     before = set(_MODELS)
-    _register_layouts(name, prefix, title)
+    _register_layouts(name, prefix, title, has_bottleneck=family.bottleneck is not None)
     return sorted(set(_MODELS) - before)
 
 
-def _register_layouts(family: str, prefix: str, title: str) -> None:
+def _register_layouts(family: str, prefix: str, title: str, *, has_bottleneck: bool) -> None:
     for depth, (block, layers) in _IMAGENET.items():
+        if block == "bottleneck" and not has_bottleneck:
+            continue
         register_model(
             f"{prefix}{depth}",
             SpikingResNet,

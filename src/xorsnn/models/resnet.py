@@ -79,12 +79,16 @@ def check_image_input(
         raise ValueError(f"{name} is empty: shape {tuple(x.shape)}")
 
 
-def _as_size(input_size: int | Sequence[int] | None) -> tuple[int, int] | None:
+def as_size(input_size: int | Sequence[int] | None) -> tuple[int, int] | None:
+    """``input_size`` (an int or an ``(H, W)`` pair, or ``None``) as ``(H, W)``; ``ValueError`` otherwise."""
     if input_size is None:
         return None
-    if isinstance(input_size, int):
-        return (input_size, input_size)
-    size = tuple(int(s) for s in input_size)
+    if isinstance(input_size, int) and not isinstance(input_size, bool):
+        input_size = (input_size, input_size)
+    try:
+        size = tuple(int(s) for s in input_size)  # type: ignore[union-attr]
+    except TypeError:
+        size = ()
     if len(size) != 2 or min(size) <= 0:
         raise ValueError(f"input_size must be an int or (H, W) with positive entries, got {input_size!r}")
     return size  # type: ignore[return-value]
@@ -164,7 +168,7 @@ class SpikingResNet(nn.Module):
         self.T = int(T)
         self.num_classes = int(num_classes)
         self.in_channels = int(in_channels)
-        self.input_size = _as_size(input_size)
+        self.input_size = as_size(input_size)
         self.stem_type = stem
 
         neuron_spec = fam.neuron_spec(spikes, neuron)

@@ -338,6 +338,70 @@ def _check_state(named: list[tuple[str, torch.Tensor]], ctx: DistContext, where:
                               "enable --grad-clip, or check the input data")
 
 
+def _optimisation_step(model: nn.Module, x: torch.Tensor, y: torch.Tensor, optimizer: torch.optim.Optimizer,
+                       scaler: Any, cfg: TrainConfig, ctx: DistContext, teacher: nn.Module | None,
+                       global_step: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """One optimiser step on the batch ``(x, y)`` (BPTT, or the online/SLTT path); returns the loss
+    and the prediction ``[B, K]``."""
+    device = ctx.device
+    z_teacher = None
+    if teacher is not None:
+        with _autocast(cfg, device):
+            z_teacher = teacher_logits(teacher, x)
+    if cfg.online != "none":
+        optimizer.zero_grad(set_to_none=True)
+        with _autocast(cfg, device):
+            res = _online_step(model, x, y, cfg, z_teacher, global_step)
+        if ctx.enabled:
+            _all_reduce_grads(model, ctx)
+        if cfg.grad_clip:
+            nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+        optimizer.step()
+        return res.loss.to(device), res.prediction
+    with _autocast(cfg, device):
+        out = model(x)
+        loss = _loss(cfg, out, y) if z_teacher is None else _loss(cfg, out, y, z_teacher)
+    _backward_and_step(loss, model, optimizer, scaler, cfg)
+    return loss, out.detach().float().mean(0)
+
+
+def _raise_on_bad_loss(first_bad: torch.Tensor, ctx: DistContext, epoch: int, n_steps: int,
+                       global_step: int) -> None:
+    """``NonFiniteLossError`` naming the first step (on any rank) whose loss was NaN/inf, if any."""
+    bad_step = int(ctx.all_reduce_max(first_bad.clone()) if ctx.enabled else first_bad)
+    if bad_step >= 0:
+        raise NonFiniteLossError(
+            f"non-finite loss at epoch {epoch + 1}, step {bad_step + 1} of {n_steps} "
+            f"(global step {global_step + bad_step + 1}); lower the learning rate, enable --grad-clip, "
+            "or check the input data"
+        )
+
+
+class _EpochBar:
+    """The epoch's progress bar (main process, ``cfg.progress``), or nothing."""
+
+    def __init__(self, cfg: TrainConfig, ctx: DistContext, n_steps: int, epoch: int) -> None:
+        self.bar = None
+        self.world_size = ctx.world_size
+        if cfg.progress and ctx.is_main:
+            from tqdm.auto import tqdm
+
+            self.bar = tqdm(total=n_steps, desc=f"epoch {epoch + 1}/{cfg.epochs}", leave=False, mininterval=0.5,
+                            dynamic_ncols=True)
+
+    def update(self, steps: int, totals: torch.Tensor, n_seen: int, elapsed: float) -> None:
+        if self.bar is None:
+            return
+        t, c, n = totals.tolist()
+        self.bar.set_postfix(loss=f"{t / n:.4f}", acc=f"{100 * c / n:.2f}%",
+                             img_s=f"{n_seen * self.world_size / max(elapsed, 1e-9):.0f}", refresh=False)
+        self.bar.update(steps - self.bar.n)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
 def _train_epoch(model: nn.Module, loader: Any, optimizer: torch.optim.Optimizer,
                  scheduler: torch.optim.lr_scheduler.LRScheduler, scaler: Any, cfg: TrainConfig,
                  ctx: DistContext, epoch: int, global_step: int, teacher: nn.Module | None = None
@@ -349,13 +413,7 @@ def _train_epoch(model: nn.Module, loader: Any, optimizer: torch.optim.Optimizer
     first_bad = torch.full((), -1, dtype=torch.int64, device=device)
     bad_input = torch.full((), -1, dtype=torch.int64, device=device)
     named = named_state(unwrap_model(model))
-    show = cfg.progress and ctx.is_main
-    bar = None
-    if show:
-        from tqdm.auto import tqdm
-
-        bar = tqdm(total=len(loader), desc=f"epoch {epoch + 1}/{cfg.epochs}", leave=False, mininterval=0.5,
-                   dynamic_ncols=True)
+    bar = _EpochBar(cfg, ctx, len(loader), epoch)
     t0 = time.perf_counter()
     n_seen = 0
     for step, (x, y) in enumerate(loader):
@@ -366,26 +424,7 @@ def _train_epoch(model: nn.Module, loader: Any, optimizer: torch.optim.Optimizer
                                      len(loader))
         if cfg.channels_last and x.dim() == 4:
             x = x.contiguous(memory_format=torch.channels_last)
-        z_teacher = None
-        if teacher is not None:
-            with _autocast(cfg, device):
-                z_teacher = teacher_logits(teacher, x)
-        if cfg.online != "none":
-            optimizer.zero_grad(set_to_none=True)
-            with _autocast(cfg, device):
-                res = _online_step(model, x, y, cfg, z_teacher, global_step + step)
-            loss, prediction = res.loss.to(device), res.prediction
-            if ctx.enabled:
-                _all_reduce_grads(model, ctx)
-            if cfg.grad_clip:
-                nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-            optimizer.step()
-        else:
-            with _autocast(cfg, device):
-                out = model(x)
-                loss = _loss(cfg, out, y) if z_teacher is None else _loss(cfg, out, y, z_teacher)
-            prediction = out.detach().float().mean(0)
-            _backward_and_step(loss, model, optimizer, scaler, cfg)
+        loss, prediction = _optimisation_step(model, x, y, optimizer, scaler, cfg, ctx, teacher, global_step + step)
         scheduler.step()
         with torch.no_grad():
             finite = torch.isfinite(loss.detach())
@@ -396,24 +435,11 @@ def _train_epoch(model: nn.Module, loader: Any, optimizer: torch.optim.Optimizer
         n_seen += y.numel()
         if (step + 1) % check_every == 0 or step + 1 == len(loader):
             _raise_on_bad_input(bad_input, ctx, epoch, len(loader))
-            bad = ctx.all_reduce_max(first_bad.clone()) if ctx.enabled else first_bad
-            bad_step = int(bad)
-            if bad_step >= 0:
-                raise NonFiniteLossError(
-                    f"non-finite loss at epoch {epoch + 1}, step {bad_step + 1} of {len(loader)} "
-                    f"(global step {global_step + bad_step + 1}); lower the learning rate, enable --grad-clip, "
-                    "or check the input data"
-                )
+            _raise_on_bad_loss(first_bad, ctx, epoch, len(loader), global_step)
             _check_state(named, ctx, f"after epoch {epoch + 1}, step {step + 1} of {len(loader)} (global step "
                                      f"{global_step + step + 1}; checked every {check_every} step(s))")
-            if bar is not None:
-                t, c, n = totals.tolist()
-                elapsed = time.perf_counter() - t0
-                bar.set_postfix(loss=f"{t / n:.4f}", acc=f"{100 * c / n:.2f}%",
-                                img_s=f"{n_seen * ctx.world_size / max(elapsed, 1e-9):.0f}", refresh=False)
-                bar.update(step + 1 - bar.n)
-    if bar is not None:
-        bar.close()
+            bar.update(step + 1, totals, n_seen, time.perf_counter() - t0)
+    bar.close()
     if device.type == "cuda":
         torch.cuda.synchronize(device)
     elapsed = time.perf_counter() - t0
@@ -598,6 +624,55 @@ def _restore(resumed: tuple[Any, dict[str, Any]], model: nn.Module, optimizer: t
     return start_epoch, global_step, list(state["metrics"]), float(state.get("best_test_acc", -1.0))
 
 
+def _setup_model(cfg: TrainConfig, data: DataBundle, ctx: DistContext) -> tuple[nn.Module, nn.Module | None]:
+    """The student (initialised from ``cfg.init_from`` unless resuming) and the teacher, on the device."""
+    model = build_model(cfg, data).to(ctx.device)
+    if cfg.init_from and not cfg.resume:
+        init_from_checkpoint(model, cfg.init_from)
+    teacher = None
+    if cfg.teacher:  # a NAME:WEIGHTS teacher is built with the data's shape, not the student's model_kwargs
+        info = data.info
+        teacher = load_teacher(cfg.teacher, {"num_classes": info.num_classes, "in_channels": info.in_channels,
+                                             "T": cfg.T}, ctx.device)
+    if cfg.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    return model, teacher
+
+
+def _runnable(model: nn.Module, cfg: TrainConfig, ctx: DistContext) -> nn.Module:
+    """``model`` wrapped for the run: DDP (BPTT only: online training all-reduces its accumulated
+    gradients itself) and ``torch.compile``."""
+    run_model: nn.Module = model
+    if ctx.enabled and cfg.online == "none":
+        device = ctx.device
+        run_model = nn.parallel.DistributedDataParallel(
+            model, device_ids=[device.index] if device.type == "cuda" else None)
+    if cfg.compile:
+        run_model = torch.compile(run_model)  # type: ignore[assignment]
+    return run_model
+
+
+def _log_epoch(cfg: TrainConfig, epoch: int, stats: dict[str, float], test: dict[str, float],
+               row: dict[str, float], tb: Any) -> None:
+    log.info("epoch %d/%d  train loss %.4f acc %.2f%%  test loss %.4f acc %.2f%%  %.1fs (%.0f img/s)",
+             epoch + 1, cfg.epochs, stats["loss"], 100 * stats["acc"], test["loss"], 100 * test["acc"],
+             stats["time"], stats["img_per_s"])
+    if tb is not None:
+        for k in ("train_loss", "train_acc", "test_loss", "test_acc", "lr", "train_img_per_s"):
+            tb.add_scalar(k, row[k], epoch + 1)
+
+
+def _write_result(out_dir: Path, cfg: TrainConfig, data: DataBundle, ctx: DistContext, best: float, final: float,
+                  start_epoch: int, wall: float) -> None:
+    with open(out_dir / "result.json", "w") as f:
+        json.dump({"model": cfg.model, "dataset": cfg.dataset, "best_test_acc": best, "final_test_acc": final,
+                   "epochs": cfg.epochs, "T": cfg.T, "model_kwargs": model_arguments(cfg, data),
+                   "train_subset": cfg.train_subset, "test_subset": cfg.test_subset,
+                   "resumed_from_epoch": start_epoch if cfg.resume else None, "wall_time_s": wall,
+                   "device": str(ctx.device), "device_name": _device_name(ctx.device), "world_size": ctx.world_size,
+                   "torch": torch.__version__, "command": _command_line()}, f, indent=2)
+
+
 def _train(cfg: TrainConfig, data: DataBundle | None, ctx: DistContext, t_start: float, out_dir: Path
            ) -> TrainResult:
     device = ctx.device
@@ -607,16 +682,7 @@ def _train(cfg: TrainConfig, data: DataBundle | None, ctx: DistContext, t_start:
         data = load_dataset(cfg.dataset, cfg.resolved_data_dir(), download=cfg.download and ctx.is_main, T=cfg.T,
                             image_size=cfg.image_size)
     _check_labels(data)
-    model = build_model(cfg, data).to(device)
-    if cfg.init_from and not cfg.resume:
-        init_from_checkpoint(model, cfg.init_from)
-    teacher = None
-    if cfg.teacher:  # a NAME:WEIGHTS teacher is built with the data's shape, not the student's model_kwargs
-        info = data.info
-        teacher = load_teacher(cfg.teacher, {"num_classes": info.num_classes, "in_channels": info.in_channels,
-                                             "T": cfg.T}, device)
-    if cfg.channels_last:
-        model = model.to(memory_format=torch.channels_last)
+    model, teacher = _setup_model(cfg, data, ctx)
     train_loader, test_loader = make_loaders(cfg, data, ctx)
     steps_per_epoch = len(train_loader)
     optimizer = make_optimizer(model, cfg.optimizer, cfg.lr, cfg.weight_decay, cfg.momentum, cfg.nesterov)
@@ -635,13 +701,7 @@ def _train(cfg: TrainConfig, data: DataBundle | None, ctx: DistContext, t_start:
             yaml.safe_dump(cfg.to_dict(), f, sort_keys=False)
         _write_csv(out_dir / "metrics.csv", metrics)
     tb = _tensorboard(cfg, out_dir, ctx)
-
-    run_model: nn.Module = model
-    if ctx.enabled and cfg.online == "none":  # online training all-reduces its accumulated gradients itself
-        run_model = nn.parallel.DistributedDataParallel(
-            model, device_ids=[device.index] if device.type == "cuda" else None)
-    if cfg.compile:
-        run_model = torch.compile(run_model)  # type: ignore[assignment]
+    run_model = _runnable(model, cfg, ctx)
 
     meta = {"model": cfg.model, "model_kwargs": model_arguments(cfg, data), "dataset": data.info.to_dict(),
             "xorsnn_config": cfg.to_dict()}
@@ -656,8 +716,7 @@ def _train(cfg: TrainConfig, data: DataBundle | None, ctx: DistContext, t_start:
         train_loader.set_epoch(epoch)
         stats, global_step = _train_epoch(run_model, train_loader, optimizer, scheduler, scaler, cfg, ctx, epoch,
                                           global_step, teacher)
-        last = epoch + 1 == cfg.epochs
-        if (epoch + 1) % cfg.eval_every == 0 or last:
+        if (epoch + 1) % cfg.eval_every == 0 or epoch + 1 == cfg.epochs:
             test = evaluate(model if not cfg.compile else run_model, test_loader, ctx, cfg)
         row = {"epoch": epoch + 1, "train_loss": stats["loss"], "train_acc": stats["acc"],
                "test_loss": test["loss"], "test_acc": test["acc"], "lr": optimizer.param_groups[0]["lr"],
@@ -668,13 +727,8 @@ def _train(cfg: TrainConfig, data: DataBundle | None, ctx: DistContext, t_start:
         best = max(best, test["acc"]) if not math.isnan(test["acc"]) else best
         _check_state(named_state(model), ctx, f"at the end of epoch {epoch + 1} (before its checkpoint)")
         if ctx.is_main:
-            log.info("epoch %d/%d  train loss %.4f acc %.2f%%  test loss %.4f acc %.2f%%  %.1fs (%.0f img/s)",
-                     epoch + 1, cfg.epochs, stats["loss"], 100 * stats["acc"], test["loss"], 100 * test["acc"],
-                     stats["time"], stats["img_per_s"])
+            _log_epoch(cfg, epoch, stats, test, row, tb)
             _write_csv(out_dir / "metrics.csv", metrics)
-            if tb is not None:
-                for k in ("train_loss", "train_acc", "test_loss", "test_acc", "lr", "train_img_per_s"):
-                    tb.add_scalar(k, row[k], epoch + 1)
             state = {"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
                      "scaler": scaler.state_dict() if scaler is not None else None, "global_step": global_step,
                      "metrics": metrics, "best_test_acc": best, "rng": _rng_state(device), "config": cfg.to_dict()}
@@ -685,11 +739,5 @@ def _train(cfg: TrainConfig, data: DataBundle | None, ctx: DistContext, t_start:
     wall = time.perf_counter() - t_start
     final = metrics[-1]["test_acc"] if metrics else math.nan
     if ctx.is_main:
-        with open(out_dir / "result.json", "w") as f:
-            json.dump({"model": cfg.model, "dataset": cfg.dataset, "best_test_acc": best, "final_test_acc": final,
-                       "epochs": cfg.epochs, "T": cfg.T, "model_kwargs": model_arguments(cfg, data),
-                       "train_subset": cfg.train_subset, "test_subset": cfg.test_subset,
-                       "resumed_from_epoch": start_epoch if cfg.resume else None, "wall_time_s": wall,
-                       "device": str(device), "device_name": _device_name(device), "world_size": ctx.world_size,
-                       "torch": torch.__version__, "command": _command_line()}, f, indent=2)
+        _write_result(out_dir, cfg, data, ctx, best, final, start_epoch, wall)
     return TrainResult(metrics, best, final, out_dir, model, wall, cfg)

@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from ...neurons import merge_neuron_spec, neuron_factory
-from ..resnet import check_image_input
+from ..resnet import as_size, check_image_input
 from .attention import SpikingAttention
 from .similarity import AXNOR_DEFAULTS, SIMILARITIES, AXNORCoefficient, make_coefficients
 from .tokens import ATTN_NEURON, SPIKFORMER_NEURON
@@ -22,20 +22,6 @@ def _positive_int(name: str, value: Any) -> int:
     if not isinstance(value, int) or isinstance(value, bool) or value < 1:
         raise ValueError(f"{name} must be a positive int, got {value!r}")
     return value
-
-
-def _as_size(input_size: int | Sequence[int] | None) -> tuple[int, int] | None:
-    if input_size is None:
-        return None
-    if isinstance(input_size, int) and not isinstance(input_size, bool):
-        input_size = (input_size, input_size)
-    try:
-        size = tuple(int(s) for s in input_size)  # type: ignore[union-attr]
-    except TypeError:
-        size = ()
-    if len(size) != 2 or min(size) <= 0:
-        raise ValueError(f"input_size must be an int or (H, W) with positive entries, got {input_size!r}")
-    return size  # type: ignore[return-value]
 
 
 class SpikingTransformer(nn.Module):
@@ -119,7 +105,7 @@ class SpikingTransformer(nn.Module):
         self.num_classes = num_classes
         self.T = T
         self.in_channels = in_channels
-        self.input_size = _as_size(input_size)
+        self.input_size = as_size(input_size)
         self.similarity = similarity
         self.neuron_spec = merge_neuron_spec(SPIKFORMER_NEURON, neuron)
         self.attn_neuron_spec = merge_neuron_spec(self.neuron_spec, {**ATTN_NEURON, **dict(attn_neuron or {})})
