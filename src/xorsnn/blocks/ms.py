@@ -26,24 +26,39 @@ def _init_norms(module: nn.Module, gamma: float) -> None:
             nn.init.zeros_(m.bias)
 
 
-class MSBasicBlock(nn.Module):
+class _MSBase(nn.Module):
+    """What the MS basic and bottleneck blocks share: the shortcut, zero-init and the description."""
+
+    n_units: int
+    downsample: nn.Module | None
+
+    def _make_shortcut(self, layers: LayerKit, in_planes: int, out_planes: int, stride: int) -> None:
+        """``Conv1x1 - BN`` on a shape change (a current on the membrane stream, no neuron)."""
+        self.downsample = None
+        if needs_projection(in_planes, out_planes, stride):
+            self.downsample = nn.Sequential(layers.conv1x1(in_planes, out_planes, stride), layers.norm(out_planes))
+
+    def zero_init_residual(self) -> None:
+        zero_norm_(getattr(self, f"bn{self.n_units}"))
+
+    def spec(self) -> BlockSpec:
+        """Description for the backends (:mod:`xorsnn.blocks.spec`): a membrane sum, no neuron after it."""
+        shortcut = "identity" if self.downsample is None else "projection"
+        seg = Segment(pre_activation(self.n_units), shortcut, "membrane_add", None)
+        return BlockSpec("ms", (seg,), "membrane")
+
+
+class MSBasicBlock(_MSBase):
     """``BN(conv3x3(SN(BN(conv3x3(SN(x)))))) + shortcut(x)`` (real-valued output).
 
     Shapes: ``[T, B, in_planes, H, W] -> [T, B, planes, H/stride, W/stride]``.
     """
 
     expansion = 1
+    n_units = 2
 
-    def __init__(
-        self,
-        in_planes: int,
-        planes: int,
-        stride: int = 1,
-        *,
-        neuron: NeuronFactory,
-        layers: LayerKit = CONV,
-        bn_init: float = 0.5,
-    ) -> None:
+    def __init__(self, in_planes: int, planes: int, stride: int = 1, *, neuron: NeuronFactory,
+                 layers: LayerKit = CONV, bn_init: float = 0.5) -> None:
         super().__init__()
         self.sn1 = neuron()
         self.conv1 = layers.conv3x3(in_planes, planes, stride)
@@ -51,9 +66,7 @@ class MSBasicBlock(nn.Module):
         self.sn2 = neuron()
         self.conv2 = layers.conv3x3(planes, planes)
         self.bn2 = layers.norm(planes)
-        self.downsample: nn.Module | None = None
-        if needs_projection(in_planes, planes, stride):
-            self.downsample = nn.Sequential(layers.conv1x1(in_planes, planes, stride), layers.norm(planes))
+        self._make_shortcut(layers, in_planes, planes, stride)
         _init_norms(self, bn_init)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -62,33 +75,18 @@ class MSBasicBlock(nn.Module):
         out = self.bn2(self.conv2(self.sn2(out)))
         return out + identity
 
-    def zero_init_residual(self) -> None:
-        zero_norm_(self.bn2)
 
-    def spec(self) -> BlockSpec:
-        """Description for the backends (:mod:`xorsnn.blocks.spec`): a membrane sum, no neuron after it."""
-        shortcut = "identity" if self.downsample is None else "projection"
-        return BlockSpec("ms", (Segment(pre_activation(2), shortcut, "membrane_add", None),), "membrane")
-
-
-class MSBottleneck(nn.Module):
+class MSBottleneck(_MSBase):
     """Bottleneck form: SN-conv1x1-BN, SN-conv3x3(stride)-BN, SN-conv1x1-BN, ``+ shortcut(x)``.
 
     Shapes: ``[T, B, in_planes, H, W] -> [T, B, 4*planes, H/stride, W/stride]``.
     """
 
     expansion = 4
+    n_units = 3
 
-    def __init__(
-        self,
-        in_planes: int,
-        planes: int,
-        stride: int = 1,
-        *,
-        neuron: NeuronFactory,
-        layers: LayerKit = CONV,
-        bn_init: float = 0.5,
-    ) -> None:
+    def __init__(self, in_planes: int, planes: int, stride: int = 1, *, neuron: NeuronFactory,
+                 layers: LayerKit = CONV, bn_init: float = 0.5) -> None:
         super().__init__()
         out_planes = planes * self.expansion
         self.sn1 = neuron()
@@ -100,9 +98,7 @@ class MSBottleneck(nn.Module):
         self.sn3 = neuron()
         self.conv3 = layers.conv1x1(planes, out_planes)
         self.bn3 = layers.norm(out_planes)
-        self.downsample: nn.Module | None = None
-        if needs_projection(in_planes, out_planes, stride):
-            self.downsample = nn.Sequential(layers.conv1x1(in_planes, out_planes, stride), layers.norm(out_planes))
+        self._make_shortcut(layers, in_planes, out_planes, stride)
         _init_norms(self, bn_init)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -111,11 +107,3 @@ class MSBottleneck(nn.Module):
         out = self.bn2(self.conv2(self.sn2(out)))
         out = self.bn3(self.conv3(self.sn3(out)))
         return out + identity
-
-    def zero_init_residual(self) -> None:
-        zero_norm_(self.bn3)
-
-    def spec(self) -> BlockSpec:
-        """Description for the backends (:mod:`xorsnn.blocks.spec`): a membrane sum, no neuron after it."""
-        shortcut = "identity" if self.downsample is None else "projection"
-        return BlockSpec("ms", (Segment(pre_activation(3), shortcut, "membrane_add", None),), "membrane")

@@ -47,54 +47,34 @@ def oa_segment(block: nn.Module, branch: tuple[Op, ...] | None = None) -> Segmen
     return Segment(branch, "spiking_projection", "or", neuron)
 
 
-class OABasicBlock(nn.Module):
-    """OR-ADD basic block. Shapes: ``[T, B, in_planes, H, W] -> [T, B, planes, H/stride, W/stride]``.
+class _OABase(nn.Module):
+    """What the OA basic and bottleneck blocks share: the options, the shortcut, the merge and the
+    description. Subclasses build ``conv{k}/bn{k}/sn{k}`` for ``k = 1..n_units`` and write ``residual``."""
 
-    Args:
-        in_planes, planes, stride: as in torchvision's ``BasicBlock``.
-        neuron: zero-argument neuron factory.
-        layers: layer kit (convolutions or, for ``[T, B, F]`` inputs, linear layers).
-        or_form: OR variant for the identity merge: ``"poly"`` (``a+b-ab``), ``"max"``, ``"clamp"``.
-        down_merge: ``"add"`` (current ADD, then one neuron) or ``"or"`` (spiking shortcut, OR).
-    """
+    expansion: int
+    n_units: int  # conv-BN units in the branch
+    downsample: nn.Module | None
 
-    expansion = 1
-    n_units = 2  # conv-BN units in the branch
-
-    def __init__(
-        self,
-        in_planes: int,
-        planes: int,
-        stride: int = 1,
-        *,
-        neuron: NeuronFactory,
-        layers: LayerKit = CONV,
-        or_form: str = "poly",
-        down_merge: str = "add",
-    ) -> None:
-        super().__init__()
+    def _init_oa(self, or_form: str, down_merge: str) -> None:
         self.or_form = _check_choice("or_form", or_form, OR_FORMS)
         self.down_merge = _check_choice("down_merge", down_merge, DOWN_MERGES)
-        self.conv1 = layers.conv3x3(in_planes, planes, stride)
-        self.bn1 = layers.norm(planes)
-        self.sn1 = neuron()
-        self.conv2 = layers.conv3x3(planes, planes)
-        self.bn2 = layers.norm(planes)
-        self.sn2 = neuron()
-        self.downsample: nn.Module | None = None
-        if needs_projection(in_planes, planes, stride):
-            shortcut = [layers.conv1x1(in_planes, planes, stride), layers.norm(planes)]
-            if down_merge == "or":
+
+    def _make_shortcut(self, layers: LayerKit, in_planes: int, out_planes: int, stride: int,
+                       neuron: NeuronFactory) -> None:
+        """``Conv1x1 - BN`` (current ADD) or ``Conv1x1 - BN - SN`` (``down_merge="or"``) on a shape change."""
+        self.downsample = None
+        if needs_projection(in_planes, out_planes, stride):
+            shortcut = [layers.conv1x1(in_planes, out_planes, stride), layers.norm(out_planes)]
+            if self.down_merge == "or":
                 shortcut.append(neuron())
             self.downsample = nn.Sequential(*shortcut)
 
-    def residual(self, x: torch.Tensor) -> torch.Tensor:
-        """Backbone current ``F(x) = BN(conv(SN(BN(conv(x)))))`` (before the last neuron)."""
-        return self.bn2(self.conv2(self.sn1(self.bn1(self.conv1(x)))))
+    def residual(self, x: torch.Tensor) -> torch.Tensor:  # pragma: no cover - every subclass writes it out
+        raise NotImplementedError
 
     def fire(self, current: torch.Tensor) -> torch.Tensor:
         """The branch's last neuron: backbone spikes ``A = SN(current)``."""
-        return self.sn2(current)
+        return getattr(self, f"sn{self.n_units}")(current)
 
     def merge(self, x: torch.Tensor, current: torch.Tensor, shortcut: torch.Tensor | None = None) -> torch.Tensor:
         """OA merge of the block input ``x`` with the backbone ``current``.
@@ -113,7 +93,7 @@ class OABasicBlock(nn.Module):
 
     def zero_init_residual(self) -> None:
         """Zero the last BN: the backbone is silent and an identity block passes ``x`` unchanged."""
-        zero_norm_(self.bn2)
+        zero_norm_(getattr(self, f"bn{self.n_units}"))
 
     def spec(self) -> BlockSpec:
         """Description for the backends (:mod:`xorsnn.blocks.spec`)."""
@@ -123,26 +103,47 @@ class OABasicBlock(nn.Module):
         return f"or_form={self.or_form!r}, down_merge={self.down_merge!r}"
 
 
-class OABottleneck(nn.Module):
+class OABasicBlock(_OABase):
+    """OR-ADD basic block. Shapes: ``[T, B, in_planes, H, W] -> [T, B, planes, H/stride, W/stride]``.
+
+    Args:
+        in_planes, planes, stride: as in torchvision's ``BasicBlock``.
+        neuron: zero-argument neuron factory.
+        layers: layer kit (convolutions or, for ``[T, B, F]`` inputs, linear layers).
+        or_form: OR variant for the identity merge: ``"poly"`` (``a+b-ab``), ``"max"``, ``"clamp"``.
+        down_merge: ``"add"`` (current ADD, then one neuron) or ``"or"`` (spiking shortcut, OR).
+    """
+
+    expansion = 1
+    n_units = 2
+
+    def __init__(self, in_planes: int, planes: int, stride: int = 1, *, neuron: NeuronFactory,
+                 layers: LayerKit = CONV, or_form: str = "poly", down_merge: str = "add") -> None:
+        super().__init__()
+        self._init_oa(or_form, down_merge)
+        self.conv1 = layers.conv3x3(in_planes, planes, stride)
+        self.bn1 = layers.norm(planes)
+        self.sn1 = neuron()
+        self.conv2 = layers.conv3x3(planes, planes)
+        self.bn2 = layers.norm(planes)
+        self.sn2 = neuron()
+        self._make_shortcut(layers, in_planes, planes, stride, neuron)
+
+    def residual(self, x: torch.Tensor) -> torch.Tensor:
+        """Backbone current ``F(x) = BN(conv(SN(BN(conv(x)))))`` (before the last neuron)."""
+        return self.bn2(self.conv2(self.sn1(self.bn1(self.conv1(x)))))
+
+
+class OABottleneck(_OABase):
     """OR-ADD bottleneck. Shapes: ``[T, B, in_planes, H, W] -> [T, B, 4*planes, H/stride, W/stride]``."""
 
     expansion = 4
     n_units = 3
 
-    def __init__(
-        self,
-        in_planes: int,
-        planes: int,
-        stride: int = 1,
-        *,
-        neuron: NeuronFactory,
-        layers: LayerKit = CONV,
-        or_form: str = "poly",
-        down_merge: str = "add",
-    ) -> None:
+    def __init__(self, in_planes: int, planes: int, stride: int = 1, *, neuron: NeuronFactory,
+                 layers: LayerKit = CONV, or_form: str = "poly", down_merge: str = "add") -> None:
         super().__init__()
-        self.or_form = _check_choice("or_form", or_form, OR_FORMS)
-        self.down_merge = _check_choice("down_merge", down_merge, DOWN_MERGES)
+        self._init_oa(or_form, down_merge)
         out_planes = planes * self.expansion
         self.conv1 = layers.conv1x1(in_planes, planes)
         self.bn1 = layers.norm(planes)
@@ -153,44 +154,10 @@ class OABottleneck(nn.Module):
         self.conv3 = layers.conv1x1(planes, out_planes)
         self.bn3 = layers.norm(out_planes)
         self.sn3 = neuron()
-        self.downsample: nn.Module | None = None
-        if needs_projection(in_planes, out_planes, stride):
-            shortcut = [layers.conv1x1(in_planes, out_planes, stride), layers.norm(out_planes)]
-            if down_merge == "or":
-                shortcut.append(neuron())
-            self.downsample = nn.Sequential(*shortcut)
+        self._make_shortcut(layers, in_planes, out_planes, stride, neuron)
 
     def residual(self, x: torch.Tensor) -> torch.Tensor:
         """Backbone current before the last neuron."""
         out = self.sn1(self.bn1(self.conv1(x)))
         out = self.sn2(self.bn2(self.conv2(out)))
         return self.bn3(self.conv3(out))
-
-    def fire(self, current: torch.Tensor) -> torch.Tensor:
-        """The branch's last neuron: backbone spikes ``A = SN(current)``."""
-        return self.sn3(current)
-
-    def merge(self, x: torch.Tensor, current: torch.Tensor, shortcut: torch.Tensor | None = None) -> torch.Tensor:
-        """OA merge of the block input ``x`` with the backbone ``current``.
-
-        ``shortcut``: the downsampling shortcut ``downsample(x)`` if the caller already computed it.
-        """
-        if self.downsample is None:
-            return spike_or(x, self.fire(current), self.or_form)
-        s = self.downsample(x) if shortcut is None else shortcut
-        if self.down_merge == "add":
-            return self.fire(current + s)
-        return spike_or(s, self.fire(current), self.or_form)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.merge(x, self.residual(x))
-
-    def zero_init_residual(self) -> None:
-        zero_norm_(self.bn3)
-
-    def spec(self) -> BlockSpec:
-        """Description for the backends (:mod:`xorsnn.blocks.spec`)."""
-        return BlockSpec("oa", (oa_segment(self),), "spikes", or_form=self.or_form)
-
-    def extra_repr(self) -> str:
-        return f"or_form={self.or_form!r}, down_merge={self.down_merge!r}"

@@ -54,24 +54,49 @@ def _check_connect(connect: str) -> str:
     return connect
 
 
-class SEWBasicBlock(nn.Module):
+class _SEWBase(nn.Module):
+    """What the SEW basic and bottleneck blocks share: ``connect``, the spiking shortcut, zero-init
+    and the description. The merge neuron is ``sn{n_units}``."""
+
+    n_units: int
+    downsample: nn.Module | None
+
+    def _make_shortcut(self, layers: LayerKit, in_planes: int, out_planes: int, stride: int,
+                       neuron: NeuronFactory) -> None:
+        """``Conv1x1 - BN - SN`` on a shape change, so ``S`` is always spikes."""
+        self.downsample = None
+        if needs_projection(in_planes, out_planes, stride):
+            self.downsample = nn.Sequential(
+                layers.conv1x1(in_planes, out_planes, stride), layers.norm(out_planes), neuron()
+            )
+
+    def zero_init_residual(self) -> None:
+        """Make the block an identity: ``A ≡ 0`` for ADD/IAND, ``A ≡ 1`` for AND."""
+        sn = getattr(self, f"sn{self.n_units}")
+        zero_norm_(getattr(self, f"bn{self.n_units}"), sn.firing_current() if self.connect == "and" else 0.0)
+
+    def spec(self) -> BlockSpec:
+        """Description for the backends (:mod:`xorsnn.blocks.spec`): ``connect`` of the last neuron's spikes."""
+        n = self.n_units
+        shortcut = "identity" if self.downsample is None else "spiking_projection"
+        seg = Segment(post_activation(n), shortcut, self.connect, f"sn{n}")
+        return BlockSpec("sew", (seg,), _output_kind(self.connect))
+
+    def extra_repr(self) -> str:
+        return f"connect={self.connect!r}"
+
+
+class SEWBasicBlock(_SEWBase):
     """``g(SN(BN(conv3x3(SN(BN(conv3x3(x)))))), shortcut(x))``.
 
     Shapes: ``[T, B, in_planes, H, W] -> [T, B, planes, H/stride, W/stride]``.
     """
 
     expansion = 1
+    n_units = 2
 
-    def __init__(
-        self,
-        in_planes: int,
-        planes: int,
-        stride: int = 1,
-        *,
-        neuron: NeuronFactory,
-        layers: LayerKit = CONV,
-        connect: str = "add",
-    ) -> None:
+    def __init__(self, in_planes: int, planes: int, stride: int = 1, *, neuron: NeuronFactory,
+                 layers: LayerKit = CONV, connect: str = "add") -> None:
         super().__init__()
         self.connect = _check_connect(connect)
         self.conv1 = layers.conv3x3(in_planes, planes, stride)
@@ -80,11 +105,7 @@ class SEWBasicBlock(nn.Module):
         self.conv2 = layers.conv3x3(planes, planes)
         self.bn2 = layers.norm(planes)
         self.sn2 = neuron()
-        self.downsample: nn.Module | None = None
-        if needs_projection(in_planes, planes, stride):
-            self.downsample = nn.Sequential(
-                layers.conv1x1(in_planes, planes, stride), layers.norm(planes), neuron()
-            )
+        self._make_shortcut(layers, in_planes, planes, stride, neuron)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         identity = x if self.downsample is None else self.downsample(x)
@@ -92,38 +113,18 @@ class SEWBasicBlock(nn.Module):
         out = self.sn2(self.bn2(self.conv2(out)))
         return sew_connect(out, identity, self.connect)
 
-    def zero_init_residual(self) -> None:
-        """Make the block an identity: ``A ≡ 0`` for ADD/IAND, ``A ≡ 1`` for AND."""
-        zero_norm_(self.bn2, self.sn2.firing_current() if self.connect == "and" else 0.0)
 
-    def spec(self) -> BlockSpec:
-        """Description for the backends (:mod:`xorsnn.blocks.spec`): ``connect`` of ``sn2``'s spikes."""
-        shortcut = "identity" if self.downsample is None else "spiking_projection"
-        seg = Segment(post_activation(2), shortcut, self.connect, "sn2")
-        return BlockSpec("sew", (seg,), _output_kind(self.connect))
-
-    def extra_repr(self) -> str:
-        return f"connect={self.connect!r}"
-
-
-class SEWBottleneck(nn.Module):
+class SEWBottleneck(_SEWBase):
     """Bottleneck form: conv1x1-BN-SN, conv3x3(stride)-BN-SN, conv1x1-BN-SN, then ``g(., shortcut)``.
 
     Shapes: ``[T, B, in_planes, H, W] -> [T, B, 4*planes, H/stride, W/stride]``.
     """
 
     expansion = 4
+    n_units = 3
 
-    def __init__(
-        self,
-        in_planes: int,
-        planes: int,
-        stride: int = 1,
-        *,
-        neuron: NeuronFactory,
-        layers: LayerKit = CONV,
-        connect: str = "add",
-    ) -> None:
+    def __init__(self, in_planes: int, planes: int, stride: int = 1, *, neuron: NeuronFactory,
+                 layers: LayerKit = CONV, connect: str = "add") -> None:
         super().__init__()
         self.connect = _check_connect(connect)
         out_planes = planes * self.expansion
@@ -136,11 +137,7 @@ class SEWBottleneck(nn.Module):
         self.conv3 = layers.conv1x1(planes, out_planes)
         self.bn3 = layers.norm(out_planes)
         self.sn3 = neuron()
-        self.downsample: nn.Module | None = None
-        if needs_projection(in_planes, out_planes, stride):
-            self.downsample = nn.Sequential(
-                layers.conv1x1(in_planes, out_planes, stride), layers.norm(out_planes), neuron()
-            )
+        self._make_shortcut(layers, in_planes, out_planes, stride, neuron)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         identity = x if self.downsample is None else self.downsample(x)
@@ -148,15 +145,3 @@ class SEWBottleneck(nn.Module):
         out = self.sn2(self.bn2(self.conv2(out)))
         out = self.sn3(self.bn3(self.conv3(out)))
         return sew_connect(out, identity, self.connect)
-
-    def zero_init_residual(self) -> None:
-        zero_norm_(self.bn3, self.sn3.firing_current() if self.connect == "and" else 0.0)
-
-    def spec(self) -> BlockSpec:
-        """Description for the backends (:mod:`xorsnn.blocks.spec`): ``connect`` of ``sn3``'s spikes."""
-        shortcut = "identity" if self.downsample is None else "spiking_projection"
-        seg = Segment(post_activation(3), shortcut, self.connect, "sn3")
-        return BlockSpec("sew", (seg,), _output_kind(self.connect))
-
-    def extra_repr(self) -> str:
-        return f"connect={self.connect!r}"

@@ -18,31 +18,41 @@ from .spec import BlockSpec, Segment, post_activation
 __all__ = ["SpikingBasicBlock", "SpikingBottleneck"]
 
 
-class SpikingBasicBlock(nn.Module):
+class _SpikingBase(nn.Module):
+    """What the Spiking ResNet basic and bottleneck blocks share: zero-init and the description."""
+
+    n_units: int  # conv-BN units in the branch; the merge neuron is sn{n_units}
+    downsample: nn.Module | None
+
+    def zero_init_residual(self) -> None:
+        """Zero the last BN of the branch (SEW recipe's ``--zero_init_residual``)."""
+        zero_norm_(getattr(self, f"bn{self.n_units}"))
+
+    def spec(self) -> BlockSpec:
+        """Description for the backends (:mod:`xorsnn.blocks.spec`): ``current_add`` into the last neuron."""
+        n = self.n_units
+        shortcut = "identity" if self.downsample is None else "projection"
+        return BlockSpec("spiking", (Segment(post_activation(n), shortcut, "current_add", f"sn{n}"),), "spikes")
+
+
+class SpikingBasicBlock(_SpikingBase):
     """``SN(BN(conv3x3(SN(BN(conv3x3(x))))) + shortcut(x))``.
 
     Shapes: ``[T, B, in_planes, H, W] -> [T, B, planes, H/stride, W/stride]`` (binary spikes).
     """
 
     expansion = 1
+    n_units = 2
 
-    def __init__(
-        self,
-        in_planes: int,
-        planes: int,
-        stride: int = 1,
-        *,
-        neuron: NeuronFactory,
-        layers: LayerKit = CONV,
-        avg_down: bool = False,
-    ) -> None:
+    def __init__(self, in_planes: int, planes: int, stride: int = 1, *, neuron: NeuronFactory,
+                 layers: LayerKit = CONV, avg_down: bool = False) -> None:
         super().__init__()
         self.conv1 = layers.conv3x3(in_planes, planes, stride)
         self.bn1 = layers.norm(planes)
         self.sn1 = neuron()
         self.conv2 = layers.conv3x3(planes, planes)
         self.bn2 = layers.norm(planes)
-        self.downsample: nn.Module | None = None
+        self.downsample = None
         if needs_projection(in_planes, planes, stride):
             self.downsample = projection_shortcut(layers, in_planes, planes, stride, avg_down=avg_down)
         self.sn2 = neuron()
@@ -53,34 +63,18 @@ class SpikingBasicBlock(nn.Module):
         out = self.bn2(self.conv2(out))
         return self.sn2(out + identity)
 
-    def zero_init_residual(self) -> None:
-        """Zero the last BN of the branch (SEW recipe's ``--zero_init_residual``)."""
-        zero_norm_(self.bn2)
 
-    def spec(self) -> BlockSpec:
-        """Description for the backends (:mod:`xorsnn.blocks.spec`): ``current_add`` into ``sn2``."""
-        shortcut = "identity" if self.downsample is None else "projection"
-        return BlockSpec("spiking", (Segment(post_activation(2), shortcut, "current_add", "sn2"),), "spikes")
-
-
-class SpikingBottleneck(nn.Module):
+class SpikingBottleneck(_SpikingBase):
     """Bottleneck form: conv1x1-BN-SN, conv3x3(stride)-BN-SN, conv1x1-BN, then ``SN(. + shortcut)``.
 
     Shapes: ``[T, B, in_planes, H, W] -> [T, B, 4*planes, H/stride, W/stride]``.
     """
 
     expansion = 4
+    n_units = 3
 
-    def __init__(
-        self,
-        in_planes: int,
-        planes: int,
-        stride: int = 1,
-        *,
-        neuron: NeuronFactory,
-        layers: LayerKit = CONV,
-        avg_down: bool = False,
-    ) -> None:
+    def __init__(self, in_planes: int, planes: int, stride: int = 1, *, neuron: NeuronFactory,
+                 layers: LayerKit = CONV, avg_down: bool = False) -> None:
         super().__init__()
         out_planes = planes * self.expansion
         self.conv1 = layers.conv1x1(in_planes, planes)
@@ -91,7 +85,7 @@ class SpikingBottleneck(nn.Module):
         self.sn2 = neuron()
         self.conv3 = layers.conv1x1(planes, out_planes)
         self.bn3 = layers.norm(out_planes)
-        self.downsample: nn.Module | None = None
+        self.downsample = None
         if needs_projection(in_planes, out_planes, stride):
             self.downsample = projection_shortcut(layers, in_planes, out_planes, stride, avg_down=avg_down)
         self.sn3 = neuron()
@@ -102,11 +96,3 @@ class SpikingBottleneck(nn.Module):
         out = self.sn2(self.bn2(self.conv2(out)))
         out = self.bn3(self.conv3(out))
         return self.sn3(out + identity)
-
-    def zero_init_residual(self) -> None:
-        zero_norm_(self.bn3)
-
-    def spec(self) -> BlockSpec:
-        """Description for the backends (:mod:`xorsnn.blocks.spec`): ``current_add`` into ``sn3``."""
-        shortcut = "identity" if self.downsample is None else "projection"
-        return BlockSpec("spiking", (Segment(post_activation(3), shortcut, "current_add", "sn3"),), "spikes")
