@@ -41,18 +41,43 @@ def _or_form(value: str) -> str:
     return value
 
 
-def _spiking_projection(layers: LayerKit, in_planes: int, out_planes: int, stride: int,
-                        neuron: NeuronFactory) -> nn.Sequential:
-    return nn.Sequential(layers.conv1x1(in_planes, out_planes, stride), layers.norm(out_planes), neuron())
+class _ORRCBase(nn.Module):
+    """What the ORRC basic and bottleneck blocks share: the options, the spiking shortcut, zero-init
+    and the description. The merge neuron is ``sn{n_units}``."""
+
+    n_units: int
+    downsample: nn.Module | None
+
+    def _make_shortcut(self, layers: LayerKit, in_planes: int, out_planes: int, stride: int,
+                       neuron: NeuronFactory) -> None:
+        self.downsample = None
+        if needs_projection(in_planes, out_planes, stride):
+            self.downsample = nn.Sequential(layers.conv1x1(in_planes, out_planes, stride), layers.norm(out_planes),
+                                            neuron())
+
+    def zero_init_residual(self) -> None:
+        """Silence the backbone (``A = 0``): the block passes its shortcut spikes unchanged."""
+        zero_norm_(getattr(self, f"bn{self.n_units}"))
+
+    def spec(self) -> BlockSpec:
+        """Description for the backends (:mod:`xorsnn.blocks.spec`): OR of the last neuron's spikes."""
+        n = self.n_units
+        shortcut = "identity" if self.downsample is None else "spiking_projection"
+        return BlockSpec("orrc", (Segment(post_activation(n), shortcut, "or", f"sn{n}"),), "spikes",
+                         or_form=self.or_form)
+
+    def extra_repr(self) -> str:
+        return f"or_form={self.or_form!r}"
 
 
-class ORRCBasicBlock(nn.Module):
+class ORRCBasicBlock(_ORRCBase):
     """``OR(shortcut(x), SN(BN(conv3x3(SN(BN(conv3x3(x)))))))``.
 
     Shapes: ``[T, B, in_planes, H, W] -> [T, B, planes, H/stride, W/stride]`` (binary spikes).
     """
 
     expansion = 1
+    n_units = 2
 
     def __init__(self, in_planes: int, planes: int, stride: int = 1, *, neuron: NeuronFactory,
                  layers: LayerKit = CONV, or_form: str = "poly") -> None:
@@ -64,9 +89,7 @@ class ORRCBasicBlock(nn.Module):
         self.conv2 = layers.conv3x3(planes, planes)
         self.bn2 = layers.norm(planes)
         self.sn2 = neuron()
-        self.downsample: nn.Module | None = None
-        if needs_projection(in_planes, planes, stride):
-            self.downsample = _spiking_projection(layers, in_planes, planes, stride, neuron)
+        self._make_shortcut(layers, in_planes, planes, stride, neuron)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         identity = x if self.downsample is None else self.downsample(x)
@@ -74,27 +97,15 @@ class ORRCBasicBlock(nn.Module):
         out = self.sn2(self.bn2(self.conv2(out)))
         return spike_or(identity, out, self.or_form)
 
-    def zero_init_residual(self) -> None:
-        """Silence the backbone (``A = 0``): the block passes its shortcut spikes unchanged."""
-        zero_norm_(self.bn2)
 
-    def spec(self) -> BlockSpec:
-        """Description for the backends (:mod:`xorsnn.blocks.spec`): OR of ``sn2``'s spikes."""
-        shortcut = "identity" if self.downsample is None else "spiking_projection"
-        return BlockSpec("orrc", (Segment(post_activation(2), shortcut, "or", "sn2"),), "spikes",
-                         or_form=self.or_form)
-
-    def extra_repr(self) -> str:
-        return f"or_form={self.or_form!r}"
-
-
-class ORRCBottleneck(nn.Module):
+class ORRCBottleneck(_ORRCBase):
     """Bottleneck form: conv1x1-BN-SN, conv3x3(stride)-BN-SN, conv1x1-BN-SN, then ``OR(shortcut, .)``.
 
     Shapes: ``[T, B, in_planes, H, W] -> [T, B, 4*planes, H/stride, W/stride]``.
     """
 
     expansion = 4
+    n_units = 3
 
     def __init__(self, in_planes: int, planes: int, stride: int = 1, *, neuron: NeuronFactory,
                  layers: LayerKit = CONV, or_form: str = "poly") -> None:
@@ -110,9 +121,7 @@ class ORRCBottleneck(nn.Module):
         self.conv3 = layers.conv1x1(planes, out_planes)
         self.bn3 = layers.norm(out_planes)
         self.sn3 = neuron()
-        self.downsample: nn.Module | None = None
-        if needs_projection(in_planes, out_planes, stride):
-            self.downsample = _spiking_projection(layers, in_planes, out_planes, stride, neuron)
+        self._make_shortcut(layers, in_planes, out_planes, stride, neuron)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         identity = x if self.downsample is None else self.downsample(x)
@@ -120,18 +129,6 @@ class ORRCBottleneck(nn.Module):
         out = self.sn2(self.bn2(self.conv2(out)))
         out = self.sn3(self.bn3(self.conv3(out)))
         return spike_or(identity, out, self.or_form)
-
-    def zero_init_residual(self) -> None:
-        zero_norm_(self.bn3)
-
-    def spec(self) -> BlockSpec:
-        """Description for the backends (:mod:`xorsnn.blocks.spec`): OR of ``sn3``'s spikes."""
-        shortcut = "identity" if self.downsample is None else "spiking_projection"
-        return BlockSpec("orrc", (Segment(post_activation(3), shortcut, "or", "sn3"),), "spikes",
-                         or_form=self.or_form)
-
-    def extra_repr(self) -> str:
-        return f"or_form={self.or_form!r}"
 
 
 ORRC = register_family(BlockFamily(
