@@ -68,10 +68,11 @@ def _cmd_export(args: argparse.Namespace) -> int:
             model = load_reparam_source(args.checkpoint)
             print("note: a re-parameterised export; the NIR graph is built from its training-form weights "
                   "(source.safetensors, checked equal in function), with BN folded by the NIR exporter")
-        graph = export_nir(model, x, out)
+        graph = export_nir(model, x, out, consumer=args.consumer)
         n_neurons = sum(type(n).__name__ in ("LIF", "IF") for n in graph.nodes.values())
         print(f"wrote {out}: {len(graph.nodes)} NIR nodes ({n_neurons} LIF/IF populations), {len(graph.edges)} edges "
-              f"from {meta['model']} (epoch {meta.get('epoch')}); input per step {tuple(x.shape[1:])}")
+              f"from {meta['model']} (epoch {meta.get('epoch')}); input per step {tuple(x.shape[1:])}; "
+              f"for {args.consumer} (dt = {graph.metadata['dt']:g})")
         return 0
 
     from safetensors.torch import save_file
@@ -134,6 +135,9 @@ def add_export_parser(sub: Any) -> None:
     p.add_argument("out", help="output file (nir) or directory (reparam)")
     p.add_argument("--format", choices=("nir", "reparam"), default=None, help="what to write")
     p.add_argument("--reparam", action="store_true", help="same as --format reparam")
+    p.add_argument("--consumer", choices=("nir", "snntorch"), default="nir",
+                   help="nir: the NIR specification (dt = 1, default); snntorch: a graph snnTorch's import_from_nir "
+                        "runs with the same spikes (docs/deploy.md)")
     p.add_argument("--which", choices=("BEST", "LAST"), default="BEST", help="checkpoint of a run directory")
     p.add_argument("--input-size", type=int, default=None,
                    help="image height = width used to trace shapes (default: the model's or its dataset's)")

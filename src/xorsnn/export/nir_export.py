@@ -47,7 +47,7 @@ from ..models.resnet import SpikingResNet
 from ..models.stack import DeepSNNStack
 from ..neurons import SpikingNeuron
 
-__all__ = ["to_nir", "export_nir", "neuron_to_nir_params"]
+__all__ = ["to_nir", "export_nir", "neuron_to_nir_params", "CONSUMERS", "SNNTORCH_DT"]
 
 _BN = nn.modules.batchnorm._BatchNorm
 
@@ -89,9 +89,21 @@ def neuron_to_nir_params(neuron: SpikingNeuron, name: str) -> dict[str, float]:
     return {"kind": "IF", "tau": float("inf"), "r": 1.0, "v_leak": 0.0, **out}
 
 
+CONSUMERS = ("nir", "snntorch")
+"""``consumer`` of :func:`to_nir`: ``"nir"`` (the NIR specification: dt = 1, batch-free ``Flatten``
+dims, ``Threshold`` / ``Scale`` / ``SumPool2d`` nodes) or ``"snntorch"`` (what snnTorch's
+``import_from_nir`` executes: see :data:`SNNTORCH_DT` and ``docs/deploy.md``)."""
+
+SNNTORCH_DT = 1e-4
+"""The step snnTorch's NIR importer assumes (``beta = 1 - dt / tau``); a ``consumer="snntorch"``
+graph states its time constants in that unit (``tau * dt``)."""
+
+
 class _Builder:
-    def __init__(self, model: nn.Module, sample: torch.Tensor) -> None:
+    def __init__(self, model: nn.Module, sample: torch.Tensor, consumer: str = "nir") -> None:
         self.nir = _nir()
+        self.consumer = consumer
+        self.dt = SNNTORCH_DT if consumer == "snntorch" else 1.0
         self.model = model
         self.nodes: dict[str, Any] = {}
         self.edges: list[tuple[str, str]] = []
@@ -166,6 +178,9 @@ class _Builder:
         if not isinstance(neuron, SpikingNeuron):
             raise ValueError(f"{name}: {type(neuron).__name__} is not an xorsnn spiking neuron")
         p = neuron_to_nir_params(neuron, name)
+        if self.consumer == "snntorch":
+            self._snntorch_neuron_check(name, p)
+        p["tau"] = p["tau"] * self.dt  # time constants in the graph's unit (dt = 1 step by default)
         shape = x.shape
         full = {k: np.full(shape, v, dtype=np.float64) for k, v in p.items() if k != "kind"}
         if p["kind"] == "LIF":
@@ -176,12 +191,37 @@ class _Builder:
         self.add(name, node, x)
         return _Sig([name], shape, True)
 
+    @staticmethod
+    def _snntorch_neuron_check(name: str, p: dict[str, Any]) -> None:
+        if p["kind"] == "IF":
+            raise ValueError(f"{name}: snnTorch imports a NIR IF node as Leaky(beta=0.9), not as an IF neuron; "
+                             "this neuron (no leak) has no exact snnTorch form -- export with consumer='nir'")
+        if p["v_leak"] != 0.0 or p["v_reset"] != 0.0:
+            raise ValueError(f"{name}: snnTorch's importer supports v_leak = v_reset = 0 only "
+                             f"(this neuron has v_reset={p['v_reset']:g})")
+
     def scale(self, name: str, x: _Sig, factor: float) -> _Sig:
-        self.add(name, self.nir.Scale(scale=np.full(x.shape, factor)), x)
+        if self.consumer == "snntorch":  # snnTorch has no Scale node: a diagonal 1x1 conv / affine
+            if len(x.shape) == 3:  # a dense 1x1 conv: snnTorch reads in_channels from weight.shape[1], so no groups
+                c = x.shape[0]
+                node = self.nir.Conv2d(input_shape=tuple(x.shape[1:]), weight=(np.eye(c) * factor)[:, :, None, None],
+                                       stride=(1, 1), padding=(0, 0), dilation=(1, 1), groups=1, bias=np.zeros(c))
+            else:
+                n = int(np.prod(x.shape))
+                node = self.nir.Affine(weight=np.eye(n) * factor, bias=np.zeros(n))
+            self.add(name, node, x)
+        else:
+            self.add(name, self.nir.Scale(scale=np.full(x.shape, factor)), x)
         return _Sig([name], x.shape, False)
 
     def threshold(self, name: str, x: _Sig, theta: float) -> _Sig:
-        self.add(name, self.nir.Threshold(threshold=np.full(x.shape, theta)), x)
+        if self.consumer == "snntorch":  # no Threshold node: a LIF with beta = 0 (tau = dt) is H(u - theta)
+            ones = np.ones(x.shape)
+            node = self.nir.LIF(tau=ones * self.dt, r=ones, v_leak=0 * ones, v_threshold=ones * theta,
+                                v_reset=0 * ones)
+        else:
+            node = self.nir.Threshold(threshold=np.full(x.shape, theta))
+        self.add(name, node, x)
         return _Sig([name], x.shape, True)
 
     @staticmethod
@@ -228,7 +268,6 @@ class _Builder:
         return x
 
     def module(self, name: str, mod: nn.Module, x: _Sig) -> _Sig:
-        nir = self.nir
         if isinstance(mod, (nn.Identity, nn.Dropout)):
             return x
         if isinstance(mod, SpikingNeuron):
@@ -240,10 +279,9 @@ class _Builder:
         if isinstance(mod, (nn.MaxPool2d, nn.AvgPool2d, nn.AdaptiveAvgPool2d)):
             return self.pool(name, mod, x)
         if isinstance(mod, nn.Flatten):
-            it = {"input": np.array(x.shape)}
             if mod.start_dim != 2 or mod.end_dim != -1:
                 raise ValueError(f"{name}: only nn.Flatten(start_dim=2) ([T, B, ...] -> [T, B, F]) is supported")
-            self.add(name, nir.Flatten(input_type=it, start_dim=0), x)
+            self._flatten(name, x)
             return _Sig([name], (int(np.prod(x.shape)),), x.binary)
         raise ValueError(f"{name}: {type(mod).__name__} has no NIR mapping")
 
@@ -255,10 +293,14 @@ class _Builder:
                 raise ValueError(f"{name}: max-pool of non-spike values has no NIR primitive")
             if mod.dilation not in (1, (1, 1)) or mod.ceil_mode:
                 raise ValueError(f"{name}: max-pool with dilation or ceil_mode cannot be exported")
-            pool = nir.SumPool2d(kernel_size=np.array(_pair(mod.kernel_size)), stride=np.array(_pair(mod.stride)),
-                                 padding=np.array(_pair(mod.padding)))
-            self.add(f"{name}.sum", pool, x)
-            return self.threshold(name, _Sig([f"{name}.sum"], self._out_shape(mod), False), 0.5)
+            k, s, p = (np.array(_pair(v)) for v in (mod.kernel_size, mod.stride, mod.padding))
+            if self.consumer == "snntorch":  # no SumPool2d there: the mean of k*k spikes is >= 1/k^2 iff one fired
+                self.add(f"{name}.sum", nir.AvgPool2d(kernel_size=k, stride=s, padding=p), x)
+                theta = 0.5 / float(k[0] * k[1])
+            else:
+                self.add(f"{name}.sum", nir.SumPool2d(kernel_size=k, stride=s, padding=p), x)
+                theta = 0.5
+            return self.threshold(name, _Sig([f"{name}.sum"], self._out_shape(mod), False), theta)
         if isinstance(mod, nn.AvgPool2d):
             k, s, p = _pair(mod.kernel_size), _pair(mod.stride or mod.kernel_size), _pair(mod.padding)
             h, w = x.shape[1:]
@@ -337,7 +379,7 @@ class _Builder:
             raise ValueError("head_bn: a BatchNorm on the residual stream cannot be folded into NIR")
         x = self.module("head_sn", m.head_sn, x)
         x = self.module("pool", m.pool, x)
-        self.add("flatten", nir.Flatten(input_type={"input": np.array(x.shape)}, start_dim=0), x)
+        self._flatten("flatten", x)
         x = _Sig(["flatten"], (int(np.prod(x.shape)),), x.binary)
         x = self.module("hidden", m.hidden, x)
         x = self.weight_layer("fc", m.fc, None, x)
@@ -364,15 +406,22 @@ class _Builder:
         x = self.seq("", m, _Sig(["input"], in_shape, False))
         self.add("output", nir.Output(output_type={"output": np.array(x.shape)}), x)
 
+    def _flatten(self, name: str, x: _Sig) -> None:
+        """``[C, H, W] -> [C*H*W]``. NIR counts ``start_dim`` in the batch-free shape (0); snnTorch's
+        importer builds ``torch.nn.Flatten(start_dim)`` on batched tensors, so it needs 1."""
+        start = 1 if self.consumer == "snntorch" else 0
+        self.add(name, self.nir.Flatten(input_type={"input": np.array(x.shape)}, start_dim=start), x)
+
     def graph(self) -> Any:
-        return self.nir.NIRGraph(nodes=self.nodes, edges=self.edges, type_check=False)
+        meta = {"producer": "xorsnn", "consumer": self.consumer, "dt": self.dt}
+        return self.nir.NIRGraph(nodes=self.nodes, edges=self.edges, metadata=meta, type_check=False)
 
 
 def _pair(v: Any) -> tuple[int, int]:
     return (int(v), int(v)) if isinstance(v, int) else (int(v[0]), int(v[1]))
 
 
-def to_nir(model: nn.Module, sample: torch.Tensor) -> Any:
+def to_nir(model: nn.Module, sample: torch.Tensor, *, consumer: str = "nir") -> Any:
     """The NIR graph of ``model`` (eval mode; the model is not modified).
 
     Args:
@@ -381,6 +430,11 @@ def to_nir(model: nn.Module, sample: torch.Tensor) -> Any:
             (``TimeConv2d``/``TimeLinear`` [+ BN], neurons, pools, ``nn.Flatten(start_dim=2)``).
         sample: one input the model accepts (``[B, C, H, W]`` or ``[T, B, C, H, W]``), used to trace
             shapes. Node names are the model's module names (neurons keep theirs: ``stages.0.1.sn2``).
+        consumer: ``"nir"`` (the specification; dt = 1) or ``"snntorch"`` (a graph snnTorch's
+            ``import_from_nir`` runs with the same spikes: dt = 1e-4, logic thresholds as beta-0 LIFs,
+            ``Scale`` as per-channel convs, ``Flatten(start_dim=1)``; IF neurons are refused). The
+            graph's ``metadata`` records ``consumer`` and ``dt``; :func:`~xorsnn.export.nir_sim.simulate`
+            reads them.
 
     Returns:
         ``nir.NIRGraph`` with nodes ``input`` and ``output``. Per sample and step, the input is
@@ -391,10 +445,12 @@ def to_nir(model: nn.Module, sample: torch.Tensor) -> Any:
     """
     if not isinstance(model, nn.Module):
         raise ValueError(f"to_nir: model must be an nn.Module, got {type(model).__name__}")
+    if consumer not in CONSUMERS:
+        raise ValueError(f"to_nir: consumer must be one of {CONSUMERS}, got {consumer!r}")
     was_training = model.training
     model.eval()
     try:
-        b = _Builder(model, sample)
+        b = _Builder(model, sample, consumer)
         per_step = tuple(sample.shape[-3:]) if sample.dim() >= 4 else tuple(sample.shape[-1:])
         if isinstance(model, SpikingResNet):
             b.resnet(model, per_step)
@@ -410,8 +466,8 @@ def to_nir(model: nn.Module, sample: torch.Tensor) -> Any:
         model.train(was_training)
 
 
-def export_nir(model: nn.Module, sample: torch.Tensor, path: str | Path) -> Any:
+def export_nir(model: nn.Module, sample: torch.Tensor, path: str | Path, *, consumer: str = "nir") -> Any:
     """:func:`to_nir` and ``nir.write(path, graph)``; returns the graph."""
-    graph = to_nir(model, sample)
+    graph = to_nir(model, sample, consumer=consumer)
     _nir().write(str(path), graph)
     return graph

@@ -1,7 +1,8 @@
 """A small discrete-time NIR interpreter: the reference simulator for graphs written by
 :func:`xorsnn.export.export_nir` (and any NIR graph made of the nodes below).
 
-Semantics (``dt = 1``, forward Euler; the conventions of ``docs/deploy.md``):
+Semantics (forward Euler with the graph's ``metadata["dt"]``, 1 when absent; the conventions of
+``docs/deploy.md``):
 
 * a node's input is the **sum** of the outputs of all its incoming edges at the same step; the graph
   must be acyclic (no recurrent edges) and nodes are evaluated in topological order each step;
@@ -10,7 +11,8 @@ Semantics (``dt = 1``, forward Euler; the conventions of ``docs/deploy.md``):
   the membrane starts at ``v_reset``;
 * ``Threshold``: ``1[x >= threshold]``; ``Scale``: ``scale * x``; ``Affine``: ``W x + b``;
   ``Linear``: ``W x``; ``Conv2d``, ``AvgPool2d``, ``SumPool2d``, ``Flatten``: as their PyTorch
-  counterparts on one step.
+  counterparts on one step (``Flatten`` dims batch-free, as NIR specifies; a graph whose metadata
+  names ``consumer="snntorch"`` counts the batch, as snnTorch does).
 
 Computed in float64 with PyTorch on the CPU.
 """
@@ -88,9 +90,9 @@ def _pair(v: Any) -> tuple[int, int]:
     return (int(a[0]), int(a[-1]))
 
 
-def _neuron_params(graph: Any) -> dict[str, dict[str, torch.Tensor]]:
+def _neuron_params(graph: Any, dt: float) -> dict[str, dict[str, torch.Tensor]]:
     """Per LIF / IF node: ``r``, ``v_threshold``, ``v_reset`` and, for LIF, the Euler update
-    ``h = c u + k v + b`` with ``k = 1 - 1/tau``, ``c = r / tau``, ``b = v_leak / tau``."""
+    ``h = c u + k v + b`` with ``k = 1 - dt/tau``, ``c = r dt / tau``, ``b = v_leak dt / tau``."""
     import nir
 
     params: dict[str, dict[str, torch.Tensor]] = {}
@@ -99,13 +101,13 @@ def _neuron_params(graph: Any) -> dict[str, dict[str, torch.Tensor]]:
             p = {"r": _t(node.r), "v_threshold": _t(node.v_threshold),
                  "v_reset": _t(node.v_reset) if getattr(node, "v_reset", None) is not None else _t(0.0)}
             if isinstance(node, nir.LIF):
-                tau = _t(node.tau)
+                tau = _t(node.tau) / dt
                 p.update(k=1 - 1 / tau, c=p["r"] / tau, b=_t(node.v_leak) / tau)
             params[name] = p
     return params
 
 
-def _stateless(name: str, node: Any, u: torch.Tensor) -> torch.Tensor:
+def _stateless(name: str, node: Any, u: torch.Tensor, batched_flatten: bool = False) -> torch.Tensor:
     """One stateless node on its summed input ``u`` ``[B, ...]``."""
     import nir
 
@@ -126,8 +128,9 @@ def _stateless(name: str, node: Any, u: torch.Tensor) -> torch.Tensor:
         return F.avg_pool2d(u, _pair(node.kernel_size), _pair(node.stride), _pair(node.padding))
     if isinstance(node, nir.SumPool2d):
         return F.avg_pool2d(u, _pair(node.kernel_size), _pair(node.stride), _pair(node.padding), divisor_override=1)
-    if isinstance(node, nir.Flatten):
-        return u.flatten(1 + int(node.start_dim), -1 if node.end_dim == -1 else 1 + int(node.end_dim))
+    if isinstance(node, nir.Flatten):  # NIR counts dims without the batch; a graph for snnTorch with it
+        lead = 0 if batched_flatten else 1
+        return u.flatten(lead + int(node.start_dim), -1 if node.end_dim == -1 else lead + int(node.end_dim))
     raise ValueError(f"simulate: node {name!r} of type {type(node).__name__} is not supported")
 
 
@@ -164,7 +167,10 @@ def simulate(graph: Any, x: torch.Tensor, *, record: bool = False) -> tuple[torc
         raise ValueError("simulate: the graph must have exactly one Input and one Output node")
     for name, node in graph.nodes.items():
         _check_node(name, node)
-    params = _neuron_params(graph)
+    meta = getattr(graph, "metadata", None) or {}
+    dt = float(meta.get("dt", 1.0))
+    batched_flatten = meta.get("consumer") == "snntorch"
+    params = _neuron_params(graph, dt)
     state: dict[str, torch.Tensor] = {}
     rec: dict[str, list[torch.Tensor]] = defaultdict(list)
     outs = []
@@ -183,7 +189,7 @@ def simulate(graph: Any, x: torch.Tensor, *, record: bool = False) -> tuple[torc
             if name in params:
                 val[name], state[name] = _neuron_step(node, params[name], state.get(name), u)
             else:
-                val[name] = _stateless(name, node, u)
+                val[name] = _stateless(name, node, u, batched_flatten)
             if record and isinstance(node, (nir.LIF, nir.IF, nir.Threshold)):
                 rec[name].append(val[name])
         outs.append(val[outputs[0]])

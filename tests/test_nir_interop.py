@@ -1,0 +1,80 @@
+"""NIR graphs that run in other libraries: snnTorch's ``import_from_nir`` executes xorsnn's export
+(``consumer="snntorch"``) with the same logits, batch sizes > 1 included."""
+
+import contextlib
+import io
+
+import pytest
+import torch
+
+pytest.importorskip("nir")
+snn_import = pytest.importorskip("snntorch.import_nir")
+
+from test_nir import _trained_like  # noqa: E402
+
+from xorsnn.export import to_nir  # noqa: E402
+from xorsnn.export.nir_sim import simulate  # noqa: E402
+from xorsnn.models import SpikingResNet  # noqa: E402
+
+T = 3
+
+FAMILIES = [
+    ("spiking", {}),
+    ("sew", {}),
+    ("sew", {"connect": "iand"}),  # IAND: a negated summand (Scale -> diagonal 1x1 conv) and a threshold
+    ("ms", {}),  # decay-form LIF, membrane shortcut
+    ("oa", {}),
+    ("xor", {}),  # XOR meta-residuals: OR - AND lowered to two beta-0 LIFs
+    ("xor", {"xor_mode": "merge"}),
+    ("orrc", {}),
+]
+
+
+def _model(family, kw, seed=0):
+    torch.manual_seed(seed)
+    m = SpikingResNet(family, [2, 1], widths=[4, 8], stem="cifar", num_classes=3, T=T, in_channels=1, **kw)
+    return _trained_like(m, seed).float()
+
+
+def _run_in_snntorch(graph, x):
+    with contextlib.redirect_stdout(io.StringIO()):  # the importer prints a note per rescaled LIF
+        net = snn_import.import_from_nir(graph)
+    outs = []
+    with torch.no_grad():
+        for _ in range(T):  # the imported neurons keep their state between calls (init_hidden)
+            out = net(x)
+            outs.append(out[0] if isinstance(out, tuple) else out)
+    return torch.stack(outs)
+
+
+@pytest.mark.parametrize("family,kw", FAMILIES, ids=[f"{f}-{'-'.join(map(str, k.values())) or 'default'}"
+                                                     for f, k in FAMILIES])
+def test_snntorch_runs_the_export_with_the_same_logits(family, kw):
+    model = _model(family, kw)
+    x = torch.rand(6, 1, 8, 8)  # batch 6: the Flatten must keep the batch apart
+    with torch.no_grad():
+        ref = model(x)
+    graph = to_nir(model, x[:1], consumer="snntorch")
+    assert graph.metadata == {"producer": "xorsnn", "consumer": "snntorch", "dt": 1e-4}
+    out = _run_in_snntorch(graph, x)
+    assert out.shape == ref.shape and ref.std() > 1e-3
+    assert (out - ref).abs().max() <= 1e-5  # measured: 0.0 (the same spikes reach the same classifier)
+    sim, _ = simulate(graph, x.double().unsqueeze(0).expand(T, *x.shape))  # xorsnn's simulator reads it too
+    assert (sim - ref.double()).abs().max() <= 1e-5
+
+
+def test_the_default_graph_is_what_snntorch_mis_reads():
+    """Why the consumer option exists: the specification's graph (dt = 1, batch-free Flatten) fails there."""
+    model = _model("sew", {})
+    x = torch.rand(4, 1, 8, 8)
+    with pytest.raises(RuntimeError, match="shapes cannot be multiplied"):
+        _run_in_snntorch(to_nir(model, x[:1]), x)
+
+
+def test_snntorch_consumer_refusals():
+    if_model = _model("sew", {"neuron": {"tau": None}})  # IF: snnTorch imports IF as Leaky(beta=0.9)
+    x = torch.rand(2, 1, 8, 8)
+    with pytest.raises(ValueError, match=r"stem_sn: snnTorch imports a NIR IF node as Leaky\(beta=0.9\)"):
+        to_nir(if_model, x[:1], consumer="snntorch")
+    with pytest.raises(ValueError, match="consumer must be one of"):
+        to_nir(if_model, x[:1], consumer="norse")
