@@ -232,3 +232,13 @@ def test_op_report_counts(fmnist):
     rep = op_report(plain, fmnist)
     mult_kinds = {r.kind for r in rep.rows if r.multiplications > 0}
     assert mult_kinds <= {"full precision, MAC", "average pool", "global average pool"}, mult_kinds
+
+
+def test_an_ann_teacher_is_refused_by_name():
+    from xorsnn.export import to_nir
+
+    ann = xorsnn.create_model("ann_cifar_resnet8", weights="binary")
+    with pytest.raises(ValueError, match=r"ANNResNet has no spiking neurons \(an ANN teacher\?\)"):
+        reparameterize(ann)
+    with pytest.raises(ValueError, match="to_nir: ANNResNet has no spiking neurons"):
+        to_nir(xorsnn.create_model("ann_cifar_resnet8"), torch.rand(1, 3, 8, 8))

@@ -447,6 +447,8 @@ def to_nir(model: nn.Module, sample: torch.Tensor, *, consumer: str = "nir") -> 
         raise ValueError(f"to_nir: model must be an nn.Module, got {type(model).__name__}")
     if consumer not in CONSUMERS:
         raise ValueError(f"to_nir: consumer must be one of {CONSUMERS}, got {consumer!r}")
+    if not any(isinstance(m, SpikingNeuron) for m in model.modules()):
+        raise ValueError(f"to_nir: {type(model).__name__} has no spiking neurons (an ANN?); NIR export is for SNNs")
     was_training = model.training
     model.eval()
     try:

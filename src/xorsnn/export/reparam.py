@@ -529,6 +529,9 @@ def reparameterize(model: nn.Module) -> nn.Module:
         raise ValueError(
             f"reparameterize: expected a SpikingResNet (xorsnn.create_model(...)), got {type(model).__name__}"
         )
+    if not any(isinstance(m, SpikingNeuron) for m in model.modules()):
+        raise ValueError(f"reparameterize: {type(model).__name__} has no spiking neurons (an ANN teacher?); the "
+                         "re-parameterisation folds BN and binary scales into spiking thresholds")
     out = copy.deepcopy(model).eval()
     for mod in out.modules():
         if isinstance(mod, (FoldedNeuron, ChannelAffine)):
