@@ -16,7 +16,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ..neurons.dynamics import NeuronDynamics
+from ..neurons.dynamics import NeuronDynamics, charge
 
 __all__ = ["FoldedNeuron", "ChannelAffine", "INPUT_KINDS"]
 
@@ -66,6 +66,7 @@ class FoldedNeuron(nn.Module):
             raise ValueError("FoldedNeuron needs a positively homogeneous neuron (v_reset = 0, no constant current)")
         if threshold.dim() != 1 or not bool((threshold > 0).all()):
             raise ValueError("FoldedNeuron: threshold must be a 1-D tensor [C] with every entry > 0")
+        self.dynamics = dynamics
         self.k = float(dynamics.k)
         self.c = float(dynamics.c)
         self.hard_reset = bool(dynamics.hard_reset)
@@ -100,10 +101,7 @@ class FoldedNeuron(nn.Module):
         v = self._state if self.stateful and self._state is not None else torch.zeros_like(x[0])
         outs = []
         for t in range(x.shape[0]):
-            inp = x[t] if beta is None else x[t] + beta
-            h = inp * self.c if self.c != 1.0 else inp
-            if self.k != 0.0:
-                h = h + (v * self.k if self.k != 1.0 else v)
+            h = charge(v, x[t] if beta is None else x[t] + beta, self.dynamics)  # the trained neuron's step
             s = (h >= theta).to(h.dtype)
             o = h * s if self.real_valued else s
             outs.append(o if omega is None else o * omega)

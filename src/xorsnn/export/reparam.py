@@ -529,13 +529,12 @@ def reparameterize(model: nn.Module) -> nn.Module:
         raise ValueError(
             f"reparameterize: expected a SpikingResNet (xorsnn.create_model(...)), got {type(model).__name__}"
         )
+    if any(isinstance(mod, (FoldedNeuron, ChannelAffine)) for mod in model.modules()):
+        raise ValueError("reparameterize: the model is already re-parameterised")
     if not any(isinstance(m, SpikingNeuron) for m in model.modules()):
         raise ValueError(f"reparameterize: {type(model).__name__} has no spiking neurons (an ANN teacher?); the "
                          "re-parameterisation folds BN and binary scales into spiking thresholds")
     out = copy.deepcopy(model).eval()
-    for mod in out.modules():
-        if isinstance(mod, (FoldedNeuron, ChannelAffine)):
-            raise ValueError("reparameterize: the model is already re-parameterised")
     folder = _Folder(out)
     folder.run()
     out.full_precision_layers = folder.check()

@@ -93,7 +93,9 @@ class NeuronDynamics:
         return (self.v_threshold * (1 + margin) - self.b - self.k * self.v_init) / self.c
 
 
-def _charge(v: torch.Tensor, x_t: torch.Tensor, d: NeuronDynamics) -> torch.Tensor:
+def charge(v: torch.Tensor, x_t: torch.Tensor, d: NeuronDynamics) -> torch.Tensor:
+    """The charge ``H = c X + k V + b`` in PyTorch's float operations and order (terms that are
+    switched off are skipped). Every torch-side neuron step (training, export) calls this one."""
     h = x_t * d.c if d.c != 1.0 else x_t
     if d.k != 0.0:
         h = h + (v * d.k if d.k != 1.0 else v)
@@ -118,7 +120,7 @@ def single_step(
     """
     if v is None:
         v = torch.full_like(x_t, d.v_init)
-    h = _charge(v, x_t, d)
+    h = charge(v, x_t, d)
     s = d.surrogate(h - d.v_threshold)
     if d.real_valued:
         out = h * s if d.threshold_grad else h * s.detach()
@@ -169,7 +171,7 @@ class _MultiStepBPTT(torch.autograd.Function):
         h_seq = torch.empty_like(xs)
         out = torch.empty_like(x)
         for t in range(xs.shape[0]):
-            h = _charge(v, xs[t], d)
+            h = charge(v, xs[t], d)
             h_seq[t] = h
             s = (h >= d.v_threshold).to(compute_dtype)
             out[t] = h * s if d.real_valued else s
