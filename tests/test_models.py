@@ -187,3 +187,14 @@ def test_deep_mlp_stack_482_layers(family):
         # layers fall silent and BN on a constant input multiplies gradients by ~1/sqrt(eps) per
         # layer, so its gradient may overflow -- the degradation the residual families fix.
         assert finite
+
+
+def test_deprecated_model_name_still_builds_with_a_warning():
+    """``ann_resnet20`` (the four-stage ReverB layout, easily taken for the 6n+2 ResNet-20) was renamed."""
+    with pytest.warns(FutureWarning, match="'ann_resnet20' is deprecated: the same network is now 'ann_reverb_"):
+        old = xorsnn.create_model("ann_resnet20", num_classes=3)
+    new = xorsnn.create_model("ann_reverb_resnet20", num_classes=3)
+    assert type(old) is type(new) and old.state_dict().keys() == new.state_dict().keys()
+    assert "ann_resnet20" not in xorsnn.list_models() and "ann_reverb_resnet20" in xorsnn.list_models()
+    with pytest.raises(ValueError, match="already registered"):
+        xorsnn.models.registry.register_alias("ann_resnet20", "xoresnet20")

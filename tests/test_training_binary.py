@@ -176,14 +176,14 @@ def test_teacher_from_checkpoint_and_from_name_with_weights(tmp_path):
         load_teacher(str(res.out_dir), {**args, "num_classes": 5})
     # a registered ANN with a weights file; a bare registered name is refused (an untrained teacher)
     ann_args = {"num_classes": 10, "in_channels": 1, "T": 3, "widths": [8, 8, 16, 16]}
-    ann = xorsnn.create_model("ann_resnet20", **ann_args)
+    ann = xorsnn.create_model("ann_reverb_resnet20", **ann_args)
     assert not any(isinstance(m, SpikingNeuron) for m in ann.modules())
     torch.save({"state_dict": ann.state_dict()}, tmp_path / "ann.pt")
-    t2 = load_teacher(f"ann_resnet20:{tmp_path / 'ann.pt'}", ann_args)
+    t2 = load_teacher(f"ann_reverb_resnet20:{tmp_path / 'ann.pt'}", ann_args)
     torch.testing.assert_close(teacher_logits(t2, x), ann.eval()(x)[0])
     assert ann(x).shape == (1, 7, 10)  # an ANN has one "time step" whatever T is
     with pytest.raises(ValueError, match="without weights"):
-        load_teacher("ann_resnet20", args)
+        load_teacher("ann_reverb_resnet20", args)
     with pytest.raises(ValueError, match="neither an existing checkpoint"):
         load_teacher(str(tmp_path / "nope"), args)
 
@@ -242,7 +242,7 @@ def test_init_from_copies_full_precision_weights_into_binary_latent_weights(tmp_
         assert torch.equal(binary.state_dict()[k], v), k
     before = {k: v.clone() for k, v in binary.state_dict().items()}
     with pytest.raises(ValueError, match="not a checkpoint of this architecture"):
-        init_from_checkpoint(xorsnn.create_model("ann_resnet20", num_classes=3), s1.out_dir)
+        init_from_checkpoint(xorsnn.create_model("ann_reverb_resnet20", num_classes=3), s1.out_dir)
     other_k = xorsnn.create_model("msc_resnet20", **{**model_arguments(cfg, data), "num_classes": 3})
     with pytest.raises(ValueError, match=r"mismatched \(fc.bias, fc.weight\)"):
         init_from_checkpoint(other_k, s1.out_dir)

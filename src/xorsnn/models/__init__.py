@@ -1,7 +1,9 @@
 """Networks: the spiking ResNet skeleton, deep MLP stacks, and the model registry."""
 
 from . import binary_weight  # noqa: F401  (registers the ReverB / multi-shortcut models)
-from .ann import ANNResNet  # registers ann_resnet20 / ann_resnet19 (ReLU counterparts, KD teachers)
+from .ann import (
+    ANNResNet,  # registers ann_reverb_resnet20 / ann_resnet19 / ann_cifar_resnetN (ReLU counterparts, KD teachers)
+)
 from .registry import ModelEntry, create_model, list_models, model_info, register_model
 from .resnet import SpikingResNet, check_image_input
 from .stack import DeepSNNStack

@@ -1,13 +1,14 @@
 """ANN counterparts of the spiking ResNets: the same skeleton with ReLU instead of spiking neurons.
 
 They exist to be **teachers** for knowledge distillation (SEI-BWSNN trains its stage-1 SNN with a
-KL loss against a full-precision ANN): train one with ``xorsnn train --model ann_resnet20``, then
+KL loss against a full-precision ANN): train one with ``xorsnn train --model ann_reverb_resnet20``, then
 pass its run directory as ``--teacher`` to the SNN's run.
 
 =================  ======================================================================
 name               layout (ReLU wherever the spiking model has a neuron)
 =================  ======================================================================
-``ann_resnet20``   ReverB's ResNet-20, convention (b): 3-conv stem + avgpool, [2,2,2,2] x 64-512
+``ann_reverb_resnet20``  ReverB's ResNet-20, convention (b): 3-conv stem + avgpool, [2,2,2,2] x 64-512
+                   (``ann_resnet20`` until 0.1: a deprecated alias for one release)
 ``ann_resnet19``   ResNet-19 (tdBN layout): conv3x3(128) stem, [3,3,2] x 128/256/512, FC-256 head
 ``ann_cifar_resnetN``  He et al.'s CIFAR ResNet-N (N = 6n+2 in 8, 14, 20, 32, 44, 56, 110): the layout of
                    ``spiking_resnetN`` / ``sew_resnetN`` / ``xoresnetN`` (3x3 stem, [n,n,n] x 16/32/64) with
@@ -27,7 +28,7 @@ from torch import nn
 
 from ..neurons.lif import SpikingNeuron
 from .binary_weight import REVERB_RESNET19_LAYOUT, REVERB_RESNET20_LAYOUT
-from .registry import _CIFAR_6N2, register_model
+from .registry import _CIFAR_6N2, register_alias, register_model
 from .resnet import SpikingResNet
 
 __all__ = ["ANNResNet", "replace_neurons"]
@@ -65,12 +66,13 @@ class ANNResNet(SpikingResNet):
 
 def _register() -> None:
     register_model(
-        "ann_resnet20",
+        "ann_reverb_resnet20",
         ANNResNet,
-        description="ANN (ReLU) ResNet-20, convention (b) as reverb_resnet20: 3-conv stem + avgpool, "
-        "[2,2,2,2] x 64-512, avg-down; a KD teacher",
+        description="ANN (ReLU) of reverb_resnet20's layout (ReverB convention (b): 3-conv stem + avgpool, "
+        "4 stages [2,2,2,2] x 64-512, avg-down); a KD teacher. Not the 6n+2 ResNet-20: that is ann_cifar_resnet20",
         **REVERB_RESNET20_LAYOUT,
     )
+    register_alias("ann_resnet20", "ann_reverb_resnet20")  # the old name, easily taken for ann_cifar_resnet20
     register_model(
         "ann_resnet19",
         ANNResNet,

@@ -36,6 +36,7 @@ from __future__ import annotations
 import difflib
 import fnmatch
 import inspect
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -45,7 +46,8 @@ from torch import nn
 from ..blocks.families import FAMILIES, BlockFamily
 from .resnet import SpikingResNet
 
-__all__ = ["ModelEntry", "register_model", "register_family_models", "create_model", "list_models", "model_info"]
+__all__ = ["ModelEntry", "register_model", "register_alias", "register_family_models", "create_model", "list_models",
+           "model_info"]
 
 
 @dataclass(frozen=True)
@@ -59,6 +61,7 @@ class ModelEntry:
 
 
 _MODELS: dict[str, ModelEntry] = {}
+_ALIASES: dict[str, str] = {}  # deprecated name -> current name (kept for one release)
 
 
 def register_model(
@@ -72,13 +75,35 @@ def register_model(
     return entry
 
 
+def register_alias(old: str, new: str) -> None:
+    """Keep ``old`` working as a deprecated name of the registered model ``new`` (a ``FutureWarning``
+    when used; not listed by :func:`list_models`)."""
+    if new not in _MODELS:
+        raise ValueError(f"alias target {new!r} is not a registered model")
+    if old in _MODELS or old in _ALIASES:
+        raise ValueError(f"model name {old!r} is already registered")
+    _ALIASES[old] = new
+
+
+def resolve_name(name: str) -> str:
+    """The current name for ``name`` (a deprecated alias warns once per call site)."""
+    new = _ALIASES.get(name)
+    if new is None:
+        return name
+    warnings.warn(f"model name {name!r} is deprecated: the same network is now {new!r}; the old name will be "
+                  "removed in the next release", FutureWarning, stacklevel=3)
+    return new
+
+
 def list_models(pattern: str = "*") -> list[str]:
     """Sorted names of registered models matching the shell-style ``pattern`` (e.g. ``"xoresnet*"``)."""
     return sorted(n for n in _MODELS if fnmatch.fnmatchcase(n, pattern))
 
 
 def model_info(name: str) -> ModelEntry:
-    """The registry entry of ``name`` (``ValueError`` listing close matches if unknown)."""
+    """The registry entry of ``name`` (``ValueError`` listing close matches if unknown; a deprecated
+    alias gives its new name's entry, with a ``FutureWarning``)."""
+    name = resolve_name(name)
     if name not in _MODELS:
         close = difflib.get_close_matches(str(name), list(_MODELS), n=5, cutoff=0.5)
         if close:  # the suggestions are the answer; the full list would bury them

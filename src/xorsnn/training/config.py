@@ -73,8 +73,8 @@ class TrainConfig:
     label_smoothing: float = _f(0.0, "label smoothing of the cross-entropy")
     teacher: str | None = _f(None, "knowledge distillation from a frozen teacher: a checkpoint (run directory, epoch "
                              "folder or model.safetensors) of any registered model, e.g. an SNN's stage 1 or an "
-                             "ANN trained with --model ann_resnet20; or NAME:WEIGHTS_FILE (registered name + state "
-                             "dict)")
+                             "ANN trained with --model ann_reverb_resnet20; or NAME:WEIGHTS_FILE (registered name + "
+                             "state dict)")
     kd_lambda: float = _f(0.5, "KD weight: loss = (1 - kd_lambda) * task + kd_lambda * kd_tau^2 * mean_t "
                                "KL(softmax(z_teacher/kd_tau) || softmax(O_t/kd_tau)); only with --teacher")
     kd_tau: float = _f(1.0, "KD temperature (only with --teacher)")

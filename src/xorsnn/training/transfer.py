@@ -1,8 +1,8 @@
 """Weights from other runs: knowledge-distillation teachers and initialisation from a checkpoint.
 
 * :func:`load_teacher` -- a frozen teacher for ``--teacher``: an xorsnn checkpoint of any
-  registered model (an SNN such as SEI-BWSNN's stage 1, or an ANN such as ``ann_resnet20`` trained
-  with ``xorsnn train --model ann_resnet20``), or ``NAME:WEIGHTS`` -- a registered model name and a
+  registered model (an SNN such as SEI-BWSNN's stage 1, or an ANN such as ``ann_reverb_resnet20`` trained
+  with ``xorsnn train --model ann_reverb_resnet20``), or ``NAME:WEIGHTS`` -- a registered model name and a
   state-dict file (``.safetensors`` or a ``torch.save``'d dict) trained elsewhere.
 * :func:`teacher_logits` -- the teacher's prediction ``[B, K]`` for a batch (time-mean of its logits).
 * :func:`init_from_checkpoint` -- ``--init-from``: copy every weight of a checkpoint of the same
