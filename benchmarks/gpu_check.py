@@ -43,7 +43,7 @@ from torch import nn
 
 import xorsnn
 from xorsnn.models.ann import ANNResNet
-from xorsnn.neurons.backends import multistep
+from xorsnn.neurons.backends import multistep, triton_available
 from xorsnn.neurons.dynamics import multistep_autograd
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -102,7 +102,8 @@ def check_neurons(device: torch.device) -> list[dict[str, Any]]:
         xr = x.clone().requires_grad_(True)
         ref_out, _ = multistep_autograd(xr, d)
         ref_out.sum().backward()
-        for backend in ("torch", "cpu") if device.type == "cpu" else ("torch",):
+        gpu_backends = ("torch", "triton") if triton_available() else ("torch",)
+        for backend in ("torch", "cpu") if device.type == "cpu" else gpu_backends:
             xd = x.detach().clone().to(device).requires_grad_(True)  # a fresh leaf per backend
             out, _ = multistep(xd, d, backend=backend)
             out.sum().backward()

@@ -276,8 +276,11 @@ def test_without_numba_auto_uses_torch_and_cpu_raises(monkeypatch):
 def test_backend_argument_errors():
     with pytest.raises(ValueError, match="backend must be one of"):
         LIF(backend="gpu")
-    with pytest.raises(ValueError, match="triton.*reserved"):
-        LIF(backend="triton")
+    from xorsnn.neurons.backends import triton_available
+
+    if not triton_available():
+        with pytest.raises(ValueError, match=r"backend='triton' needs triton: pip install triton"):
+            LIF(backend="triton")
     n = LIF()
     with pytest.raises(ValueError, match="backend must be one of"):
         n.backend = "nope"
@@ -350,3 +353,12 @@ def test_invalid_attribute_changes_raise_and_leave_the_neuron_unchanged():
         IF().tau = 2.0
     with pytest.raises(ValueError, match="RealSpikeLIF always emits real-valued spikes"):
         RealSpikeLIF().real_valued = False
+
+
+def test_triton_backend_refuses_a_cpu_tensor_outside_the_interpreter(monkeypatch):
+    pytest.importorskip("triton")
+    from xorsnn.neurons.backends import resolve_backend
+
+    monkeypatch.setenv("TRITON_INTERPRET", "0")
+    with pytest.raises(ValueError, match=r"needs a CUDA tensor \(or TRITON_INTERPRET=1 for CPU tensors\)"):
+        resolve_backend("triton", torch.randn(2, 3), LIF().dynamics)

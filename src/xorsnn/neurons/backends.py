@@ -10,9 +10,13 @@ of the same function ``[T, B, ...] -> ([T, B, ...], [B, ...])``:
                 ``T`` forward and a hand-written BPTT backward (``"bptt"`` is an alias).
 ``"cpu"``       :func:`multistep_fused_cpu`: one numba kernel call for the forward over all ``T``
                 and one for the backward; CPU tensors, needs numba (extra ``deploy``).
-``"triton"``    reserved for the fused CUDA kernels (not implemented yet).
-``"auto"``      ``"cpu"`` for CPU fp32/fp16/bf16 tensors of at least :data:`FUSED_CPU_MIN_NUMEL`
-                elements when numba is importable and the surrogate has a kernel, else ``"torch"``.
+``"triton"``    :func:`multistep_triton`: the same two kernels in Triton (``_triton_kernels.py``) for
+                CUDA tensors; on a machine without a GPU they run on CPU tensors under
+                ``TRITON_INTERPRET=1`` (how CI tests them). Needs ``triton``.
+``"auto"``      ``"triton"`` for CUDA fp32/fp16/bf16 tensors when triton is importable and the
+                surrogate has a kernel; ``"cpu"`` for CPU fp32/fp16/bf16 tensors of at least
+                :data:`FUSED_CPU_MIN_NUMEL` elements when numba is importable and the surrogate has a
+                kernel; else ``"torch"``.
 ==============  ==========================================================================
 
 The fused kernel saves only ``H`` (fp32, one tensor of the input's size) for the backward and
@@ -41,6 +45,8 @@ __all__ = [
     "resolve_backend",
     "multistep",
     "multistep_fused_cpu",
+    "multistep_triton",
+    "triton_available",
 ]
 
 BACKENDS = ("auto", "torch", "cpu", "triton", "autograd", "bptt")
@@ -65,6 +71,27 @@ def _kernels() -> ModuleType | None:
     return _cpu_kernels
 
 
+@functools.cache
+def _triton_kernels() -> ModuleType | None:
+    """The Triton kernel module, or ``None`` when triton cannot be imported."""
+    try:
+        from . import _triton_kernels as kernels
+    except ImportError:
+        return None
+    return kernels
+
+
+def triton_available() -> bool:
+    """Whether the Triton neuron kernels can be imported (``pip install triton``)."""
+    return _triton_kernels() is not None
+
+
+def _triton_interpreting() -> bool:
+    import os
+
+    return os.environ.get("TRITON_INTERPRET", "") not in ("", "0")
+
+
 def fused_cpu_available() -> bool:
     """Whether the fused CPU kernels can run (numba importable)."""
     return _kernels() is not None
@@ -76,12 +103,24 @@ def fused_cpu_supports(d: NeuronDynamics) -> bool:
     return kern is not None and d.surrogate.kernel_id in kern.KERNEL_SURROGATE_IDS
 
 
+def _check_triton(x: torch.Tensor, d: NeuronDynamics) -> None:
+    if not triton_available():
+        raise ValueError("backend='triton' needs triton: pip install triton")
+    if x.device.type != "cuda" and not (x.device.type == "cpu" and _triton_interpreting()):
+        raise ValueError(f"backend='triton' needs a CUDA tensor (or TRITON_INTERPRET=1 for CPU tensors), got one on "
+                         f"{x.device}")
+    if x.dtype not in _AUTO_DTYPES:
+        raise ValueError(f"backend='triton' integrates in fp32: x must be float32, float16 or bfloat16, got {x.dtype}")
+    if d.surrogate.kernel_id is None:
+        raise ValueError(f"backend='triton' has no kernel for surrogate {d.surrogate!r}; use backend='torch'")
+
+
 def check_backend(backend: Any) -> str:
     """Validate a ``backend=`` argument; returns it. Raises a one-line ``ValueError``."""
     if backend not in BACKENDS:
         raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
-    if backend == "triton":
-        raise ValueError("backend='triton' is reserved for the fused CUDA kernels and not implemented yet")
+    if backend == "triton" and not triton_available():
+        raise ValueError("backend='triton' needs triton: pip install triton")
     if backend == "cpu" and not fused_cpu_available():
         raise ValueError("backend='cpu' needs numba: pip install 'xorsnn[deploy]' (or pip install numba)")
     return backend
@@ -93,7 +132,8 @@ def _is_compiling() -> bool:
 
 
 def resolve_backend(backend: str, x: torch.Tensor, d: NeuronDynamics) -> str:
-    """The implementation ``backend`` stands for on input ``x``: ``"autograd"``, ``"torch"`` or ``"cpu"``.
+    """The implementation ``backend`` stands for on input ``x``: ``"autograd"``, ``"torch"``, ``"cpu"`` or
+    ``"triton"``.
 
     Args:
         backend: one of :data:`BACKENDS` (``"bptt"`` resolves to ``"torch"``).
@@ -110,7 +150,13 @@ def resolve_backend(backend: str, x: torch.Tensor, d: NeuronDynamics) -> str:
         if not fused_cpu_supports(d):
             raise ValueError(f"backend='cpu' has no kernel for surrogate {d.surrogate!r}; use backend='torch'")
         return "cpu"
+    if backend == "triton":
+        _check_triton(x, d)
+        return "triton"
     if backend == "auto":
+        if (x.device.type == "cuda" and x.dtype in _AUTO_DTYPES and not _is_compiling() and triton_available()
+                and d.surrogate.kernel_id is not None):
+            return "triton"
         fused = (
             x.device.type == "cpu"
             and x.dtype in _AUTO_DTYPES
@@ -119,7 +165,7 @@ def resolve_backend(backend: str, x: torch.Tensor, d: NeuronDynamics) -> str:
             and fused_cpu_supports(d)
         )
         return "cpu" if fused else "torch"
-    check_backend(backend)  # raises for "triton" and unknown names
+    check_backend(backend)  # raises for unknown names
     raise AssertionError(backend)  # pragma: no cover
 
 
@@ -141,6 +187,8 @@ def multistep(
     impl = resolve_backend(backend, x, d)
     if impl == "cpu":
         return multistep_fused_cpu(x, d, v0)
+    if impl == "triton":
+        return multistep_triton(x, d, v0)
     if impl == "autograd":
         return multistep_autograd(x, d, v0)
     return multistep_bptt(x, d, v0)
@@ -252,3 +300,88 @@ def multistep_fused_cpu(
     if not fused_cpu_supports(d):
         raise ValueError(f"multistep_fused_cpu: no kernel for surrogate {d.surrogate!r} (or numba missing)")
     return _FusedCPUNeuron.apply(x, v0, d)
+
+
+# -- fused Triton kernel ------------------------------------------------------------------------
+
+
+def _triton_flags(d: NeuronDynamics) -> dict[str, Any]:
+    return {"USE_C": d.c != 1.0, "USE_K": d.k != 0.0, "K_ONE": d.k == 1.0, "USE_B": d.b != 0.0,
+            "HARD": d.hard_reset, "REAL": d.real_valued}
+
+
+class _FusedTritonNeuron(torch.autograd.Function):
+    """Whole-sequence neuron: one Triton launch forward, one backward (BPTT)."""
+
+    @staticmethod
+    def forward(ctx: Any, x: torch.Tensor, v0: torch.Tensor | None, d: NeuronDynamics):  # type: ignore[override]
+        kern = _triton_kernels()
+        assert kern is not None
+        t_n, state_shape = x.shape[0], x.shape[1:]
+        xs = x.detach().contiguous().view(t_n, -1)
+        n = xs.shape[1]
+        if v0 is None:
+            v = torch.full((n,), d.v_init, dtype=torch.float32, device=x.device)
+        else:
+            v = v0.detach().to(torch.float32).expand(state_shape).reshape(n).clone()
+        store_h = bool(ctx.needs_input_grad[0] or ctx.needs_input_grad[1])
+        h_seq = torch.empty((t_n, n) if store_h else (1,), dtype=torch.float32, device=x.device)
+        out = torch.empty((t_n, n), dtype=x.dtype, device=x.device)
+        grid = (max(1, -(-n // kern.BLOCK)),)
+        kern.neuron_forward_kernel[grid](
+            xs, v, out, h_seq, t_n, n, d.k, d.c, d.b, d.v_threshold, d.v_reset, **_triton_flags(d),
+            STORE_H=store_h, BLOCK=kern.BLOCK, enable_fp_fusion=False)
+        if store_h:
+            ctx.save_for_backward(h_seq)
+        ctx.d = d
+        ctx.x_shape, ctx.x_dtype = x.shape, x.dtype
+        ctx.v0_dtype = None if v0 is None else v0.dtype
+        v_final = v.view(state_shape).to(x.dtype)
+        ctx.mark_non_differentiable(v_final)
+        ctx.set_materialize_grads(False)
+        return out.view(x.shape), v_final
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx: Any, grad_out: torch.Tensor, _grad_v: torch.Tensor | None):  # type: ignore[override]
+        kern = _triton_kernels()
+        assert kern is not None
+        (h_seq,) = ctx.saved_tensors
+        if grad_out is None:
+            return None, None, None
+        d: NeuronDynamics = ctx.d
+        t_n, n = h_seq.shape
+        g = grad_out.detach().contiguous().view(t_n, n)
+        grad_x = torch.empty_like(h_seq)
+        grad_v = torch.zeros(n, dtype=torch.float32, device=h_seq.device)
+        flags = _triton_flags(d)
+        grid = (max(1, -(-n // kern.BLOCK)),)
+        kern.neuron_backward_kernel[grid](
+            h_seq, g, grad_x, grad_v, t_n, n, d.k, d.c, d.v_threshold, d.v_reset, d.surrogate.param,
+            USE_C=flags["USE_C"], HARD=flags["HARD"], REAL=flags["REAL"], DETACH=d.detach_reset,
+            TGRAD=d.threshold_grad, SID=d.surrogate.kernel_id, BLOCK=kern.BLOCK, enable_fp_fusion=False)
+        grad_x = grad_x.view(ctx.x_shape).to(ctx.x_dtype) if ctx.needs_input_grad[0] else None
+        grad_v0 = None
+        if ctx.v0_dtype is not None and ctx.needs_input_grad[1]:
+            grad_v0 = grad_v.view(ctx.x_shape[1:]).to(ctx.v0_dtype)
+        return grad_x, grad_v0, None
+
+
+def multistep_triton(
+    x: torch.Tensor, d: NeuronDynamics, v0: torch.Tensor | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Multi-step neuron as one fused Triton kernel per direction (same function as the reference).
+
+    Args:
+        x: input currents ``[T, B, ...]``: a CUDA tensor (a CPU one under ``TRITON_INTERPRET=1``),
+            float32 / float16 / bfloat16 (integrated in fp32, ``H`` saved in fp32).
+        d: neuron constants (a surrogate with a kernel).
+        v0: initial post-reset membrane ``[B, ...]`` (or broadcastable) or ``None``; gradients flow into it.
+
+    Returns:
+        ``(out, v_T)``: outputs ``[T, B, ...]`` in ``x.dtype`` and the final membrane ``[B, ...]`` (detached).
+    """
+    if x.dim() < 2:
+        raise ValueError(f"multistep_triton: x must have shape [T, B, ...], got {tuple(x.shape)}")
+    _check_triton(x, d)
+    return _FusedTritonNeuron.apply(x, v0, d)

@@ -93,8 +93,9 @@ class SpikingNeuron(nn.Module):
         stateful: keep the final membrane between calls (detached); see :meth:`reset_state`.
         backend: ``"auto"`` (the fused CPU kernel for CPU float tensors when numba is installed,
             else torch), ``"torch"`` (torch ops + hand-written BPTT; ``"bptt"`` is an alias),
-            ``"cpu"`` (force the fused numba kernel) or ``"autograd"`` (the reference loop);
-            ``"triton"`` is reserved. See :mod:`xorsnn.neurons.backends`.
+            ``"cpu"`` (force the fused numba kernel), ``"triton"`` (the fused Triton kernels: CUDA
+            tensors, or CPU tensors under ``TRITON_INTERPRET=1``; ``"auto"`` picks them on CUDA) or
+            ``"autograd"`` (the reference loop). See :mod:`xorsnn.neurons.backends`.
 
     Every argument except ``stateful`` and ``backend`` defines :attr:`dynamics`; assigning one of
     them later (``neuron.tau = 10``) is validated and takes effect on the next call.
