@@ -97,6 +97,6 @@ def test_backend_choice():
     d = _dyn("lif_tau2_atan")
     x = torch.randn(2, 3, 4)
     assert resolve_backend("triton", x, d) == "triton"  # a CPU tensor, because TRITON_INTERPRET=1
-    assert resolve_backend("auto", x, d) != "triton"  # auto picks Triton for CUDA tensors only
+    assert resolve_backend("auto", x, d) != "triton"  # opt-in: never chosen automatically yet
     with pytest.raises(ValueError, match="integrates in fp32: x must be float32, float16 or bfloat16"):
         resolve_backend("triton", x.double(), d)

@@ -13,10 +13,10 @@ of the same function ``[T, B, ...] -> ([T, B, ...], [B, ...])``:
 ``"triton"``    :func:`multistep_triton`: the same two kernels in Triton (``_triton_kernels.py``) for
                 CUDA tensors; on a machine without a GPU they run on CPU tensors under
                 ``TRITON_INTERPRET=1`` (how CI tests them). Needs ``triton``.
-``"auto"``      ``"triton"`` for CUDA fp32/fp16/bf16 tensors when triton is importable and the
-                surrogate has a kernel; ``"cpu"`` for CPU fp32/fp16/bf16 tensors of at least
+``"auto"``      ``"cpu"`` for CPU fp32/fp16/bf16 tensors of at least
                 :data:`FUSED_CPU_MIN_NUMEL` elements when numba is importable and the surrogate has a
-                kernel; else ``"torch"``.
+                kernel; else ``"torch"`` (CUDA included: the Triton kernels are opt-in until
+                they have been measured on a GPU).
 ==============  ==========================================================================
 
 The fused kernel saves only ``H`` (fp32, one tensor of the input's size) for the backward and
@@ -154,9 +154,8 @@ def resolve_backend(backend: str, x: torch.Tensor, d: NeuronDynamics) -> str:
         _check_triton(x, d)
         return "triton"
     if backend == "auto":
-        if (x.device.type == "cuda" and x.dtype in _AUTO_DTYPES and not _is_compiling() and triton_available()
-                and d.surrogate.kernel_id is not None):
-            return "triton"
+        # CUDA stays on "torch" until the Triton kernels have been measured on a GPU (benchmarks/gpu_check.py):
+        # they are tested under the interpreter only, so they are opt-in (backend="triton") for now
         fused = (
             x.device.type == "cpu"
             and x.dtype in _AUTO_DTYPES

@@ -94,7 +94,7 @@ class SpikingNeuron(nn.Module):
         backend: ``"auto"`` (the fused CPU kernel for CPU float tensors when numba is installed,
             else torch), ``"torch"`` (torch ops + hand-written BPTT; ``"bptt"`` is an alias),
             ``"cpu"`` (force the fused numba kernel), ``"triton"`` (the fused Triton kernels: CUDA
-            tensors, or CPU tensors under ``TRITON_INTERPRET=1``; ``"auto"`` picks them on CUDA) or
+            tensors, or CPU tensors under ``TRITON_INTERPRET=1``; opt-in until measured on a GPU) or
             ``"autograd"`` (the reference loop). See :mod:`xorsnn.neurons.backends`.
 
     Every argument except ``stateful`` and ``backend`` defines :attr:`dynamics`; assigning one of
