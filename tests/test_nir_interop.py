@@ -78,3 +78,29 @@ def test_snntorch_consumer_refusals():
         to_nir(if_model, x[:1], consumer="snntorch")
     with pytest.raises(ValueError, match="consumer must be one of"):
         to_nir(if_model, x[:1], consumer="norse")
+
+
+SJ_FAMILIES = [("spiking", {}), ("sew", {}), ("ms", {}), ("sew", {"neuron": {"tau": None}})]  # the last: IF
+
+
+@pytest.mark.parametrize("family,kw", SJ_FAMILIES, ids=["spiking", "sew", "ms", "sew-if"])
+def test_spikingjelly_runs_the_export_with_the_same_logits(family, kw):
+    sj = pytest.importorskip("spikingjelly.activation_based.nir_exchange.from_nir")
+    model = _model(family, kw)
+    x = torch.rand(6, 1, 8, 8)
+    with torch.no_grad():
+        ref = model(x)
+    graph = to_nir(model, x[:1], consumer="spikingjelly")
+    net = sj.import_from_nir(graph, dt=1.0)  # one graph step is one xorsnn step
+    state, outs = None, []
+    with torch.no_grad():
+        for _ in range(T):
+            out, state = net(x, state)
+            outs.append(out)
+    out = torch.stack(outs)
+    assert ref.std() > 1e-3 and (out - ref).abs().max() <= 1e-5  # measured: 0.0
+
+
+def test_spikingjelly_consumer_refuses_spike_logic_by_name():
+    with pytest.raises(ValueError, match=r"stages\.0\.0\.merge\.or: SpikingJelly.s NIR importer has no Threshold"):
+        to_nir(_model("oa", {}), torch.rand(1, 1, 8, 8), consumer="spikingjelly")

@@ -89,10 +89,12 @@ def neuron_to_nir_params(neuron: SpikingNeuron, name: str) -> dict[str, float]:
     return {"kind": "IF", "tau": float("inf"), "r": 1.0, "v_leak": 0.0, **out}
 
 
-CONSUMERS = ("nir", "snntorch")
+CONSUMERS = ("nir", "snntorch", "spikingjelly")
 """``consumer`` of :func:`to_nir`: ``"nir"`` (the NIR specification: dt = 1, batch-free ``Flatten``
-dims, ``Threshold`` / ``Scale`` / ``SumPool2d`` nodes) or ``"snntorch"`` (what snnTorch's
-``import_from_nir`` executes: see :data:`SNNTORCH_DT` and ``docs/deploy.md``)."""
+dims, ``Threshold`` / ``Scale`` / ``SumPool2d`` nodes), ``"snntorch"`` (what snnTorch's
+``import_from_nir`` executes: see :data:`SNNTORCH_DT` and ``docs/deploy.md``) or ``"spikingjelly"``
+(the specification's graph, refusing what SpikingJelly's importer lacks: ``Threshold``, i.e. spike
+logic and max-pool; import it with ``import_from_nir(graph, dt=1.0)``)."""
 
 SNNTORCH_DT = 1e-4
 """The step snnTorch's NIR importer assumes (``beta = 1 - dt / tau``); a ``consumer="snntorch"``
@@ -215,6 +217,10 @@ class _Builder:
         return _Sig([name], x.shape, False)
 
     def threshold(self, name: str, x: _Sig, theta: float) -> _Sig:
+        if self.consumer == "spikingjelly":
+            raise ValueError(f"{name}: SpikingJelly's NIR importer has no Threshold node (and no LIF with "
+                             "tau = dt), so spike logic (OR/XOR/AND/IAND merges) and max-pool cannot be exported "
+                             "for it; the spiking, sew (ADD), ms and reverb families can")
         if self.consumer == "snntorch":  # no Threshold node: a LIF with beta = 0 (tau = dt) is H(u - theta)
             ones = np.ones(x.shape)
             node = self.nir.LIF(tau=ones * self.dt, r=ones, v_leak=0 * ones, v_threshold=ones * theta,
