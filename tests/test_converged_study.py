@@ -87,3 +87,16 @@ def test_run_skip_park_restore_resume_render(cs, monkeypatch):
     md = (cs.RESULTS / "converged_tiny.md").read_text()
     assert "| OA-8 | 1 |" in md and "xorsnn train --model oa_resnet8" in md and "best-epoch" in md
     assert (cs.RESULTS / "converged_tiny_curves.png").stat().st_size > 1000
+
+
+def test_the_fashion_mnist_preset_is_the_study_recipe():
+    """``xorsnn train --config fashion_mnist_oa14`` trains exactly the study's OA row (its header quotes it)."""
+    from xorsnn.cli import _config_from_args, build_parser
+    from xorsnn.training import TrainConfig, load_config
+
+    mod = _load()
+    argv = mod.train_command(mod.FASHION_MNIST, "oa", 0)[1:]
+    study = _config_from_args(build_parser().parse_args(argv)).to_dict()
+    preset = TrainConfig.from_dict({**load_config("fashion_mnist_oa14"), "seed": 0}).to_dict()
+    ignore = {"out_dir", "progress", "device"}
+    assert {k: v for k, v in study.items() if k not in ignore} == {k: v for k, v in preset.items() if k not in ignore}
