@@ -198,3 +198,10 @@ def test_deprecated_model_name_still_builds_with_a_warning():
     assert "ann_resnet20" not in xorsnn.list_models() and "ann_reverb_resnet20" in xorsnn.list_models()
     with pytest.raises(ValueError, match="already registered"):
         xorsnn.models.registry.register_alias("ann_resnet20", "xoresnet20")
+
+
+def test_batch_first_sequences_are_named():
+    m = xorsnn.create_model("xoresnet8", T=4, in_channels=1)
+    with pytest.raises(ValueError, match=r"looks batch-first \[B, T, C, H, W\]; xorsnn is time-first"):
+        m(torch.rand(3, 4, 1, 8, 8))
+    assert m(torch.rand(3, 4, 1, 8, 8).transpose(0, 1)).shape == (4, 3, 10)

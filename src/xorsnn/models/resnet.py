@@ -61,6 +61,11 @@ def check_image_input(
     if x.dim() not in (4, 5):
         raise ValueError(f"{name} must have shape {expected}, got {tuple(x.shape)} ({x.dim()} dims)")
     if x.dim() == 5 and x.shape[0] != T:
+        if x.shape[1] == T:
+            raise ValueError(
+                f"{name} has {x.shape[0]} time steps but the model runs T={T}, and its shape {tuple(x.shape)} looks "
+                f"batch-first [B, T, C, H, W]; xorsnn is time-first, pass x.transpose(0, 1) ([T={T}, B, C, H, W])"
+            )
         raise ValueError(
             f"{name} has {x.shape[0]} time steps but the model runs T={T}: pass [T={T}, B, C, H, W], a static "
             f"[B, C, H, W] image, or set model.T = {x.shape[0]}"
