@@ -10,7 +10,7 @@ from torch import nn
 from ..layers import LayerKit, TimeAvgPool2d
 from ..neurons import SpikingNeuron
 
-__all__ = ["NeuronFactory", "needs_projection", "zero_norm_", "projection_shortcut"]
+__all__ = ["NeuronFactory", "needs_projection", "zero_norm_", "projection_shortcut", "spiking_projection"]
 
 NeuronFactory = Callable[[], SpikingNeuron]
 """A zero-argument callable returning a fresh neuron module (see :func:`xorsnn.neurons.neuron_factory`)."""
@@ -43,3 +43,12 @@ def projection_shortcut(
         pool = TimeAvgPool2d(stride, stride=stride, ceil_mode=True, count_include_pad=False)
         return nn.Sequential(pool, layers.conv1x1(in_planes, out_planes, 1), layers.norm(out_planes))
     return nn.Sequential(layers.conv1x1(in_planes, out_planes, stride), layers.norm(out_planes))
+
+
+def spiking_projection(
+    layers: LayerKit, in_planes: int, out_planes: int, stride: int, neuron: NeuronFactory
+) -> nn.Sequential | None:
+    """``Conv1x1(stride) - BN - SN`` on a shape change (SEW / ORRC: ``S`` is spikes), else ``None``."""
+    if not needs_projection(in_planes, out_planes, stride):
+        return None
+    return nn.Sequential(layers.conv1x1(in_planes, out_planes, stride), layers.norm(out_planes), neuron())

@@ -28,7 +28,7 @@ from torch import nn
 
 from ..layers import CONV, LayerKit
 from ..ops import OR_FORMS, spike_or
-from .common import NeuronFactory, needs_projection, zero_norm_
+from .common import NeuronFactory, spiking_projection, zero_norm_
 from .families import LIF_TAU2, BlockFamily, register_family
 from .spec import BlockSpec, Segment, post_activation
 
@@ -50,10 +50,8 @@ class _ORRCBase(nn.Module):
 
     def _make_shortcut(self, layers: LayerKit, in_planes: int, out_planes: int, stride: int,
                        neuron: NeuronFactory) -> None:
-        self.downsample = None
-        if needs_projection(in_planes, out_planes, stride):
-            self.downsample = nn.Sequential(layers.conv1x1(in_planes, out_planes, stride), layers.norm(out_planes),
-                                            neuron())
+        """``Conv1x1 - BN - SN`` on a shape change, so ``S`` is always spikes."""
+        self.downsample = spiking_projection(layers, in_planes, out_planes, stride, neuron)
 
     def zero_init_residual(self) -> None:
         """Silence the backbone (``A = 0``): the block passes its shortcut spikes unchanged."""

@@ -22,7 +22,7 @@ from torch import nn
 
 from ..layers import CONV, LayerKit
 from ..ops import spike_and, spike_iand
-from .common import NeuronFactory, needs_projection, zero_norm_
+from .common import NeuronFactory, spiking_projection, zero_norm_
 from .spec import BlockSpec, Segment, post_activation
 
 __all__ = ["SEW_CONNECTS", "sew_connect", "SEWBasicBlock", "SEWBottleneck"]
@@ -64,11 +64,7 @@ class _SEWBase(nn.Module):
     def _make_shortcut(self, layers: LayerKit, in_planes: int, out_planes: int, stride: int,
                        neuron: NeuronFactory) -> None:
         """``Conv1x1 - BN - SN`` on a shape change, so ``S`` is always spikes."""
-        self.downsample = None
-        if needs_projection(in_planes, out_planes, stride):
-            self.downsample = nn.Sequential(
-                layers.conv1x1(in_planes, out_planes, stride), layers.norm(out_planes), neuron()
-            )
+        self.downsample = spiking_projection(layers, in_planes, out_planes, stride, neuron)
 
     def zero_init_residual(self) -> None:
         """Make the block an identity: ``A ≡ 0`` for ADD/IAND, ``A ≡ 1`` for AND."""

@@ -222,6 +222,15 @@ def _flat(t: torch.Tensor, dtype: torch.dtype, t_n: int) -> torch.Tensor:
     return t.detach().to(dtype).contiguous().view(t_n, -1)
 
 
+def _input_grads(ctx: Any, grad_x: torch.Tensor, grad_v: torch.Tensor) -> tuple[Any, Any, None]:
+    """The ``(x, v0, d)`` gradients of a fused neuron's backward from the kernel's ``[T, N]`` / ``[N]`` outputs."""
+    gx = grad_x.view(ctx.x_shape).to(ctx.x_dtype) if ctx.needs_input_grad[0] else None
+    gv0 = None
+    if ctx.v0_dtype is not None and ctx.needs_input_grad[1]:
+        gv0 = grad_v.view(ctx.x_shape[1:]).to(ctx.v0_dtype)
+    return gx, gv0, None
+
+
 class _FusedCPUNeuron(torch.autograd.Function):
     """Whole-sequence neuron: one numba call forward, one backward (BPTT)."""
 
@@ -267,11 +276,7 @@ class _FusedCPUNeuron(torch.autograd.Function):
         grad_v = torch.from_numpy(np.zeros(n, dtype=np.float32 if h_seq.dtype == torch.float32 else np.float64))
         consts, flags = _kernel_args(ctx.d, h_seq.dtype, True)
         kern.backward(h_seq.numpy(), g.numpy(), consts, flags, grad_x.numpy(), grad_v.numpy(), torch.get_num_threads())
-        grad_x = grad_x.view(ctx.x_shape).to(ctx.x_dtype) if ctx.needs_input_grad[0] else None
-        grad_v0 = None
-        if ctx.v0_dtype is not None and ctx.needs_input_grad[1]:
-            grad_v0 = grad_v.view(ctx.x_shape[1:]).to(ctx.v0_dtype)
-        return grad_x, grad_v0, None
+        return _input_grads(ctx, grad_x, grad_v)
 
 
 def multistep_fused_cpu(
@@ -359,11 +364,7 @@ class _FusedTritonNeuron(torch.autograd.Function):
             h_seq, g, grad_x, grad_v, t_n, n, d.k, d.c, d.v_threshold, d.v_reset, d.surrogate.param,
             USE_C=flags["USE_C"], HARD=flags["HARD"], REAL=flags["REAL"], DETACH=d.detach_reset,
             TGRAD=d.threshold_grad, SID=d.surrogate.kernel_id, BLOCK=kern.BLOCK, enable_fp_fusion=False)
-        grad_x = grad_x.view(ctx.x_shape).to(ctx.x_dtype) if ctx.needs_input_grad[0] else None
-        grad_v0 = None
-        if ctx.v0_dtype is not None and ctx.needs_input_grad[1]:
-            grad_v0 = grad_v.view(ctx.x_shape[1:]).to(ctx.v0_dtype)
-        return grad_x, grad_v0, None
+        return _input_grads(ctx, grad_x, grad_v)
 
 
 def multistep_triton(
