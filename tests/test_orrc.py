@@ -12,7 +12,7 @@ from torch import nn
 
 import xorsnn
 from xorsnn.analysis import RedundancyMonitor, block_anatomy
-from xorsnn.blocks import OABasicBlock, OABottleneck, ORRCBasicBlock, ORRCBottleneck
+from xorsnn.blocks import ORRCBasicBlock, ORRCBottleneck
 from xorsnn.blocks.spec import run_spec
 
 
@@ -29,20 +29,31 @@ def test_description_equals_forward(cls, planes, stride):
     assert torch.equal(g, g_ref)
 
 
-@pytest.mark.parametrize("orrc_cls,oa_cls,planes",
-                         [(ORRCBasicBlock, OABasicBlock, 8), (ORRCBottleneck, OABottleneck, 2)])
+def _paper_orrc(block, x):
+    """Shan et al.'s ORRC written out: ``S = x`` or ``SN(BN(conv1x1(x)))``, ``A = SN(BN(conv(...)))``,
+    ``out = S + A - S A`` (the paper's OR)."""
+    s = x if block.downsample is None else block.downsample(x)
+    a = x
+    for k in range(1, block.n_units + 1):
+        a = getattr(block, f"sn{k}")(getattr(block, f"bn{k}")(getattr(block, f"conv{k}")(a)))
+    return s + a - s * a
+
+
+@pytest.mark.parametrize("cls,planes", [(ORRCBasicBlock, 8), (ORRCBottleneck, 2)])
 @pytest.mark.parametrize("stride", [1, 2])
-def test_equals_oa_with_or_downsampling(orrc_cls, oa_cls, planes, stride):
-    """On binary spikes ORRC is OA with ``down_merge="or"`` (module docstring), forward and backward."""
+def test_equals_the_paper_formula(cls, planes, stride):
+    """The block (built as OA with ``down_merge="or"``) is the paper's ``a + b - ab``, forward and backward,
+    and its spiking shortcut is ``Conv1x1 - BN - SN``."""
     planes = planes if stride == 1 else 4
-    orrc = orrc_cls(8, planes, stride, neuron=LIF)
-    _randomise(orrc, 1)
-    oa = oa_cls(8, planes, stride, neuron=LIF, down_merge="or")
-    oa.load_state_dict(orrc.state_dict())
+    block = cls(8, planes, stride, neuron=LIF)
+    _randomise(block, 1)
+    if stride > 1:
+        assert [type(m).__name__ for m in block.downsample] == ["TimeConv2d", "TimeBatchNorm2d", "LIF"]
     x = binary(2, 2, 8, 6, 6).requires_grad_(True)
-    a, b = orrc(x), oa(x)
-    assert torch.equal(a, b)
+    a, b = block(x), _paper_orrc(block, x)
+    assert torch.equal(a, b) and 0 < float(a.detach().sum()) < a.numel()
     assert torch.equal(*(torch.autograd.grad(t.sum(), x)[0] for t in (a, b)))
+    assert block.spec().family == "orrc" and "down_merge" not in repr(block)
 
 
 def test_registered_at_every_standard_depth():

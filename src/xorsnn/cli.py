@@ -22,6 +22,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from .cli_common import add_checkpoint_arguments
+
 __all__ = ["main", "build_parser"]
 
 log = logging.getLogger("xorsnn")
@@ -389,11 +391,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_train)
 
     p = sub.add_parser("eval", help="evaluate a checkpoint on a dataset's test split")
-    p.add_argument("checkpoint", help="run directory, epoch_NNNN folder or model.safetensors")
-    p.add_argument("--which", choices=("BEST", "LAST"), default="BEST",
-                   help="checkpoint of a run directory to use (default: BEST)")
-    p.add_argument("--dataset", help="dataset (default: the one the checkpoint was trained on)")
-    p.add_argument("--data-dir", help="dataset directory (default: the training run's, then $XORSNN_DATA)")
+    add_checkpoint_arguments(p)
     p.add_argument("--batch-size", type=int, default=256, help="evaluation batch size (default: 256)")
     p.add_argument("--test-subset", type=int, default=None, help="evaluate on a random subset of this size")
     p.add_argument("--T", type=int, default=None, help="override the number of time steps")

@@ -28,19 +28,10 @@ module                   what
 See ``docs/energy.md`` for the counting rules and worked examples (SEW-ResNet-34, ReverB).
 """
 
+from . import energy
 from .analyze import analyze, split_batch
 from .attention_ops import axnor_ops, sdsa_ops, ssa_ops
-from .energy import (
-    CONVENTIONS,
-    GRADED_COSTS,
-    EnergyBreakdown,
-    EnergyConvention,
-    energy_from_counts,
-    estimate_energy,
-    flop_sop_convention,
-    get_convention,
-    horowitz_45nm,
-)
+from .energy import *  # noqa: F403
 from .firing import FiringMonitor, NeuronStats, count_ops
 from .gradients import BlockGradStats, accumulate_gradients, block_gradient_stats, grad_norm_ratio, mean_output_ce
 from .kinds import KINDS, ValueCounts, worst_kind
@@ -87,15 +78,7 @@ __all__ = [
     "LayerOps",
     "OpTable",
     # energy
-    "EnergyConvention",
-    "EnergyBreakdown",
-    "CONVENTIONS",
-    "GRADED_COSTS",
-    "horowitz_45nm",
-    "flop_sop_convention",
-    "get_convention",
-    "estimate_energy",
-    "energy_from_counts",
+    *energy.__all__,
     # monitors
     "FiringMonitor",
     "NeuronStats",

@@ -40,15 +40,14 @@ def ssa_ops(
 ) -> list[OpRecord]:
     """Ops of ``Q K^T V``: ``order="kv_first"`` (``K^T V`` then ``Q (.)``) or ``"qk_first"``."""
     _check_qkv("ssa_ops", q, k, v)
+    kt = k.transpose(-2, -1)
     if order == "kv_first":
-        kt = k.transpose(-2, -1)
         kv = kt @ v
         return [
             matmul_op("k^T@v", kt, v, step_samples, events="left"),
             matmul_op("q@(k^T v)", q, kv, step_samples, events="left"),
         ]
     if order == "qk_first":
-        kt = k.transpose(-2, -1)
         qk = q @ kt
         return [
             matmul_op("q@k^T", q, kt, step_samples, events="left"),

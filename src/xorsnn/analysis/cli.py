@@ -22,6 +22,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from ..cli_common import add_checkpoint_arguments
+
 __all__ = ["add_analyze_parser", "run_analyze", "checkpoint_batches", "default_raster_layer"]
 
 
@@ -33,11 +35,7 @@ def add_analyze_parser(sub: Any) -> argparse.ArgumentParser:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("checkpoint", help="run directory, epoch_NNNN folder or model.safetensors")
-    p.add_argument("--which", choices=("BEST", "LAST"), default="BEST",
-                   help="checkpoint of a run directory to use (default: BEST)")
-    p.add_argument("--dataset", help="dataset (default: the one the checkpoint was trained on)")
-    p.add_argument("--data-dir", help="dataset directory (default: the training run's, then $XORSNN_DATA)")
+    add_checkpoint_arguments(p)
     p.add_argument("--batches", type=int, default=4, help="test batches to analyse (default: 4)")
     p.add_argument("--batch-size", type=int, default=32, help="samples per batch (default: 32)")
     p.add_argument("--T", type=int, default=None, help="override the number of time steps")

@@ -34,6 +34,7 @@ import torch
 from torch import nn
 
 from ..neurons import SpikingNeuron
+from .hooks import HookedMonitor
 from .kinds import ValueCounts, worst_kind
 from .ops import CAPTURE_FLAG, SYNAPTIC_TYPES, extra_op_records, op_counter_for, synaptic_macs
 from .optable import LayerOps, OpTable
@@ -102,7 +103,7 @@ def _first_tensor(obj: Any) -> torch.Tensor | None:
     return None
 
 
-class FiringMonitor:
+class FiringMonitor(HookedMonitor):
     """Context manager recording firing statistics of ``model`` (see the module docstring).
 
     Args:
@@ -161,14 +162,9 @@ class FiringMonitor:
         self._handles.append(self.model.register_forward_hook(self._root_hook))
         return self
 
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
     def close(self) -> None:
-        """Remove the hooks (the statistics stay available)."""
-        for h in self._handles:
-            h.remove()
-        self._handles.clear()
+        """Remove the hooks and restore the capture flags (the statistics stay available)."""
+        super().close()
         for module, previous in self._captures:
             setattr(module, CAPTURE_FLAG, previous)
         self._captures.clear()

@@ -39,6 +39,7 @@ import torch
 from torch import nn
 
 from ..blocks.spec import SPIKE_MERGES, block_spec
+from .hooks import HookedMonitor
 
 __all__ = [
     "BlockAnatomy",
@@ -146,7 +147,7 @@ def _nnz(t: torch.Tensor) -> int:
     return int((t != 0).sum())
 
 
-class RedundancyMonitor:
+class RedundancyMonitor(HookedMonitor):
     """Context manager measuring :class:`BlockRedundancy` of every known block in ``model``.
 
     Hooks: a forward pre-hook on each block (``x`` and ``x_prev``), forward hooks on the backbone
@@ -174,14 +175,6 @@ class RedundancyMonitor:
             if anat.backbone_input is not None:
                 self._handles.append(anat.backbone_input.register_forward_pre_hook(self._store_input(name)))
         return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def close(self) -> None:
-        for h in self._handles:
-            h.remove()
-        self._handles.clear()
 
     def _pre(self, name: str):
         def hook(module: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:

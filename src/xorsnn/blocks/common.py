@@ -10,10 +10,38 @@ from torch import nn
 from ..layers import LayerKit, TimeAvgPool2d
 from ..neurons import SpikingNeuron
 
-__all__ = ["NeuronFactory", "needs_projection", "zero_norm_", "projection_shortcut", "spiking_projection"]
+__all__ = [
+    "NeuronFactory", "add_units", "needs_projection", "zero_norm_", "projection_shortcut", "spiking_projection",
+]
 
 NeuronFactory = Callable[[], SpikingNeuron]
 """A zero-argument callable returning a fresh neuron module (see :func:`xorsnn.neurons.neuron_factory`)."""
+
+
+def add_units(
+    block: nn.Module, layers: LayerKit, in_planes: int, planes: int, stride: int, neuron: NeuronFactory,
+    *, bottleneck: bool, pre_activation: bool = False,
+) -> int:
+    """Build a residual branch's units ``conv{k}``, ``bn{k}``, ``sn{k}`` on ``block``; return its output width.
+
+    Basic (``bottleneck=False``): ``conv3x3(in_planes, planes, stride)``, ``conv3x3(planes, planes)``.
+    Bottleneck: ``conv1x1(in_planes, planes)``, ``conv3x3(planes, planes, stride)``,
+    ``conv1x1(planes, 4 * planes)``. Each conv is followed by a norm of its width; every unit has a
+    neuron, created after its norm (post-activation: conv-BN-SN) or before its conv
+    (``pre_activation=True``, MS-ResNet: SN-conv-BN). The blocks' ``forward`` says how they are wired.
+    """
+    if bottleneck:
+        units = [(in_planes, planes, 1, 1), (planes, planes, 3, stride), (planes, planes * 4, 1, 1)]
+    else:
+        units = [(in_planes, planes, 3, stride), (planes, planes, 3, 1)]
+    for k, (cin, cout, size, s) in enumerate(units, 1):
+        if pre_activation:
+            setattr(block, f"sn{k}", neuron())
+        setattr(block, f"conv{k}", layers.conv3x3(cin, cout, s) if size == 3 else layers.conv1x1(cin, cout, s))
+        setattr(block, f"bn{k}", layers.norm(cout))
+        if not pre_activation:
+            setattr(block, f"sn{k}", neuron())
+    return units[-1][1]
 
 
 def needs_projection(in_planes: int, out_planes: int, stride: int) -> bool:

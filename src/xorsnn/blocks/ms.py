@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from ..layers import CONV, LayerKit
-from .common import NeuronFactory, needs_projection, zero_norm_
+from .common import NeuronFactory, add_units, needs_projection, zero_norm_
 from .spec import BlockSpec, Segment, pre_activation
 
 __all__ = ["MSBasicBlock", "MSBottleneck"]
@@ -29,14 +29,19 @@ def _init_norms(module: nn.Module, gamma: float) -> None:
 class _MSBase(nn.Module):
     """What the MS basic and bottleneck blocks share: the shortcut, zero-init and the description."""
 
+    expansion: int
     n_units: int
     downsample: nn.Module | None
 
-    def _make_shortcut(self, layers: LayerKit, in_planes: int, out_planes: int, stride: int) -> None:
-        """``Conv1x1 - BN`` on a shape change (a current on the membrane stream, no neuron)."""
-        self.downsample = None
+    def __init__(self, in_planes: int, planes: int, stride: int = 1, *, neuron: NeuronFactory,
+                 layers: LayerKit = CONV, bn_init: float = 0.5) -> None:
+        super().__init__()
+        out_planes = add_units(self, layers, in_planes, planes, stride, neuron, bottleneck=self.expansion > 1,
+                               pre_activation=True)
+        self.downsample = None  # on a shape change: Conv1x1 - BN, a current on the membrane stream (no neuron)
         if needs_projection(in_planes, out_planes, stride):
             self.downsample = nn.Sequential(layers.conv1x1(in_planes, out_planes, stride), layers.norm(out_planes))
+        _init_norms(self, bn_init)
 
     def zero_init_residual(self) -> None:
         zero_norm_(getattr(self, f"bn{self.n_units}"))
@@ -57,18 +62,6 @@ class MSBasicBlock(_MSBase):
     expansion = 1
     n_units = 2
 
-    def __init__(self, in_planes: int, planes: int, stride: int = 1, *, neuron: NeuronFactory,
-                 layers: LayerKit = CONV, bn_init: float = 0.5) -> None:
-        super().__init__()
-        self.sn1 = neuron()
-        self.conv1 = layers.conv3x3(in_planes, planes, stride)
-        self.bn1 = layers.norm(planes)
-        self.sn2 = neuron()
-        self.conv2 = layers.conv3x3(planes, planes)
-        self.bn2 = layers.norm(planes)
-        self._make_shortcut(layers, in_planes, planes, stride)
-        _init_norms(self, bn_init)
-
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         identity = x if self.downsample is None else self.downsample(x)
         out = self.bn1(self.conv1(self.sn1(x)))
@@ -84,22 +77,6 @@ class MSBottleneck(_MSBase):
 
     expansion = 4
     n_units = 3
-
-    def __init__(self, in_planes: int, planes: int, stride: int = 1, *, neuron: NeuronFactory,
-                 layers: LayerKit = CONV, bn_init: float = 0.5) -> None:
-        super().__init__()
-        out_planes = planes * self.expansion
-        self.sn1 = neuron()
-        self.conv1 = layers.conv1x1(in_planes, planes)
-        self.bn1 = layers.norm(planes)
-        self.sn2 = neuron()
-        self.conv2 = layers.conv3x3(planes, planes, stride)
-        self.bn2 = layers.norm(planes)
-        self.sn3 = neuron()
-        self.conv3 = layers.conv1x1(planes, out_planes)
-        self.bn3 = layers.norm(out_planes)
-        self._make_shortcut(layers, in_planes, out_planes, stride)
-        _init_norms(self, bn_init)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         identity = x if self.downsample is None else self.downsample(x)

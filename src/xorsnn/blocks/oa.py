@@ -20,7 +20,7 @@ from torch import nn
 
 from ..layers import CONV, LayerKit
 from ..ops import OR_FORMS, spike_or
-from .common import NeuronFactory, needs_projection, zero_norm_
+from .common import NeuronFactory, add_units, needs_projection, zero_norm_
 from .spec import BlockSpec, Op, Segment, post_activation
 
 __all__ = ["DOWN_MERGES", "OABasicBlock", "OABottleneck"]
@@ -55,9 +55,13 @@ class _OABase(nn.Module):
     n_units: int  # conv-BN units in the branch
     downsample: nn.Module | None
 
-    def _init_oa(self, or_form: str, down_merge: str) -> None:
+    def __init__(self, in_planes: int, planes: int, stride: int = 1, *, neuron: NeuronFactory,
+                 layers: LayerKit = CONV, or_form: str = "poly", down_merge: str = "add") -> None:
+        super().__init__()
         self.or_form = _check_choice("or_form", or_form, OR_FORMS)
         self.down_merge = _check_choice("down_merge", down_merge, DOWN_MERGES)
+        out_planes = add_units(self, layers, in_planes, planes, stride, neuron, bottleneck=self.expansion > 1)
+        self._make_shortcut(layers, in_planes, out_planes, stride, neuron)
 
     def _make_shortcut(self, layers: LayerKit, in_planes: int, out_planes: int, stride: int,
                        neuron: NeuronFactory) -> None:
@@ -117,18 +121,6 @@ class OABasicBlock(_OABase):
     expansion = 1
     n_units = 2
 
-    def __init__(self, in_planes: int, planes: int, stride: int = 1, *, neuron: NeuronFactory,
-                 layers: LayerKit = CONV, or_form: str = "poly", down_merge: str = "add") -> None:
-        super().__init__()
-        self._init_oa(or_form, down_merge)
-        self.conv1 = layers.conv3x3(in_planes, planes, stride)
-        self.bn1 = layers.norm(planes)
-        self.sn1 = neuron()
-        self.conv2 = layers.conv3x3(planes, planes)
-        self.bn2 = layers.norm(planes)
-        self.sn2 = neuron()
-        self._make_shortcut(layers, in_planes, planes, stride, neuron)
-
     def residual(self, x: torch.Tensor) -> torch.Tensor:
         """Backbone current ``F(x) = BN(conv(SN(BN(conv(x)))))`` (before the last neuron)."""
         return self.bn2(self.conv2(self.sn1(self.bn1(self.conv1(x)))))
@@ -139,22 +131,6 @@ class OABottleneck(_OABase):
 
     expansion = 4
     n_units = 3
-
-    def __init__(self, in_planes: int, planes: int, stride: int = 1, *, neuron: NeuronFactory,
-                 layers: LayerKit = CONV, or_form: str = "poly", down_merge: str = "add") -> None:
-        super().__init__()
-        self._init_oa(or_form, down_merge)
-        out_planes = planes * self.expansion
-        self.conv1 = layers.conv1x1(in_planes, planes)
-        self.bn1 = layers.norm(planes)
-        self.sn1 = neuron()
-        self.conv2 = layers.conv3x3(planes, planes, stride)
-        self.bn2 = layers.norm(planes)
-        self.sn2 = neuron()
-        self.conv3 = layers.conv1x1(planes, out_planes)
-        self.bn3 = layers.norm(out_planes)
-        self.sn3 = neuron()
-        self._make_shortcut(layers, in_planes, out_planes, stride, neuron)
 
     def residual(self, x: torch.Tensor) -> torch.Tensor:
         """Backbone current before the last neuron."""

@@ -12,121 +12,60 @@ code uses it (tau 2, V_th 1, hard reset to 0, detached reset, ATan surrogate); n
 zero-initialised by default. The paper's Synergistic Attention (SynA) module is not part of these
 blocks.
 
-On binary spikes this computes what :class:`~xorsnn.blocks.OABasicBlock` with ``down_merge="or"``
-computes (OA differs only in its downsampling blocks, which merge currents); ``tests/test_orrc.py``
-checks the equality with copied weights. The family exists in its own right because ORRC is a
-published baseline with its own defaults, and because it was added through the block description
-alone (docs/architecture.md): this file, one import in ``blocks/__init__.py``, and its tests.
+This is exactly :class:`~xorsnn.blocks.OABasicBlock` with ``down_merge="or"`` (OA differs only in
+its downsampling blocks, which merge currents), so the blocks are built as that, with ``down_merge``
+fixed and the family named ``"orrc"`` in their description; ``tests/test_orrc.py`` checks the
+equality with the paper's formula. The family exists in its own right because ORRC is a published
+baseline with its own defaults, and because it was added through the block description alone
+(docs/architecture.md): this file, one import in ``blocks/__init__.py``, and its tests.
 
 Models: ``orrc_resnet<depth>[_cifar]`` at every standard layout (``xorsnn list 'orrc*'``).
 """
 
 from __future__ import annotations
 
-import torch
-from torch import nn
+import dataclasses
 
 from ..layers import CONV, LayerKit
-from ..ops import OR_FORMS, spike_or
-from .common import NeuronFactory, spiking_projection, zero_norm_
+from .common import NeuronFactory
 from .families import LIF_TAU2, BlockFamily, register_family
-from .spec import BlockSpec, Segment, post_activation
+from .oa import OABasicBlock, OABottleneck
+from .spec import BlockSpec
 
 __all__ = ["ORRCBasicBlock", "ORRCBottleneck", "ORRC"]
 
 
-def _or_form(value: str) -> str:
-    if value not in OR_FORMS:
-        raise ValueError(f"or_form must be one of {OR_FORMS}, got {value!r}")
-    return value
+class _ORRCMixin:
+    """ORRC = the OA block with a spiking shortcut OR-merged on a shape change (``down_merge="or"``)."""
 
+    or_form: str
 
-class _ORRCBase(nn.Module):
-    """What the ORRC basic and bottleneck blocks share: the options, the spiking shortcut, zero-init
-    and the description. The merge neuron is ``sn{n_units}``."""
-
-    n_units: int
-    downsample: nn.Module | None
-
-    def _make_shortcut(self, layers: LayerKit, in_planes: int, out_planes: int, stride: int,
-                       neuron: NeuronFactory) -> None:
-        """``Conv1x1 - BN - SN`` on a shape change, so ``S`` is always spikes."""
-        self.downsample = spiking_projection(layers, in_planes, out_planes, stride, neuron)
-
-    def zero_init_residual(self) -> None:
-        """Silence the backbone (``A = 0``): the block passes its shortcut spikes unchanged."""
-        zero_norm_(getattr(self, f"bn{self.n_units}"))
+    def __init__(self, in_planes: int, planes: int, stride: int = 1, *, neuron: NeuronFactory,
+                 layers: LayerKit = CONV, or_form: str = "poly") -> None:
+        super().__init__(in_planes, planes, stride, neuron=neuron, layers=layers,  # type: ignore[call-arg]
+                         or_form=or_form, down_merge="or")
 
     def spec(self) -> BlockSpec:
-        """Description for the backends (:mod:`xorsnn.blocks.spec`): OR of the last neuron's spikes."""
-        n = self.n_units
-        shortcut = "identity" if self.downsample is None else "spiking_projection"
-        return BlockSpec("orrc", (Segment(post_activation(n), shortcut, "or", f"sn{n}"),), "spikes",
-                         or_form=self.or_form)
+        """Description for the backends (:mod:`xorsnn.blocks.spec`): OR of the last neuron's spikes with the
+        input, or with the ``Conv1x1 - BN - SN`` shortcut's spikes on a shape change."""
+        return dataclasses.replace(super().spec(), family="orrc")  # type: ignore[misc]
 
     def extra_repr(self) -> str:
         return f"or_form={self.or_form!r}"
 
 
-class ORRCBasicBlock(_ORRCBase):
+class ORRCBasicBlock(_ORRCMixin, OABasicBlock):
     """``OR(shortcut(x), SN(BN(conv3x3(SN(BN(conv3x3(x)))))))``.
 
     Shapes: ``[T, B, in_planes, H, W] -> [T, B, planes, H/stride, W/stride]`` (binary spikes).
     """
 
-    expansion = 1
-    n_units = 2
 
-    def __init__(self, in_planes: int, planes: int, stride: int = 1, *, neuron: NeuronFactory,
-                 layers: LayerKit = CONV, or_form: str = "poly") -> None:
-        super().__init__()
-        self.or_form = _or_form(or_form)
-        self.conv1 = layers.conv3x3(in_planes, planes, stride)
-        self.bn1 = layers.norm(planes)
-        self.sn1 = neuron()
-        self.conv2 = layers.conv3x3(planes, planes)
-        self.bn2 = layers.norm(planes)
-        self.sn2 = neuron()
-        self._make_shortcut(layers, in_planes, planes, stride, neuron)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        identity = x if self.downsample is None else self.downsample(x)
-        out = self.sn1(self.bn1(self.conv1(x)))
-        out = self.sn2(self.bn2(self.conv2(out)))
-        return spike_or(identity, out, self.or_form)
-
-
-class ORRCBottleneck(_ORRCBase):
+class ORRCBottleneck(_ORRCMixin, OABottleneck):
     """Bottleneck form: conv1x1-BN-SN, conv3x3(stride)-BN-SN, conv1x1-BN-SN, then ``OR(shortcut, .)``.
 
     Shapes: ``[T, B, in_planes, H, W] -> [T, B, 4*planes, H/stride, W/stride]``.
     """
-
-    expansion = 4
-    n_units = 3
-
-    def __init__(self, in_planes: int, planes: int, stride: int = 1, *, neuron: NeuronFactory,
-                 layers: LayerKit = CONV, or_form: str = "poly") -> None:
-        super().__init__()
-        self.or_form = _or_form(or_form)
-        out_planes = planes * self.expansion
-        self.conv1 = layers.conv1x1(in_planes, planes)
-        self.bn1 = layers.norm(planes)
-        self.sn1 = neuron()
-        self.conv2 = layers.conv3x3(planes, planes, stride)
-        self.bn2 = layers.norm(planes)
-        self.sn2 = neuron()
-        self.conv3 = layers.conv1x1(planes, out_planes)
-        self.bn3 = layers.norm(out_planes)
-        self.sn3 = neuron()
-        self._make_shortcut(layers, in_planes, out_planes, stride, neuron)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        identity = x if self.downsample is None else self.downsample(x)
-        out = self.sn1(self.bn1(self.conv1(x)))
-        out = self.sn2(self.bn2(self.conv2(out)))
-        out = self.sn3(self.bn3(self.conv3(out)))
-        return spike_or(identity, out, self.or_form)
 
 
 ORRC = register_family(BlockFamily(

@@ -22,7 +22,7 @@ from torch import nn
 
 from ..layers import CONV, LayerKit
 from ..ops import spike_and, spike_iand
-from .common import NeuronFactory, spiking_projection, zero_norm_
+from .common import NeuronFactory, add_units, spiking_projection, zero_norm_
 from .spec import BlockSpec, Segment, post_activation
 
 __all__ = ["SEW_CONNECTS", "sew_connect", "SEWBasicBlock", "SEWBottleneck"]
@@ -58,12 +58,15 @@ class _SEWBase(nn.Module):
     """What the SEW basic and bottleneck blocks share: ``connect``, the spiking shortcut, zero-init
     and the description. The merge neuron is ``sn{n_units}``."""
 
+    expansion: int
     n_units: int
     downsample: nn.Module | None
 
-    def _make_shortcut(self, layers: LayerKit, in_planes: int, out_planes: int, stride: int,
-                       neuron: NeuronFactory) -> None:
-        """``Conv1x1 - BN - SN`` on a shape change, so ``S`` is always spikes."""
+    def __init__(self, in_planes: int, planes: int, stride: int = 1, *, neuron: NeuronFactory,
+                 layers: LayerKit = CONV, connect: str = "add") -> None:
+        super().__init__()
+        self.connect = _check_connect(connect)
+        out_planes = add_units(self, layers, in_planes, planes, stride, neuron, bottleneck=self.expansion > 1)
         self.downsample = spiking_projection(layers, in_planes, out_planes, stride, neuron)
 
     def zero_init_residual(self) -> None:
@@ -91,18 +94,6 @@ class SEWBasicBlock(_SEWBase):
     expansion = 1
     n_units = 2
 
-    def __init__(self, in_planes: int, planes: int, stride: int = 1, *, neuron: NeuronFactory,
-                 layers: LayerKit = CONV, connect: str = "add") -> None:
-        super().__init__()
-        self.connect = _check_connect(connect)
-        self.conv1 = layers.conv3x3(in_planes, planes, stride)
-        self.bn1 = layers.norm(planes)
-        self.sn1 = neuron()
-        self.conv2 = layers.conv3x3(planes, planes)
-        self.bn2 = layers.norm(planes)
-        self.sn2 = neuron()
-        self._make_shortcut(layers, in_planes, planes, stride, neuron)
-
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         identity = x if self.downsample is None else self.downsample(x)
         out = self.sn1(self.bn1(self.conv1(x)))
@@ -118,22 +109,6 @@ class SEWBottleneck(_SEWBase):
 
     expansion = 4
     n_units = 3
-
-    def __init__(self, in_planes: int, planes: int, stride: int = 1, *, neuron: NeuronFactory,
-                 layers: LayerKit = CONV, connect: str = "add") -> None:
-        super().__init__()
-        self.connect = _check_connect(connect)
-        out_planes = planes * self.expansion
-        self.conv1 = layers.conv1x1(in_planes, planes)
-        self.bn1 = layers.norm(planes)
-        self.sn1 = neuron()
-        self.conv2 = layers.conv3x3(planes, planes, stride)
-        self.bn2 = layers.norm(planes)
-        self.sn2 = neuron()
-        self.conv3 = layers.conv1x1(planes, out_planes)
-        self.bn3 = layers.norm(out_planes)
-        self.sn3 = neuron()
-        self._make_shortcut(layers, in_planes, out_planes, stride, neuron)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         identity = x if self.downsample is None else self.downsample(x)

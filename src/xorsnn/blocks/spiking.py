@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from ..layers import CONV, LayerKit
-from .common import NeuronFactory, needs_projection, projection_shortcut, zero_norm_
+from .common import NeuronFactory, add_units, needs_projection, projection_shortcut, zero_norm_
 from .spec import BlockSpec, Segment, post_activation
 
 __all__ = ["SpikingBasicBlock", "SpikingBottleneck"]
@@ -21,8 +21,17 @@ __all__ = ["SpikingBasicBlock", "SpikingBottleneck"]
 class _SpikingBase(nn.Module):
     """What the Spiking ResNet basic and bottleneck blocks share: zero-init and the description."""
 
+    expansion: int
     n_units: int  # conv-BN units in the branch; the merge neuron is sn{n_units}
     downsample: nn.Module | None
+
+    def __init__(self, in_planes: int, planes: int, stride: int = 1, *, neuron: NeuronFactory,
+                 layers: LayerKit = CONV, avg_down: bool = False) -> None:
+        super().__init__()
+        out_planes = add_units(self, layers, in_planes, planes, stride, neuron, bottleneck=self.expansion > 1)
+        self.downsample = None  # on a shape change: [AvgPool -] Conv1x1 - BN, a current added before sn{n}
+        if needs_projection(in_planes, out_planes, stride):
+            self.downsample = projection_shortcut(layers, in_planes, out_planes, stride, avg_down=avg_down)
 
     def zero_init_residual(self) -> None:
         """Zero the last BN of the branch (SEW recipe's ``--zero_init_residual``)."""
@@ -44,19 +53,6 @@ class SpikingBasicBlock(_SpikingBase):
     expansion = 1
     n_units = 2
 
-    def __init__(self, in_planes: int, planes: int, stride: int = 1, *, neuron: NeuronFactory,
-                 layers: LayerKit = CONV, avg_down: bool = False) -> None:
-        super().__init__()
-        self.conv1 = layers.conv3x3(in_planes, planes, stride)
-        self.bn1 = layers.norm(planes)
-        self.sn1 = neuron()
-        self.conv2 = layers.conv3x3(planes, planes)
-        self.bn2 = layers.norm(planes)
-        self.downsample = None
-        if needs_projection(in_planes, planes, stride):
-            self.downsample = projection_shortcut(layers, in_planes, planes, stride, avg_down=avg_down)
-        self.sn2 = neuron()
-
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         identity = x if self.downsample is None else self.downsample(x)
         out = self.sn1(self.bn1(self.conv1(x)))
@@ -72,23 +68,6 @@ class SpikingBottleneck(_SpikingBase):
 
     expansion = 4
     n_units = 3
-
-    def __init__(self, in_planes: int, planes: int, stride: int = 1, *, neuron: NeuronFactory,
-                 layers: LayerKit = CONV, avg_down: bool = False) -> None:
-        super().__init__()
-        out_planes = planes * self.expansion
-        self.conv1 = layers.conv1x1(in_planes, planes)
-        self.bn1 = layers.norm(planes)
-        self.sn1 = neuron()
-        self.conv2 = layers.conv3x3(planes, planes, stride)
-        self.bn2 = layers.norm(planes)
-        self.sn2 = neuron()
-        self.conv3 = layers.conv1x1(planes, out_planes)
-        self.bn3 = layers.norm(out_planes)
-        self.downsample = None
-        if needs_projection(in_planes, out_planes, stride):
-            self.downsample = projection_shortcut(layers, in_planes, out_planes, stride, avg_down=avg_down)
-        self.sn3 = neuron()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         identity = x if self.downsample is None else self.downsample(x)

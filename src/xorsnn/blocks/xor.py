@@ -72,7 +72,28 @@ class _XORMixin:
     down_merge: str
     downsample: torch.nn.Module | None
 
-    def _init_xor(self, xor_mode: str, xor_form: str, xor_prev: str, neuron: NeuronFactory) -> None:
+    def __init__(
+        self,
+        in_planes: int,
+        planes: int,
+        stride: int = 1,
+        *,
+        neuron: NeuronFactory,
+        layers: LayerKit = CONV,
+        or_form: str = "poly",
+        down_merge: str = "add",
+        xor_mode: str = "input",
+        xor_form: str = "poly",
+        xor_prev: str = "input",
+    ) -> None:
+        if xor_mode == "inner" and self.expansion > 1:  # type: ignore[attr-defined]
+            raise ValueError(
+                "xor_mode='inner' is not defined for bottleneck blocks (the first neuron's output has "
+                "fewer channels than the block input); use 'input', 'output', 'merge' or 'none'"
+            )
+        super().__init__(  # type: ignore[call-arg]
+            in_planes, planes, stride, neuron=neuron, layers=layers, or_form=or_form, down_merge=down_merge
+        )
         self.xor_mode = _check_choice("xor_mode", xor_mode, XOR_MODES)
         self.xor_form = _check_choice("xor_form", xor_form, XOR_FORMS)
         self.xor_prev = _check_choice("xor_prev", xor_prev, XOR_PREVS)
@@ -103,6 +124,10 @@ class _XORMixin:
         handoff = "shortcut" if self.hands_off_shortcut else "input"
         return BlockSpec("xor", (seg,), "spikes", self.or_form, self.xor_form, handoff,
                          "sn_handoff" if self.sn_handoff is not None else None)
+
+    def extra_repr(self) -> str:
+        xor = f"xor_mode={self.xor_mode!r}, xor_form={self.xor_form!r}, xor_prev={self.xor_prev!r}"
+        return f"{super().extra_repr()}, {xor}"  # type: ignore[misc]
 
     def meta_residual(self, x: torch.Tensor, x_prev: torch.Tensor | None) -> torch.Tensor:
         """Backbone input for ``xor_mode="input"``: ``XOR(x, x_prev)``, or ``x`` without a same-shape ``x_prev``."""
@@ -145,62 +170,11 @@ class XORBasicBlock(_XORMixin, OABasicBlock):
         xor_prev: the stream ``x_{l-1}`` of ``xor_mode="input"``: ``"input"`` or ``"shortcut"`` (module doc).
     """
 
-    def __init__(
-        self,
-        in_planes: int,
-        planes: int,
-        stride: int = 1,
-        *,
-        neuron: NeuronFactory,
-        layers: LayerKit = CONV,
-        or_form: str = "poly",
-        down_merge: str = "add",
-        xor_mode: str = "input",
-        xor_form: str = "poly",
-        xor_prev: str = "input",
-    ) -> None:
-        super().__init__(
-            in_planes, planes, stride, neuron=neuron, layers=layers, or_form=or_form, down_merge=down_merge
-        )
-        self._init_xor(xor_mode, xor_form, xor_prev, neuron)
-
     def inner_residual(self, x: torch.Tensor) -> torch.Tensor:
         """``xor_mode="inner"``: ``BN(conv(XOR(x, SN(BN(conv(x))))))``."""
         h = self.sn1(self.bn1(self.conv1(x)))
         return self.bn2(self.conv2(spike_xor(x, h, self.xor_form)))
 
-    def extra_repr(self) -> str:
-        xor = f"xor_mode={self.xor_mode!r}, xor_form={self.xor_form!r}, xor_prev={self.xor_prev!r}"
-        return f"{super().extra_repr()}, {xor}"
-
 
 class XORBottleneck(_XORMixin, OABottleneck):
     """XOR residual block (bottleneck). ``xor_mode="inner"`` is not defined for bottlenecks."""
-
-    def __init__(
-        self,
-        in_planes: int,
-        planes: int,
-        stride: int = 1,
-        *,
-        neuron: NeuronFactory,
-        layers: LayerKit = CONV,
-        or_form: str = "poly",
-        down_merge: str = "add",
-        xor_mode: str = "input",
-        xor_form: str = "poly",
-        xor_prev: str = "input",
-    ) -> None:
-        if xor_mode == "inner":
-            raise ValueError(
-                "xor_mode='inner' is not defined for bottleneck blocks (the first neuron's output has "
-                "fewer channels than the block input); use 'input', 'output', 'merge' or 'none'"
-            )
-        super().__init__(
-            in_planes, planes, stride, neuron=neuron, layers=layers, or_form=or_form, down_merge=down_merge
-        )
-        self._init_xor(xor_mode, xor_form, xor_prev, neuron)
-
-    def extra_repr(self) -> str:
-        xor = f"xor_mode={self.xor_mode!r}, xor_form={self.xor_form!r}, xor_prev={self.xor_prev!r}"
-        return f"{super().extra_repr()}, {xor}"

@@ -7,6 +7,7 @@ md5: local copies may be re-encoded (e.g. the shared lossy CIFAR-10 copy).
 
 from __future__ import annotations
 
+import dataclasses
 import pickle
 from pathlib import Path
 from typing import Any
@@ -28,15 +29,8 @@ CIFAR10_INFO = DatasetInfo(
     crop_padding=4,
     hflip=True,
 )
-CIFAR100_INFO = DatasetInfo(
-    name="cifar100",
-    num_classes=100,
-    in_channels=3,
-    image_size=(32, 32),
-    mean=(0.5071, 0.4865, 0.4409),
-    std=(0.2673, 0.2564, 0.2762),
-    crop_padding=4,
-    hflip=True,
+CIFAR100_INFO = dataclasses.replace(
+    CIFAR10_INFO, name="cifar100", num_classes=100, mean=(0.5071, 0.4865, 0.4409), std=(0.2673, 0.2564, 0.2762)
 )
 
 

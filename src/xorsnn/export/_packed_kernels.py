@@ -19,6 +19,8 @@ import numpy as np
 from numba import njit, prange, types
 from numba.extending import intrinsic
 
+from ..neurons._cpu_kernels import _step as _cpu_step
+
 __all__ = ["pack_spikes", "popcount_conv", "signed_add_conv", "neuron_multistep", "neuron_pack", "fused_conv_bn_neuron",
            "set_threads"]
 
@@ -61,18 +63,10 @@ def _popcount_row(xp, wpos, n, oh, stride, off, acc, s):  # type: ignore[no-unty
 
 @njit(inline="always")
 def _neuron_step(x, v, k, c, b, vth, vreset, use_c, use_k, k_one, use_b, hard):  # type: ignore[no-untyped-def]
-    """One neuron update in PyTorch's float operations and order: ``h = c*x + k*v + b`` (terms that
-    are switched off are skipped, not multiplied by 1 / added as 0), ``fire = h >= v_threshold``, then
-    hard or soft reset. Returns ``(fire, h, v_next)``."""
-    h = x * c if use_c else x
-    if use_k:
-        h = h + (v if k_one else v * k)
-    if use_b:
-        h = h + b
-    fire = h >= vth
-    if hard:
-        return fire, h, (vreset if fire else h)
-    return fire, h, (h - vth if fire else h)
+    """One neuron update with binary output: the fused CPU neuron's step
+    (:func:`xorsnn.neurons._cpu_kernels._step`, one definition). Returns ``(fire, h, v_next)``."""
+    h, o, v_next = _cpu_step(x, v, k, c, b, vth, vreset, use_c, use_k, k_one, use_b, hard, False, 0.0, 1.0)
+    return o != 0.0, h, v_next
 
 
 @njit(parallel=True, cache=True)

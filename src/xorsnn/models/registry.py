@@ -117,10 +117,16 @@ def model_info(name: str) -> ModelEntry:
 
 
 def _accepted_kwargs(builder: Callable[..., nn.Module]) -> set[str] | None:
-    params = inspect.signature(builder).parameters
-    if any(p.kind == p.VAR_KEYWORD for p in params.values()):
-        return None  # validated by the builder itself
-    return {n for n, p in params.items() if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)}
+    """The keyword arguments ``builder`` takes; a class whose ``__init__`` passes ``**kwargs`` on
+    takes its base classes' too. ``None`` when a plain function takes ``**kwargs`` (it validates them)."""
+    chain = [c.__init__ for c in builder.__mro__ if "__init__" in vars(c)] if isinstance(builder, type) else [builder]
+    names: set[str] = set()
+    for fn in chain:
+        params = inspect.signature(fn).parameters
+        names |= {n for n, p in params.items() if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)}
+        if not any(p.kind == p.VAR_KEYWORD for p in params.values()):
+            return names - {"self"}
+    return None
 
 
 def _is_int(v: Any) -> bool:

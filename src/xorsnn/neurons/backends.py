@@ -231,6 +231,28 @@ def _input_grads(ctx: Any, grad_x: torch.Tensor, grad_v: torch.Tensor) -> tuple[
     return gx, gv0, None
 
 
+def _save_forward(ctx: Any, d: NeuronDynamics, x: torch.Tensor, v0: torch.Tensor | None, v: torch.Tensor,
+                  h_seq: torch.Tensor | None) -> torch.Tensor:
+    """What a fused forward keeps for its backward (``h_seq`` ``[T, N]`` when a gradient is needed);
+    returns the final membrane ``v`` ``[N]`` in ``x``'s state shape and dtype (non-differentiable)."""
+    if h_seq is not None:
+        ctx.save_for_backward(h_seq)
+    ctx.d = d
+    ctx.x_shape, ctx.x_dtype = x.shape, x.dtype
+    ctx.v0_dtype = None if v0 is None else v0.dtype
+    v_final = v.view(x.shape[1:]).to(x.dtype)
+    ctx.mark_non_differentiable(v_final)
+    ctx.set_materialize_grads(False)  # no zero tensor for the final state's (absent) gradient
+    return v_final
+
+
+def _saved_h(ctx: Any, grad_out: torch.Tensor | None) -> torch.Tensor | None:
+    """The forward's ``h_seq`` ``[T, N]``, or ``None`` when the spikes did not reach the loss (gradients are
+    not materialised, so ``grad_out`` is ``None``)."""
+    (h_seq,) = ctx.saved_tensors
+    return None if grad_out is None else h_seq
+
+
 class _FusedCPUNeuron(torch.autograd.Function):
     """Whole-sequence neuron: one numba call forward, one backward (BPTT)."""
 
@@ -252,24 +274,16 @@ class _FusedCPUNeuron(torch.autograd.Function):
         out = torch.empty((t_n, n), dtype=dtype)
         consts, flags = _kernel_args(d, dtype, store_h)
         kern.forward(xs.numpy(), v.numpy(), consts, flags, out.numpy(), h_seq.numpy(), torch.get_num_threads())
-        if store_h:
-            ctx.save_for_backward(h_seq)
-        ctx.d = d
-        ctx.x_shape, ctx.x_dtype = x.shape, x.dtype
-        ctx.v0_dtype = None if v0 is None else v0.dtype
-        v_final = v.view(state_shape).to(x.dtype)
-        ctx.mark_non_differentiable(v_final)
-        ctx.set_materialize_grads(False)  # no zero tensor for the final state's (absent) gradient
-        return out.view(x.shape).to(x.dtype), v_final
+        return out.view(x.shape).to(x.dtype), _save_forward(ctx, d, x, v0, v, h_seq if store_h else None)
 
     @staticmethod
     @once_differentiable
     def backward(ctx: Any, grad_out: torch.Tensor, _grad_v: torch.Tensor | None):  # type: ignore[override]
+        h_seq = _saved_h(ctx, grad_out)
+        if h_seq is None:
+            return None, None, None
         kern = _kernels()
         assert kern is not None
-        (h_seq,) = ctx.saved_tensors
-        if grad_out is None:  # the spikes did not reach the loss (grads are not materialised)
-            return None, None, None
         t_n, n = h_seq.shape
         g = _flat(grad_out, h_seq.dtype, t_n)
         grad_x = torch.empty_like(h_seq)
@@ -335,24 +349,16 @@ class _FusedTritonNeuron(torch.autograd.Function):
         kern.neuron_forward_kernel[grid](
             xs, v, out, h_seq, t_n, n, d.k, d.c, d.b, d.v_threshold, d.v_reset, **_triton_flags(d),
             STORE_H=store_h, BLOCK=kern.BLOCK, enable_fp_fusion=False)
-        if store_h:
-            ctx.save_for_backward(h_seq)
-        ctx.d = d
-        ctx.x_shape, ctx.x_dtype = x.shape, x.dtype
-        ctx.v0_dtype = None if v0 is None else v0.dtype
-        v_final = v.view(state_shape).to(x.dtype)
-        ctx.mark_non_differentiable(v_final)
-        ctx.set_materialize_grads(False)
-        return out.view(x.shape), v_final
+        return out.view(x.shape), _save_forward(ctx, d, x, v0, v, h_seq if store_h else None)
 
     @staticmethod
     @once_differentiable
     def backward(ctx: Any, grad_out: torch.Tensor, _grad_v: torch.Tensor | None):  # type: ignore[override]
+        h_seq = _saved_h(ctx, grad_out)
+        if h_seq is None:
+            return None, None, None
         kern = _triton_kernels()
         assert kern is not None
-        (h_seq,) = ctx.saved_tensors
-        if grad_out is None:
-            return None, None, None
         d: NeuronDynamics = ctx.d
         t_n, n = h_seq.shape
         g = grad_out.detach().contiguous().view(t_n, n)

@@ -15,20 +15,19 @@ from .attention import (
     SpikingSelfAttention,
     record_attention,
 )
-from .base import SpikingTransformer
-from .sdt import MSMLP, MSPatchSplitting, SDTBlock, SpikeDrivenTransformer
+from .base import EncoderBlock, SpikingTransformer
+from .sdt import MSMLP, MSPatchSplitting, SpikeDrivenTransformer
 from .similarity import AXNORCoefficient, make_coefficients
-from .spikformer import Spikformer, SpikformerBlock, SpikingMLP, SpikingPatchSplitting
+from .spikformer import Spikformer, SpikingMLP, SpikingPatchSplitting
 from .tokens import TokenBatchNorm, TokenLinear
 
 __all__ = [
     "SpikingTransformer",
+    "EncoderBlock",
     "Spikformer",
-    "SpikformerBlock",
     "SpikingPatchSplitting",
     "SpikingMLP",
     "SpikeDrivenTransformer",
-    "SDTBlock",
     "MSPatchSplitting",
     "MSMLP",
     "SpikingAttention",

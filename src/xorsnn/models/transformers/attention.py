@@ -386,15 +386,14 @@ class SpikingSelfAttention(SpikingAttention):
         complement products ``(1 - Q)(1 - K)ᵀ``.
         """
         n, h, d = self._tokens(tokens), self.num_heads, self.head_dim
+        norms = [{"name": f"|{t}|", "macs": h * n * d, "operands": (t,)} for t in ("q", "k")]  # a-XNOR's row sums
         if self.order == "kv_first":
             ops = [
                 {"name": "k^T@v", "macs": h * n * d * d, "operands": ("k",)},
                 {"name": "q@(k^T v)", "macs": h * n * d * d, "operands": ("q",)},
             ]
             if self.similarity == "axnor":
-                ops += [
-                    {"name": "|q|", "macs": h * n * d, "operands": ("q",)},
-                    {"name": "|k|", "macs": h * n * d, "operands": ("k",)},
+                ops += norms + [
                     {"name": "1^T@v", "macs": h * n * d, "operands": ("v",)},
                     {"name": "|k|^T@v", "macs": h * n * d, "operands": ("v",)},
                     {"name": "axnor:combine", "macs": 3 * h * n * d, "operands": ()},
@@ -405,9 +404,7 @@ class SpikingSelfAttention(SpikingAttention):
                 {"name": "(q k^T)@v", "macs": h * n * n * d, "operands": ("v",)},
             ]
             if self.similarity == "axnor":
-                ops += [
-                    {"name": "|q|", "macs": h * n * d, "operands": ("q",)},
-                    {"name": "|k|", "macs": h * n * d, "operands": ("k",)},
+                ops += norms + [
                     {"name": "axnor:correction", "macs": 2 * h * n * n, "operands": ()},
                 ]
         if self.normalize != "none":

@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 from ...neurons import merge_neuron_spec, neuron_factory
+from ..registry import register_model
 from ..resnet import as_size, check_image_input
 from .attention import SpikingAttention
 from .similarity import AXNOR_DEFAULTS, SIMILARITIES, AXNORCoefficient, make_coefficients
@@ -24,13 +25,28 @@ def _positive_int(name: str, value: Any) -> int:
     return value
 
 
+class EncoderBlock(nn.Module):
+    """``x' = x + attn(x)``, ``out = x' + mlp(x')`` on tokens ``[T, B, N, D]`` (the residual stream of
+    Spikformer and SDT; what ``attn`` and ``mlp`` compute is the architecture's)."""
+
+    def __init__(self, attn: nn.Module, mlp: nn.Module) -> None:
+        super().__init__()
+        self.attn = attn
+        self.mlp = mlp
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x + self.attn(x)
+        return x + self.mlp(x)
+
+
 class SpikingTransformer(nn.Module):
     """Base class: validates the shared arguments and builds neurons and ``a`` coefficients.
 
     Subclasses build ``self.patch_embed`` (image -> tokens ``[T, B, N, C]``), ``self.blocks``
     (``nn.ModuleList`` of encoder blocks), ``self.head_sn`` and ``self.fc``.
 
-    Shared arguments (all keyword-only):
+    Shared arguments (all keyword-only; a subclass sets the defaults of ``embed_dim``, ``depth``,
+    ``num_heads`` and ``attn_scale`` and passes the others through):
         embed_dim: token channels ``D`` (divisible by 8 and by ``num_heads``).
         depth: number of encoder blocks.
         num_heads: attention heads.
@@ -60,20 +76,20 @@ class SpikingTransformer(nn.Module):
         embed_dim: int,
         depth: int,
         num_heads: int,
-        mlp_ratio: float,
-        pooling: str,
-        num_classes: int,
-        T: int,
-        in_channels: int,
-        input_size: int | Sequence[int] | None,
-        neuron: Mapping[str, Any] | None,
-        attn_neuron: Mapping[str, Any] | None,
-        similarity: str,
-        a: float | None,
-        a_learnable: bool | None,
-        a_granularity: str | None,
         attn_scale: float,
-        attn_norm: str,
+        mlp_ratio: float = 4.0,
+        pooling: str = "0011",
+        num_classes: int = 10,
+        T: int = 4,
+        in_channels: int = 3,
+        input_size: int | Sequence[int] | None = None,
+        neuron: Mapping[str, Any] | None = None,
+        attn_neuron: Mapping[str, Any] | None = None,
+        similarity: str = "dot",
+        a: float | None = None,
+        a_learnable: bool | None = None,
+        a_granularity: str | None = None,
+        attn_norm: str = "none",
     ) -> None:
         super().__init__()
         for name, value in (("embed_dim", embed_dim), ("depth", depth), ("num_heads", num_heads),
@@ -174,3 +190,14 @@ class SpikingTransformer(nn.Module):
         if self.a_options:
             s += f", a_options={self.a_options}"
         return s
+
+
+def register_transformer(name: str, cls: type[SpikingTransformer], title: str, *, depth: int, embed_dim: int,
+                         num_heads: int, pooling: str, num_classes: int, paper: str, where: str, **extra: Any) -> None:
+    """Register ``cls`` at one published configuration as ``name`` (description
+    ``"<title>-<depth>-<embed_dim> (<where>: <input>, <heads> heads; paper: <paper>)"``)."""
+    size = "32x32, 4x4 patches (64 tokens)" if pooling == "0011" else "224x224, 16x16 patches (196 tokens)"
+    register_model(
+        name, cls, description=f"{title}-{depth}-{embed_dim} ({where}: {size}, {num_heads} heads; paper: {paper})",
+        depth=depth, embed_dim=embed_dim, num_heads=num_heads, pooling=pooling, num_classes=num_classes, **extra,
+    )

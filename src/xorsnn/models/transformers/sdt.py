@@ -17,47 +17,32 @@ out; the model returns per-time-step logits (the official code averages them ove
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
 from typing import Any
 
 import torch
 from torch import nn
 
 from ...blocks.common import NeuronFactory
-from ...layers import TimeBatchNorm2d, TimeConv2d, TimeMaxPool2d
-from ..registry import register_model
+from ...layers import TimeBatchNorm2d, TimeConv2d
 from .attention import SpikeDrivenSelfAttention
-from .base import SpikingTransformer
-from .similarity import AXNORCoefficient
-from .spikformer import _stem_unit
+from .base import EncoderBlock, SpikingTransformer, register_transformer
+from .spikformer import _stem_unit, patch_units
 from .tokens import TokenLinear, to_tokens
 
-__all__ = ["MSPatchSplitting", "MSMLP", "SDTBlock", "SpikeDrivenTransformer", "CONFIGS"]
+__all__ = ["MSPatchSplitting", "MSMLP", "SpikeDrivenTransformer", "CONFIGS"]
 
 
 class MSPatchSplitting(nn.Module):
-    """SDT's patch embedding with a membrane-shortcut RPE.
-
-    Args:
-        in_channels: image channels.
-        embed_dim: output channels ``D``.
-        pooling: 4 characters, ``"1"`` = max-pool after that unit (``"0011"`` CIFAR, ``"1111"`` ImageNet).
-        neuron: neuron factory.
+    """SDT's patch embedding with a membrane-shortcut RPE (arguments as :class:`~.spikformer.SpikingPatchSplitting`;
+    no neuron after the last unit).
 
     Shapes: ``[B, C, H, W]`` or ``[T, B, C, H, W]`` -> real-valued tokens ``[T, B, N, D]``.
     """
 
     def __init__(self, in_channels: int, embed_dim: int, *, pooling: str = "0011", neuron: NeuronFactory):
         super().__init__()
-        widths = [embed_dim // 8, embed_dim // 4, embed_dim // 2, embed_dim]
-        c_in = [in_channels] + widths[:-1]
-        self.convs = nn.ModuleList(
-            TimeConv2d(ci, co, 3, padding=1, bias=False) for ci, co in zip(c_in, widths, strict=True)
-        )
-        self.bns = nn.ModuleList(TimeBatchNorm2d(co) for co in widths)
-        self.sns = nn.ModuleList(neuron() for _ in widths[:3])
-        self.pools = nn.ModuleList(TimeMaxPool2d(3, stride=2, padding=1) if p == "1" else nn.Identity()
-                                   for p in pooling)
+        self.convs, self.bns, self.pools = patch_units(in_channels, embed_dim, pooling)
+        self.sns = nn.ModuleList(neuron() for _ in range(3))
         self.rpe_sn = neuron()
         self.rpe_conv = TimeConv2d(embed_dim, embed_dim, 3, padding=1, bias=False)
         self.rpe_bn = TimeBatchNorm2d(embed_dim)
@@ -84,34 +69,6 @@ class MSMLP(nn.Module):
         return self.fc2(self.fc1(self.sn1(x)))
 
 
-class SDTBlock(nn.Module):
-    """``x' = x + SDSA(x)``, ``x = x' + MLP(x')`` on the membrane stream ``[T, B, N, D]``."""
-
-    def __init__(
-        self,
-        dim: int,
-        num_heads: int,
-        mlp_ratio: float,
-        *,
-        neuron: NeuronFactory,
-        attn_neuron: NeuronFactory,
-        scale: float,
-        similarity: str,
-        a_coef: AXNORCoefficient | None,
-        normalize: str,
-    ):
-        super().__init__()
-        self.attn = SpikeDrivenSelfAttention(
-            dim, num_heads, neuron=neuron, attn_neuron=attn_neuron, scale=scale, similarity=similarity,
-            a_coef=a_coef, normalize=normalize,
-        )
-        self.mlp = MSMLP(dim, int(dim * mlp_ratio), neuron=neuron)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = x + self.attn(x)
-        return x + self.mlp(x)
-
-
 class SpikeDrivenTransformer(SpikingTransformer):
     """Spike-driven Transformer-``depth``-``embed_dim`` (SDT v1).
 
@@ -125,42 +82,22 @@ class SpikeDrivenTransformer(SpikingTransformer):
     """
 
     def __init__(
-        self,
-        *,
-        embed_dim: int = 512,
-        depth: int = 2,
-        num_heads: int = 8,
-        mlp_ratio: float = 4.0,
-        pooling: str = "0011",
-        num_classes: int = 10,
-        T: int = 4,
-        in_channels: int = 3,
-        input_size: int | Sequence[int] | None = None,
-        neuron: Mapping[str, Any] | None = None,
-        attn_neuron: Mapping[str, Any] | None = None,
-        similarity: str = "dot",
-        a: float | None = None,
-        a_learnable: bool | None = None,
-        a_granularity: str | None = None,
-        attn_scale: float = 1.0,
-        attn_norm: str = "none",
+        self, *, embed_dim: int = 512, depth: int = 2, num_heads: int = 8, attn_scale: float = 1.0, **kwargs: Any
     ) -> None:
-        super().__init__(
-            embed_dim=embed_dim, depth=depth, num_heads=num_heads, mlp_ratio=mlp_ratio, pooling=pooling,
-            num_classes=num_classes, T=T, in_channels=in_channels, input_size=input_size, neuron=neuron,
-            attn_neuron=attn_neuron, similarity=similarity, a=a, a_learnable=a_learnable,
-            a_granularity=a_granularity, attn_scale=attn_scale, attn_norm=attn_norm,
-        )
-        self.patch_embed = MSPatchSplitting(in_channels, embed_dim, pooling=pooling, neuron=self.make_sn)
+        super().__init__(embed_dim=embed_dim, depth=depth, num_heads=num_heads, attn_scale=attn_scale, **kwargs)
+        self.patch_embed = MSPatchSplitting(self.in_channels, embed_dim, pooling=self.pooling, neuron=self.make_sn)
         self.blocks = nn.ModuleList(
-            SDTBlock(
-                embed_dim, num_heads, mlp_ratio, neuron=self.make_sn, attn_neuron=self.make_attn_sn,
-                scale=attn_scale, similarity=similarity, a_coef=self.layer_coefs[i], normalize=attn_norm,
+            EncoderBlock(
+                SpikeDrivenSelfAttention(
+                    embed_dim, num_heads, neuron=self.make_sn, attn_neuron=self.make_attn_sn,
+                    scale=attn_scale, similarity=self.similarity, a_coef=coef, normalize=self.attn_norm,
+                ),
+                MSMLP(embed_dim, int(embed_dim * self.mlp_ratio), neuron=self.make_sn),
             )
-            for i in range(depth)
+            for coef in self.layer_coefs
         )
         self.head_sn = self.make_sn()
-        self.fc = nn.Linear(embed_dim, num_classes)
+        self.fc = nn.Linear(embed_dim, self.num_classes)
         # official init: every convolution (incl. the 1x1 "linears") trunc_normal(0.02); the head keeps torch's
         for m in list(self.patch_embed.modules()) + list(self.blocks.modules()):
             if isinstance(m, (nn.Conv2d, nn.Linear)):
@@ -180,19 +117,6 @@ CONFIGS: dict[str, tuple[int, int, int, str, int, str, str]] = {
 """Registered SDT configurations (heads and pooling from the official ``conf/*.yml``)."""
 
 
-def _register() -> None:
-    for name, (depth, dim, heads, pooling, classes, params, where) in CONFIGS.items():
-        size = "32x32, 4x4 patches (64 tokens)" if pooling == "0011" else "224x224, 16x16 patches (196 tokens)"
-        register_model(
-            name,
-            SpikeDrivenTransformer,
-            description=f"Spike-driven Transformer-{depth}-{dim} ({where}: {size}, {heads} heads; paper: {params})",
-            depth=depth,
-            embed_dim=dim,
-            num_heads=heads,
-            pooling=pooling,
-            num_classes=classes,
-        )
-
-
-_register()
+for _name, (_depth, _dim, _heads, _pooling, _classes, _params, _where) in CONFIGS.items():
+    register_transformer(_name, SpikeDrivenTransformer, "Spike-driven Transformer", depth=_depth, embed_dim=_dim,
+                         num_heads=_heads, pooling=_pooling, num_classes=_classes, paper=_params, where=_where)

@@ -15,7 +15,6 @@ it exactly. Registered configurations and their parameter counts are in :data:`C
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
 from typing import Any
 
 import torch
@@ -23,13 +22,11 @@ from torch import nn
 
 from ...blocks.common import NeuronFactory
 from ...layers import TimeBatchNorm2d, TimeConv2d, TimeMaxPool2d
-from ..registry import register_model
 from .attention import SpikingSelfAttention
-from .base import SpikingTransformer
-from .similarity import AXNORCoefficient
+from .base import EncoderBlock, SpikingTransformer, register_transformer
 from .tokens import TokenLinear, to_tokens
 
-__all__ = ["SpikingPatchSplitting", "SpikingMLP", "SpikformerBlock", "Spikformer", "CONFIGS"]
+__all__ = ["SpikingPatchSplitting", "SpikingMLP", "Spikformer", "CONFIGS"]
 
 
 def _stem_unit(conv: nn.Module, bn: nn.Module, x: torch.Tensor, T: int) -> torch.Tensor:
@@ -38,6 +35,17 @@ def _stem_unit(conv: nn.Module, bn: nn.Module, x: torch.Tensor, T: int) -> torch
         y = bn(conv(x))
         return y.unsqueeze(0).expand(T, *y.shape)
     return bn(conv(x))
+
+
+def patch_units(in_channels: int, embed_dim: int, pooling: str) -> tuple[nn.ModuleList, nn.ModuleList, nn.ModuleList]:
+    """The four ``conv3x3 - BN`` units of a patch embedding (widths ``D/8, D/4, D/2, D``) and the
+    max-pool (or identity) after each: ``(convs, bns, pools)``."""
+    widths = [embed_dim // 8, embed_dim // 4, embed_dim // 2, embed_dim]
+    c_in = [in_channels] + widths[:-1]
+    convs = nn.ModuleList(TimeConv2d(ci, co, 3, padding=1, bias=False) for ci, co in zip(c_in, widths, strict=True))
+    bns = nn.ModuleList(TimeBatchNorm2d(co) for co in widths)
+    pools = nn.ModuleList(TimeMaxPool2d(3, stride=2, padding=1) if p == "1" else nn.Identity() for p in pooling)
+    return convs, bns, pools
 
 
 class SpikingPatchSplitting(nn.Module):
@@ -55,15 +63,8 @@ class SpikingPatchSplitting(nn.Module):
 
     def __init__(self, in_channels: int, embed_dim: int, *, pooling: str = "0011", neuron: NeuronFactory):
         super().__init__()
-        widths = [embed_dim // 8, embed_dim // 4, embed_dim // 2, embed_dim]
-        c_in = [in_channels] + widths[:-1]
-        self.convs = nn.ModuleList(
-            TimeConv2d(ci, co, 3, padding=1, bias=False) for ci, co in zip(c_in, widths, strict=True)
-        )
-        self.bns = nn.ModuleList(TimeBatchNorm2d(co) for co in widths)
-        self.sns = nn.ModuleList(neuron() for _ in widths)
-        self.pools = nn.ModuleList(TimeMaxPool2d(3, stride=2, padding=1) if p == "1" else nn.Identity()
-                                   for p in pooling)
+        self.convs, self.bns, self.pools = patch_units(in_channels, embed_dim, pooling)
+        self.sns = nn.ModuleList(neuron() for _ in self.convs)
         self.rpe_conv = TimeConv2d(embed_dim, embed_dim, 3, padding=1, bias=False)
         self.rpe_bn = TimeBatchNorm2d(embed_dim)
         self.rpe_sn = neuron()
@@ -88,36 +89,6 @@ class SpikingMLP(nn.Module):
         return self.fc2(self.fc1(x))
 
 
-class SpikformerBlock(nn.Module):
-    """``x' = x + SSA(x)``, ``x = x' + MLP(x')`` on tokens ``[T, B, N, D]``."""
-
-    def __init__(
-        self,
-        dim: int,
-        num_heads: int,
-        mlp_ratio: float,
-        *,
-        neuron: NeuronFactory,
-        attn_neuron: NeuronFactory,
-        qkv_bias: bool,
-        scale: float,
-        order: str,
-        similarity: str,
-        a_coef: AXNORCoefficient | None,
-        normalize: str,
-    ):
-        super().__init__()
-        self.attn = SpikingSelfAttention(
-            dim, num_heads, neuron=neuron, attn_neuron=attn_neuron, qkv_bias=qkv_bias, scale=scale,
-            order=order, similarity=similarity, a_coef=a_coef, normalize=normalize,
-        )
-        self.mlp = SpikingMLP(dim, int(dim * mlp_ratio), neuron=neuron)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = x + self.attn(x)
-        return x + self.mlp(x)
-
-
 class Spikformer(SpikingTransformer):
     """Spikformer-``depth``-``embed_dim``.
 
@@ -140,41 +111,27 @@ class Spikformer(SpikingTransformer):
         embed_dim: int = 384,
         depth: int = 4,
         num_heads: int = 12,
-        mlp_ratio: float = 4.0,
-        pooling: str = "0011",
-        num_classes: int = 10,
-        T: int = 4,
-        in_channels: int = 3,
-        input_size: int | Sequence[int] | None = None,
-        neuron: Mapping[str, Any] | None = None,
-        attn_neuron: Mapping[str, Any] | None = None,
         qkv_bias: bool = True,
-        similarity: str = "dot",
-        a: float | None = None,
-        a_learnable: bool | None = None,
-        a_granularity: str | None = None,
         attn_scale: float = 0.125,
-        attn_norm: str = "none",
         attn_order: str = "kv_first",
+        **kwargs: Any,
     ) -> None:
-        super().__init__(
-            embed_dim=embed_dim, depth=depth, num_heads=num_heads, mlp_ratio=mlp_ratio, pooling=pooling,
-            num_classes=num_classes, T=T, in_channels=in_channels, input_size=input_size, neuron=neuron,
-            attn_neuron=attn_neuron, similarity=similarity, a=a, a_learnable=a_learnable,
-            a_granularity=a_granularity, attn_scale=attn_scale, attn_norm=attn_norm,
-        )
+        super().__init__(embed_dim=embed_dim, depth=depth, num_heads=num_heads, attn_scale=attn_scale, **kwargs)
         self.attn_order = attn_order
-        self.patch_embed = SpikingPatchSplitting(in_channels, embed_dim, pooling=pooling, neuron=self.make_sn)
+        self.patch_embed = SpikingPatchSplitting(self.in_channels, embed_dim, pooling=self.pooling, neuron=self.make_sn)
         self.blocks = nn.ModuleList(
-            SpikformerBlock(
-                embed_dim, num_heads, mlp_ratio, neuron=self.make_sn, attn_neuron=self.make_attn_sn,
-                qkv_bias=bool(qkv_bias), scale=attn_scale, order=attn_order, similarity=similarity,
-                a_coef=self.layer_coefs[i], normalize=attn_norm,
+            EncoderBlock(
+                SpikingSelfAttention(
+                    embed_dim, num_heads, neuron=self.make_sn, attn_neuron=self.make_attn_sn,
+                    qkv_bias=bool(qkv_bias), scale=attn_scale, order=attn_order, similarity=self.similarity,
+                    a_coef=coef, normalize=self.attn_norm,
+                ),
+                SpikingMLP(embed_dim, int(embed_dim * self.mlp_ratio), neuron=self.make_sn),
             )
-            for i in range(depth)
+            for coef in self.layer_coefs
         )
         self.head_sn = nn.Identity()
-        self.fc = nn.Linear(embed_dim, num_classes)
+        self.fc = nn.Linear(embed_dim, self.num_classes)
         self._init_linear(self)
 
 
@@ -193,20 +150,7 @@ CONFIGS: dict[str, tuple[int, int, int, str, bool, int, str, str]] = {
 12 for D = 384/768 and 8 for D = 512 are assumed -- they do not change the parameter count)."""
 
 
-def _register() -> None:
-    for name, (depth, dim, heads, pooling, qkv_bias, classes, params, where) in CONFIGS.items():
-        size = "32x32, 4x4 patches (64 tokens)" if pooling == "0011" else "224x224, 16x16 patches (196 tokens)"
-        register_model(
-            name,
-            Spikformer,
-            description=f"Spikformer-{depth}-{dim} ({where}: {size}, {heads} heads; paper: {params} params)",
-            depth=depth,
-            embed_dim=dim,
-            num_heads=heads,
-            pooling=pooling,
-            qkv_bias=qkv_bias,
-            num_classes=classes,
-        )
-
-
-_register()
+for _name, (_depth, _dim, _heads, _pooling, _qkv_bias, _classes, _params, _where) in CONFIGS.items():
+    register_transformer(_name, Spikformer, "Spikformer", depth=_depth, embed_dim=_dim, num_heads=_heads,
+                         pooling=_pooling, num_classes=_classes, paper=f"{_params} params", where=_where,
+                         qkv_bias=_qkv_bias)
