@@ -5,7 +5,7 @@ import json
 import pytest
 import torch
 
-from xorsnn.analysis import FiringMonitor, analyze, count_ops
+from xorsnn.analysis import FiringMonitor, analyze, count_ops, extra_op_records
 from xorsnn.cli import main
 from xorsnn.models import SpikeDrivenTransformer, Spikformer
 from xorsnn.training import TrainConfig, build_model_from_checkpoint, train
@@ -80,7 +80,7 @@ def test_attention_matmuls_are_in_the_op_report_with_hand_counted_sops(case):
     attn = model.blocks[0].attn
     assert attn.capture_op_operands is False and attn._op_operands is None
     with pytest.raises(ValueError, match="capture_op_operands"):
-        attn.extra_ops((torch.zeros(2, 3, N, 32),), None)
+        extra_op_records(attn, (torch.zeros(2, 3, N, 32),), None)
 
 
 def test_attention_ops_enter_the_energy_totals():

@@ -11,6 +11,7 @@ from helpers import binary
 from torch import nn
 
 import xorsnn
+from xorsnn.analysis import attention_table, extra_op_records
 from xorsnn.models import SpikeDrivenTransformer, Spikformer, record_attention
 from xorsnn.models.transformers import AXNORCoefficient, SpikeDrivenSelfAttention, SpikingSelfAttention
 from xorsnn.neurons import SpikingNeuron
@@ -319,17 +320,17 @@ def test_geometry_and_attention_ops_for_sop_accounting():
     g = attn.geometry()
     assert (g["tokens"], g["heads"], g["head_dim"], g["order"], g["similarity"]) == (64, 12, 32, "kv_first", "axnor")
     assert g["scale"] == 0.125 and len(g["a"]) == 12
-    ops = {o["name"]: o for o in attn.attention_ops()}
+    ops = {o["name"]: o for o in attention_table(attn)}
     assert ops["k^T@v"]["macs"] == ops["q@(k^T v)"]["macs"] == 12 * 64 * 32 * 32
     extra = sum(o["macs"] for n, o in ops.items() if n not in ("k^T@v", "q@(k^T v)"))
     assert extra == 12 * 64 * 32 * 7  # O(N d): |q|, |k|, 1ᵀv, |k|ᵀv + 3 per output entry = 22 % of one product
     qk = SpikingSelfAttention(384, 12, neuron=SpikingNeuron, attn_neuron=SpikingNeuron, order="qk_first")
-    assert {o["name"]: o["macs"] for o in qk.attention_ops(tokens=64)} == {
+    assert {o["name"]: o["macs"] for o in attention_table(qk, tokens=64)} == {
         "q@k^T": 12 * 64 * 64 * 32, "(q k^T)@v": 12 * 64 * 64 * 32}
     sdsa = SpikeDrivenSelfAttention(64, 4, neuron=SpikingNeuron, attn_neuron=SpikingNeuron)
-    assert [o["macs"] for o in sdsa.attention_ops(tokens=10)] == [640, 640, 640]
+    assert [o["macs"] for o in attention_table(sdsa, tokens=10)] == [640, 640, 640]
     with pytest.raises(ValueError, match="tokens"):
-        sdsa.attention_ops()
+        attention_table(sdsa)
 
 
 def test_neuron_defaults_and_overrides():
@@ -484,11 +485,11 @@ def test_attention_ops_equal_the_analysis_records(kind, order, similarity, norma
     x = (torch.rand(2, 3, 10, 32, generator=torch.Generator().manual_seed(0)) < 0.4).float()
     attn.capture_op_operands = True
     out = attn(x)
-    records = attn.extra_ops((x,), out)
+    records = extra_op_records(attn, (x,), out)  # the registered counter (xorsnn.analysis.attention_ops)
     counted = {r.name: r.macs / r.step_samples for r in records}
-    static = {o["name"]: o["macs"] for o in attn.attention_ops()}
+    static = {o["name"]: o["macs"] for o in attention_table(attn)}
     assert counted == static and len(records) == len(static)
-    for o in attn.attention_ops():
+    for o in attention_table(attn):
         assert set(o["operands"]) <= {"q", "k", "v", "attn"}
 
 

@@ -30,7 +30,7 @@ See ``docs/energy.md`` for the counting rules and worked examples (SEW-ResNet-34
 
 from . import energy
 from .analyze import analyze, split_batch
-from .attention_ops import axnor_ops, sdsa_ops, ssa_ops
+from .attention_ops import attention_records, attention_table, axnor_ops, sdsa_ops, ssa_ops
 from .energy import *  # noqa: F403
 from .firing import FiringMonitor, NeuronStats, count_ops
 from .gradients import BlockGradStats, accumulate_gradients, block_gradient_stats, grad_norm_ratio, mean_output_ce
@@ -73,6 +73,8 @@ __all__ = [
     "synaptic_macs",
     "matmul_op",
     "ssa_ops",
+    "attention_records",
+    "attention_table",
     "axnor_ops",
     "sdsa_ops",
     "LayerOps",

@@ -1,4 +1,4 @@
-"""Ready-made op counters for spiking attention (for use inside a module's ``extra_ops``).
+"""Op counting of spiking attention: the product counters and the counter of xorsnn's attention modules.
 
 Shapes: ``q``, ``k`` ``[..., N, d]`` and ``v`` ``[..., N, d_v]`` with any leading dims (typically
 ``[T, B, heads]``); ``step_samples`` is ``T*B`` of the call. Each function returns the list of
@@ -14,17 +14,25 @@ prices binary-event records as SOPs and flags graded/real ones.
   the energy. The rank-1 combination is a handful of real-valued multiplies per output entry.
 * :func:`sdsa_ops` -- Spike-driven Transformer SDSA ``Q * SN(sum_N(K * V))``: two masks and one
   column sum, each counted as one accumulate per event (an upper bound: a mask is an AND).
+
+For :class:`~xorsnn.models.transformers.SpikingAttention` (Spikformer's SSA, SDT's SDSA, either
+similarity) :func:`attention_records` is the one description of what is counted: the registered op
+counter applies it to the spikes of a forward pass (``analyze`` / ``count_ops``), and
+:func:`attention_table` to dense operands (the per-sample, per-step table).
 """
 
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
+from torch import nn
 
-from .ops import OpRecord, matmul_op
+from ..models.transformers.attention import SpikingAttention
+from .ops import OpRecord, matmul_op, register_op_counter
 
-__all__ = ["ssa_ops", "axnor_ops", "sdsa_ops"]
+__all__ = ["ssa_ops", "axnor_ops", "sdsa_ops", "attention_records", "attention_table", "count_attention"]
 
 
 def _check_qkv(fn: str, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> None:
@@ -91,3 +99,89 @@ def sdsa_ops(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, step_samples: in
         OpRecord.from_events("sum_N(k*v)", k * v, n_entries, step_samples),
         OpRecord.from_events("q*kv", q, n_entries, step_samples),
     ]
+
+
+def _ssa_records(module: SpikingAttention, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
+                 step_samples: int) -> list[OpRecord]:
+    """Dot product: :func:`ssa_ops` in the module's order. a-XNOR, ``kv_first``: :func:`axnor_ops`
+    (expanded form); ``qk_first``: the two SSA products, the popcounts ``|q|``, ``|k|`` (one accumulate
+    per spike) and the rank-1 correction of the ``N x N`` scores (2 real MACs per score)."""
+    order = module.order  # type: ignore[attr-defined]
+    if module.similarity == "dot":
+        return ssa_ops(q, k, v, step_samples, order=order)
+    if order == "kv_first":
+        return axnor_ops(q, k, v, step_samples)
+    lead, n, d = math.prod(q.shape[:-2]), q.shape[-2], q.shape[-1]
+    return ssa_ops(q, k, v, step_samples, order="qk_first") + [
+        OpRecord.from_events("|q|", q, lead * n * d, step_samples),
+        OpRecord.from_events("|k|", k, lead * n * d, step_samples),
+        OpRecord("axnor:correction", float(2 * lead * n * n), 1.0, step_samples, "real", dense=True),
+    ]
+
+
+def _sdsa_records(module: SpikingAttention, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
+                  step_samples: int) -> list[OpRecord]:
+    """:func:`sdsa_ops`; a-XNOR adds the column popcounts of ``K`` and ``V`` (one accumulate per spike)
+    and the per-channel correction (3 real MACs per channel)."""
+    records = sdsa_ops(q, k, v, step_samples)
+    if module.similarity == "axnor":
+        channels = math.prod(q.shape[:-2]) * q.shape[-1]  # T * B * h * d
+        records += [
+            OpRecord.from_events("axnor:sum_N(k)", k, k.numel(), step_samples),
+            OpRecord.from_events("axnor:sum_N(v)", v, v.numel(), step_samples),
+            OpRecord("axnor:correction", float(3 * channels), 1.0, step_samples, "real", dense=True),
+        ]
+    return records
+
+
+def attention_records(module: SpikingAttention, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
+                      step_samples: int) -> list[OpRecord]:
+    """The op records of ``module``'s attention products on the spikes ``q``, ``k``, ``v``
+    ``[T, B, h, N, d]`` (projections are counted as layers), plus the real-valued rescaling / shift of
+    ``normalize="match_dot"`` / ``"center"`` (one MAC per output entry)."""
+    if module.kind == "sdsa":
+        records, n_out = _sdsa_records(module, q, k, v, step_samples), math.prod(q.shape[:-2]) * q.shape[-1]
+    elif module.kind == "ssa":
+        records, n_out = _ssa_records(module, q, k, v, step_samples), math.prod(v.shape[:-1]) * v.shape[-1]
+    else:
+        raise ValueError(f"attention_records: module.kind must be 'ssa' or 'sdsa', got {module.kind!r}")
+    if module.normalize != "none":
+        records.append(OpRecord(f"norm:{module.normalize}", float(n_out), 1.0, step_samples, "real", dense=True))
+    return records
+
+
+def count_attention(module: nn.Module, inputs: tuple[Any, ...], output: Any) -> list[OpRecord]:
+    """The op counter of :class:`SpikingAttention` (registered): :func:`attention_records` on the spikes
+    the module kept from its last forward (it keeps them while ``capture_op_operands`` is set)."""
+    operands, module._op_operands = module._op_operands, None  # type: ignore[assignment]
+    if operands is None:
+        raise ValueError(
+            f"{type(module).__name__}: no attention operands were captured; set capture_op_operands=True "
+            "before the forward pass (xorsnn.analysis.FiringMonitor does)"
+        )
+    x = inputs[0]
+    return attention_records(module, *operands, step_samples=int(x.shape[0] * x.shape[1]))  # type: ignore[arg-type]
+
+
+def attention_table(module: SpikingAttention, tokens: int | None = None) -> list[dict[str, Any]]:
+    """Accumulates of ``module``'s attention products per sample and time step, at ``tokens`` = ``N``
+    (default: the last forward's).
+
+    Each entry: ``name``, ``macs`` (ANN-equivalent multiply-accumulates, all heads) and ``operands`` --
+    the spike tensors (``"q"``, ``"k"``, ``"v"``) whose silence removes the accumulates (empty for the
+    dense, real-valued a-XNOR terms and the normalisation). Computed with :func:`attention_records`
+    on dense operands, so the table and the counts of ``analyze`` cannot disagree.
+    """
+    n = tokens if tokens is not None else module.last_tokens
+    if n is None:
+        raise ValueError("attention_table: pass tokens=N or run a forward pass first")
+    shape = (1, 1, module.num_heads, int(n), module.head_dim)
+    ones, zeros = torch.ones(shape), torch.zeros(shape)
+    dense = attention_records(module, ones, ones, ones, 1)
+    silenced = {t: attention_records(module, *(zeros if u == t else ones for u in "qkv"), 1) for t in "qkv"}
+    return [{"name": r.name, "macs": int(r.macs),
+             "operands": tuple(t for t in "qkv" if not r.dense and silenced[t][i].rate == 0)}
+            for i, r in enumerate(dense)]
+
+
+register_op_counter(SpikingAttention, count_attention)

@@ -38,13 +38,14 @@ Analysis hooks (generic, no extra dependencies):
 * ``module.record = True`` (or the :func:`record_attention` context manager) makes every forward
   store an :class:`AttentionRecord` in ``module.last_record``: Q/K/V/output firing rates (overall and
   per head), the attention scores (SSA) or the KV counts and binary KV mask (SDSA), and ``a``.
-* ``module.geometry()`` gives the sizes (tokens ``N``, heads, head dim, ordering, similarity) and
-  ``module.attention_ops()`` the ANN-equivalent accumulate counts of the attention products, per
-  sample and time step, with the spike tensors that gate them -- what SOP accounting needs.
-* ``module.extra_ops(inputs, output)`` reports the attention products to :mod:`xorsnn.analysis`
-  (the extra-ops protocol), counted with :mod:`xorsnn.analysis.attention_ops` on the actual Q/K/V
-  spikes, so ``analyze`` / ``count_ops`` include them in the SOP and energy tables. The spikes are
-  kept only while ``capture_op_operands`` is ``True`` (the analysis sets it during its pass).
+* ``module.geometry()`` gives the sizes (tokens ``N``, heads, head dim, ordering, similarity);
+  :func:`xorsnn.analysis.attention_table` the ANN-equivalent accumulate counts of the attention
+  products, per sample and time step, with the spike tensors that gate them.
+* the attention products are counted by :mod:`xorsnn.analysis.attention_ops`, the op counter
+  registered for :class:`SpikingAttention` (``register_op_counter``), on the actual Q/K/V spikes, so
+  ``analyze`` / ``count_ops`` include them in the SOP and energy tables. The spikes are kept only
+  while ``capture_op_operands`` is ``True`` (the analysis sets it during its pass); this module
+  holds no op-count table of its own.
 * the neurons are ordinary named submodules (``q.sn``, ``k.sn``, ``v.sn``, ``attn_sn`` / ``kv_sn``),
   so generic forward hooks on :class:`~xorsnn.neurons.SpikingNeuron` see their spikes.
 """
@@ -218,41 +219,11 @@ class SpikingAttention(nn.Module):
             "a": None if a is None else a.detach().tolist(),
         }
 
-    def attention_ops(self, tokens: int | None = None) -> list[dict[str, Any]]:  # pragma: no cover - abstract
-        """ANN-equivalent accumulates of the attention products per sample and time step."""
-        raise NotImplementedError
-
     # -- op counting (the extra-ops protocol of xorsnn.analysis) ------------------------------
     def _capture(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> None:
-        """Keep the ``[T, B, h, N, d]`` spike operands for :meth:`extra_ops` (only while counting)."""
+        """Keep the ``[T, B, h, N, d]`` spike operands for the op counter (only while counting)."""
         if self.capture_op_operands:
             self._op_operands = (q.detach(), k.detach(), v.detach())
-
-    def extra_ops(self, inputs: tuple[Any, ...], output: Any) -> list[Any]:
-        """Op records of the attention products of the last forward (projections are counted as layers).
-
-        Called by :class:`xorsnn.analysis.FiringMonitor` after each forward while it sets
-        ``capture_op_operands``; see :meth:`_op_records` of each attention for what is counted.
-        """
-        operands, self._op_operands = self._op_operands, None
-        if operands is None:
-            raise ValueError(
-                f"{type(self).__name__}.extra_ops: no operands were captured; set capture_op_operands=True "
-                "before the forward pass (xorsnn.analysis.FiringMonitor does)"
-            )
-        x = inputs[0]
-        return self._op_records(*operands, step_samples=int(x.shape[0] * x.shape[1]))
-
-    def _op_records(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, step_samples: int) -> list[Any]:
-        raise NotImplementedError  # pragma: no cover - abstract
-
-    def _norm_record(self, n_out: int, step_samples: int) -> list[Any]:
-        """The real-valued rescaling / shift of ``match_dot`` / ``center``: one MAC per output entry."""
-        from ...analysis.ops import OpRecord
-
-        if self.normalize == "none":
-            return []
-        return [OpRecord(f"norm:{self.normalize}", float(n_out), 1.0, step_samples, "real", dense=True)]
 
     def extra_repr(self) -> str:
         parts = [f"dim={self.dim}", f"heads={self.num_heads}", f"similarity={self.similarity!r}",
@@ -262,13 +233,6 @@ class SpikingAttention(nn.Module):
         if hasattr(self, "order"):
             parts.append(f"order={self.order!r}")
         return ", ".join(parts)
-
-    def _tokens(self, tokens: int | None) -> int:
-        n = tokens if tokens is not None else self.last_tokens
-        if n is None:
-            raise ValueError("attention_ops: pass tokens=N or run a forward pass first")
-        return int(n)
-
 
 class SpikingSelfAttention(SpikingAttention):
     """Spikformer's SSA with a switchable similarity (see the module docstring).
@@ -353,65 +317,6 @@ class SpikingSelfAttention(SpikingAttention):
             scores=scores.detach(),
         )
 
-    def _op_records(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, step_samples: int) -> list[Any]:
-        """Dot product: :func:`~xorsnn.analysis.attention_ops.ssa_ops` in this module's order. a-XNOR,
-        ``kv_first``: :func:`~xorsnn.analysis.attention_ops.axnor_ops` (expanded form); ``qk_first``:
-        the two SSA products, the popcounts ``|q|``, ``|k|`` (one accumulate per spike) and the rank-1
-        correction of the ``N x N`` scores (2 real MACs per score). Plus the normalisation, if any.
-        """
-        from ...analysis.attention_ops import axnor_ops, ssa_ops
-        from ...analysis.ops import OpRecord
-
-        lead, n, d = math.prod(q.shape[:-2]), q.shape[-2], q.shape[-1]
-        if self.similarity == "dot":
-            records = ssa_ops(q, k, v, step_samples, order=self.order)
-        elif self.order == "kv_first":
-            records = axnor_ops(q, k, v, step_samples)
-        else:
-            records = ssa_ops(q, k, v, step_samples, order="qk_first") + [
-                OpRecord.from_events("|q|", q, lead * n * d, step_samples),
-                OpRecord.from_events("|k|", k, lead * n * d, step_samples),
-                OpRecord("axnor:correction", float(2 * lead * n * n), 1.0, step_samples, "real", dense=True),
-            ]
-        return records + self._norm_record(lead * n * v.shape[-1], step_samples)
-
-    def attention_ops(self, tokens: int | None = None) -> list[dict[str, Any]]:
-        """Accumulates of the attention products per sample and time step (projections excluded).
-
-        Each entry: ``name``, ``macs`` (ANN-equivalent multiply-accumulates, all heads) and
-        ``operands`` -- the keys of ``AttentionRecord.rates`` whose spikes gate the accumulates
-        (empty for the dense, real-valued a-XNOR terms and the normalisation). The entries are those
-        :meth:`extra_ops` reports to :mod:`xorsnn.analysis` (same names; there ``macs`` are totals
-        over ``T * B`` samples and steps): the a-XNOR entries are the expanded form's, never the dense
-        complement products ``(1 - Q)(1 - K)ᵀ``.
-        """
-        n, h, d = self._tokens(tokens), self.num_heads, self.head_dim
-        norms = [{"name": f"|{t}|", "macs": h * n * d, "operands": (t,)} for t in ("q", "k")]  # a-XNOR's row sums
-        if self.order == "kv_first":
-            ops = [
-                {"name": "k^T@v", "macs": h * n * d * d, "operands": ("k",)},
-                {"name": "q@(k^T v)", "macs": h * n * d * d, "operands": ("q",)},
-            ]
-            if self.similarity == "axnor":
-                ops += norms + [
-                    {"name": "1^T@v", "macs": h * n * d, "operands": ("v",)},
-                    {"name": "|k|^T@v", "macs": h * n * d, "operands": ("v",)},
-                    {"name": "axnor:combine", "macs": 3 * h * n * d, "operands": ()},
-                ]
-        else:
-            ops = [
-                {"name": "q@k^T", "macs": h * n * n * d, "operands": ("q",)},
-                {"name": "(q k^T)@v", "macs": h * n * n * d, "operands": ("v",)},
-            ]
-            if self.similarity == "axnor":
-                ops += norms + [
-                    {"name": "axnor:correction", "macs": 2 * h * n * n, "operands": ()},
-                ]
-        if self.normalize != "none":
-            ops.append({"name": f"norm:{self.normalize}", "macs": h * n * d, "operands": ()})
-        return ops
-
-
 class SpikeDrivenSelfAttention(SpikingAttention):
     """SDT v1's SDSA branch with a switchable similarity (see the module docstring).
 
@@ -481,46 +386,6 @@ class SpikeDrivenSelfAttention(SpikingAttention):
             kv=kv.detach().squeeze(-2),
             kv_mask=mask.detach().squeeze(-2),
         )
-
-    def _op_records(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, step_samples: int) -> list[Any]:
-        """:func:`~xorsnn.analysis.attention_ops.sdsa_ops`; a-XNOR adds the column popcounts of ``K`` and
-        ``V`` (one accumulate per spike) and the per-channel correction (3 real MACs per channel).
-        """
-        from ...analysis.attention_ops import sdsa_ops
-        from ...analysis.ops import OpRecord
-
-        records = sdsa_ops(q, k, v, step_samples)
-        channels = math.prod(q.shape[:-2]) * q.shape[-1]  # T * B * h * d
-        if self.similarity == "axnor":
-            records += [
-                OpRecord.from_events("axnor:sum_N(k)", k, k.numel(), step_samples),
-                OpRecord.from_events("axnor:sum_N(v)", v, v.numel(), step_samples),
-                OpRecord("axnor:correction", float(3 * channels), 1.0, step_samples, "real", dense=True),
-            ]
-        return records + self._norm_record(channels, step_samples)
-
-    def attention_ops(self, tokens: int | None = None) -> list[dict[str, Any]]:
-        """Accumulates / masks of SDSA per sample and time step (see :meth:`SpikingSelfAttention.attention_ops`).
-
-        SDSA has no matrix product: ``K ⊙ V`` is an AND mask, the token sum an accumulate and
-        ``Q ⊙ KV`` another mask. The a-XNOR analogue adds the column popcounts of ``K`` and ``V``.
-        """
-        n, c = self._tokens(tokens), self.dim
-        ops = [
-            {"name": "k*v", "macs": n * c, "operands": ("k",)},
-            {"name": "sum_N(k*v)", "macs": n * c, "operands": ("k", "v")},
-            {"name": "q*kv", "macs": n * c, "operands": ("q",)},
-        ]
-        if self.similarity == "axnor":
-            ops += [
-                {"name": "axnor:sum_N(k)", "macs": n * c, "operands": ("k",)},
-                {"name": "axnor:sum_N(v)", "macs": n * c, "operands": ("v",)},
-                {"name": "axnor:correction", "macs": 3 * c, "operands": ()},
-            ]
-        if self.normalize != "none":
-            ops.append({"name": f"norm:{self.normalize}", "macs": c, "operands": ()})
-        return ops
-
 
 @contextmanager
 def record_attention(model: nn.Module) -> Iterator[dict[str, AttentionRecord]]:
