@@ -6,6 +6,7 @@ import io
 
 import pytest
 import torch
+from torch import nn
 
 pytest.importorskip("nir")
 snn_import = pytest.importorskip("snntorch.import_nir")
@@ -104,3 +105,47 @@ def test_spikingjelly_runs_the_export_with_the_same_logits(family, kw):
 def test_spikingjelly_consumer_refuses_spike_logic_by_name():
     with pytest.raises(ValueError, match=r"stages\.0\.0\.merge\.or: SpikingJelly.s NIR importer has no Threshold"):
         to_nir(_model("oa", {}), torch.rand(1, 1, 8, 8), consumer="spikingjelly")
+
+
+def _sj_net(neuron_kind):
+    from spikingjelly.activation_based import functional, layer, neuron
+
+    make = {"lif": lambda: neuron.LIFNode(tau=2.0, detach_reset=True),
+            "if": lambda: neuron.IFNode(),
+            "lif-no-decay-input": lambda: neuron.LIFNode(tau=3.0, decay_input=False, v_threshold=0.5)}[neuron_kind]
+    net = nn.Sequential(layer.Conv2d(1, 8, 3, padding=1, bias=False), make(), layer.AvgPool2d(2),
+                        layer.Conv2d(8, 8, 3, padding=1), make(), layer.Flatten(), layer.Linear(8 * 4 * 4, 10), make())
+    functional.set_step_mode(net, "m")
+    with torch.no_grad():
+        for m in net.modules():
+            if isinstance(m, (nn.Conv2d, nn.Linear)):
+                m.weight.mul_(4)
+    return net.eval()
+
+
+@pytest.mark.parametrize("neuron_kind", ["lif", "if", "lif-no-decay-input"])
+def test_reads_graphs_written_by_spikingjelly(neuron_kind):
+    """A graph from SpikingJelly 2.0's ``export_to_nir`` (dt = 1e-4, not recorded in the graph) runs in
+    xorsnn's NIR simulator with ``dt=1e-4`` and gives SpikingJelly's output spikes exactly."""
+    pytest.importorskip("spikingjelly.activation_based.nir_exchange")
+    from spikingjelly.activation_based import functional
+    from spikingjelly.activation_based.nir_exchange import export_to_nir
+
+    torch.manual_seed(0)
+    net = _sj_net(neuron_kind)
+    x = torch.rand(4, 6, 1, 8, 8) * 4
+    with torch.no_grad():
+        ref = net(x)
+    functional.reset_net(net)
+    graph = export_to_nir(net, x, dt=1e-4)
+    out, rec = simulate(graph, x.double(), dt=1e-4, record=True)
+    assert torch.equal(out, ref.double())
+    assert all(0 < float(v.mean()) < 1 for v in list(rec.values())[:2])  # the hidden layers fire
+    wrong, _ = simulate(graph, x.double())  # dt = 1: the time constants are read 10^4 times too long
+    assert not torch.equal(wrong, ref.double()) or float(ref.sum()) == 0
+
+
+def test_simulate_refuses_a_bad_dt():
+    graph = to_nir(_model("spiking", {}), torch.rand(1, 1, 8, 8))
+    with pytest.raises(ValueError, match="dt must be a positive number"):
+        simulate(graph, torch.rand(2, 1, 1, 8, 8), dt=0.0)

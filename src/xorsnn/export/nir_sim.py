@@ -6,7 +6,8 @@ Semantics (forward Euler with the graph's ``metadata["dt"]``, 1 when absent; the
 
 * a node's input is the **sum** of the outputs of all its incoming edges at the same step; the graph
   must be acyclic (no recurrent edges) and nodes are evaluated in topological order each step;
-* ``LIF``: ``h = x * (r dt / tau) + v * (1 - dt / tau) + v_leak dt / tau``; ``IF``: ``h = v + r x``;
+* ``LIF``: ``h = x * (r dt / tau) + v * (1 - dt / tau) + v_leak dt / tau``; ``IF``: ``h = v + r dt x``
+  (NIR's ``dv/dt = R I``: SpikingJelly writes ``r = 1 / dt``);
   spike ``s = 1[h >= v_threshold]``; ``v = v_reset`` where ``s`` else ``h`` (``v_reset`` defaults to 0);
   the membrane starts at ``v_reset``;
 * ``Threshold``: ``1[x >= threshold]``; ``Scale``: ``scale * x``; ``Affine``: ``W x + b``;
@@ -91,8 +92,9 @@ def _pair(v: Any) -> tuple[int, int]:
 
 
 def _neuron_params(graph: Any, dt: float) -> dict[str, dict[str, torch.Tensor]]:
-    """Per LIF / IF node: ``r``, ``v_threshold``, ``v_reset`` and, for LIF, the Euler update
-    ``h = c u + k v + b`` with ``k = 1 - dt/tau``, ``c = r dt / tau``, ``b = v_leak dt / tau``."""
+    """Per LIF / IF node: ``v_threshold``, ``v_reset`` and the Euler update: LIF ``h = c u + k v + b``
+    with ``k = 1 - dt/tau``, ``c = r dt / tau``, ``b = v_leak dt / tau``; IF ``h = v + r u`` with
+    ``r = R dt``."""
     import nir
 
     params: dict[str, dict[str, torch.Tensor]] = {}
@@ -103,6 +105,8 @@ def _neuron_params(graph: Any, dt: float) -> dict[str, dict[str, torch.Tensor]]:
             if isinstance(node, nir.LIF):
                 tau = _t(node.tau) / dt
                 p.update(k=1 - 1 / tau, c=p["r"] / tau, b=_t(node.v_leak) / tau)
+            else:
+                p["r"] = p["r"] * dt
             params[name] = p
     return params
 
@@ -146,8 +150,13 @@ def _neuron_step(node: Any, p: dict[str, torch.Tensor], v: torch.Tensor | None,
     return s, torch.where(s.bool(), p["v_reset"].expand_as(h), h)
 
 
-def simulate(graph: Any, x: torch.Tensor, *, record: bool = False) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+def simulate(graph: Any, x: torch.Tensor, *, record: bool = False,
+             dt: float | None = None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """Run ``graph`` on ``x`` ``[T, B, ...]`` (per-step input of the ``Input`` node).
+
+    ``dt``: the time step the graph's time constants were written for. Default: the graph's
+    ``metadata["dt"]`` (xorsnn writes it), else 1. Graphs written by SpikingJelly's
+    ``export_to_nir`` (and snnTorch's) use ``dt = 1e-4`` without recording it: pass ``dt=1e-4``.
 
     Returns:
         ``(out, recorded)``: the ``Output`` node's values ``[T, B, ...]`` and, with ``record=True``,
@@ -168,7 +177,10 @@ def simulate(graph: Any, x: torch.Tensor, *, record: bool = False) -> tuple[torc
     for name, node in graph.nodes.items():
         _check_node(name, node)
     meta = getattr(graph, "metadata", None) or {}
-    dt = float(meta.get("dt", 1.0))
+    if dt is None:
+        dt = float(meta.get("dt", 1.0))
+    elif not (isinstance(dt, (int, float)) and not isinstance(dt, bool) and 0 < dt < float("inf")):
+        raise ValueError(f"simulate: dt must be a positive number, got {dt!r}")
     batched_flatten = meta.get("consumer") == "snntorch"
     params = _neuron_params(graph, dt)
     state: dict[str, torch.Tensor] = {}
