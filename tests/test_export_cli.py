@@ -94,6 +94,32 @@ def test_bench_infer_quick(capsys):
     assert "| resnet20 | 2 | 1 |" in out and "| True |" in out
 
 
+@pytest.mark.parametrize("extra", [{}, {"binary_scale": "alpha"}])
+def test_bench_infer_times_a_trained_run(tmp_path, capsys, extra):
+    """``bench-infer RUN`` packs the checkpoint (re-parameterising scaled binary weights), checks the packed
+    logits equal torch's on the run's own test images, times both and says what it did on stderr."""
+    pytest.importorskip("numba")
+    from realdata import data_dir
+
+    run, _ = _checkpoint(tmp_path, "xoresnet20", **extra)
+    args = ["bench-infer", str(run), "--dataset", "fashion_mnist", "--data-dir", str(data_dir("fashion_mnist")),
+            "--batch", "1", "4", "--repeats", "1"]
+    assert main(args) == 0
+    captured = capsys.readouterr()
+    rows = [line for line in captured.out.splitlines() if line.startswith("| xoresnet20 |")]
+    assert [r.split("|")[2].strip() for r in rows] == ["1", "4"]
+    assert all("| True |" in r for r in rows), rows  # packed == torch on real images, bitwise
+    assert "first 4 fashion_mnist test images" in captured.out and "epoch 1" in captured.out
+    assert "packing" in captured.err and "batch 4" in captured.err
+    assert main(["-q", *args]) == 0 and capsys.readouterr().err == ""
+
+
+def test_bench_infer_refuses_a_float_run(tmp_path, capsys):
+    run, _ = _checkpoint(tmp_path, weights="float")
+    assert main(["-q", "bench-infer", str(run), "--batch", "1", "--repeats", "1"]) == 2
+    assert "needs a binary-weight model" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize("name,extra", [("spiking_resnet20", {}), ("xoresnet20", {}),
                                         ("xoresnet20", {"binary_scale": "alpha"})])
 def test_eval_packed_engine_matches_torch_on_fashion_mnist(tmp_path, capsys, name, extra):

@@ -243,16 +243,14 @@ def _cmd_eval(args: argparse.Namespace) -> int:
 
 def _packed_engine(model: Any, device: Any) -> tuple[Any, dict[str, Any]]:
     """``xorsnn eval --engine packed``: the bit-packed CPU form of ``model`` and what was packed."""
-    from .export import pack_model, packed_layers, reparameterize
+    from .export import pack_model, packed_layers
+    from .export.packed import packable_form
     from .export.packed_fused import FusedBasicBlock
 
     if device.type != "cpu":
         raise ValueError("--engine packed runs on the CPU: add --device cpu")
-    if getattr(model, "weights", "float") != "binary":
-        raise ValueError(f"--engine packed needs a binary-weight model (weights='binary'); this checkpoint has "
-                         f"weights={getattr(model, 'weights', 'float')!r}")
-    reparam = getattr(model, "binary_scale", "none") != "none"
-    packed = pack_model(reparameterize(model) if reparam else model)
+    form, reparam = packable_form(model)
+    packed = pack_model(form)
     info = {"engine": "packed", "reparameterized": reparam, "packed_layers": len(packed_layers(packed)),
             "fused_blocks": sum(isinstance(m, FusedBasicBlock) for m in packed.modules())}
     return packed, info

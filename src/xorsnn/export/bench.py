@@ -17,12 +17,14 @@ import os
 import platform
 import statistics
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
 from torch import nn
 
-__all__ = ["BENCH_ARCHS", "BenchRow", "bench_model", "bench_infer", "format_results", "machine_info"]
+__all__ = ["BENCH_ARCHS", "BenchRow", "bench_model", "bench_infer", "bench_trained", "bench_rows", "format_results",
+           "machine_info"]
 
 BENCH_ARCHS: dict[str, tuple[str, list[int], list[int]]] = {
     "resnet18": ("spiking", [2, 2, 2, 2], [64, 128, 256, 512]),
@@ -108,11 +110,32 @@ def _time(fn, x: torch.Tensor, repeats: int) -> float:  # type: ignore[no-untype
 
 
 def bench_infer(batches: list[int] | tuple[int, ...] = (1, 64), T: int = 4, repeats: int = 5,
-                threads: int | None = None, arch: str = "resnet18", with_layerwise: bool = True) -> list[BenchRow]:
+                threads: int | None = None, arch: str = "resnet18", with_layerwise: bool = True,
+                progress: Callable[[str], None] | None = None) -> list[BenchRow]:
     """Median latency of ``model(x)`` (PyTorch fp32) and ``pack_model(model)(x)`` per batch size (and,
-    with ``with_layerwise``, of the layer-by-layer packed model ``pack_model(model, fuse_blocks=False)``)."""
-    from .packed import pack_model
+    with ``with_layerwise``, of the layer-by-layer packed model ``pack_model(model, fuse_blocks=False)``)
+    for the benchmark network ``arch`` on random CIFAR-sized images."""
+    def images(b: int) -> torch.Tensor:
+        return torch.randn(int(b), 3, 32, 32, generator=torch.Generator().manual_seed(b))
 
+    return _with_threads(threads, lambda: bench_rows(bench_model(arch, T), arch, batches, images, repeats,
+                                                     with_layerwise, progress))
+
+
+def bench_trained(model: nn.Module, name: str, images: Callable[[int], torch.Tensor],
+                  batches: list[int] | tuple[int, ...] = (1, 64), repeats: int = 5, threads: int | None = None,
+                  with_layerwise: bool = True, progress: Callable[[str], None] | None = None) -> list[BenchRow]:
+    """:func:`bench_infer` for a trained model (``xorsnn bench-infer RUN``): ``images(batch)`` gives the
+    input ``[B, C, H, W]``. Scaled binary weights are re-parameterised to ±1 first; a float-weight model
+    is refused (:func:`~xorsnn.export.packed.packable_form`)."""
+    from .packed import packable_form
+
+    model, _ = packable_form(model.eval())
+    return _with_threads(threads, lambda: bench_rows(model, name, batches, images, repeats, with_layerwise,
+                                                     progress))
+
+
+def _with_threads(threads: int | None, run: Callable[[], list[BenchRow]]) -> list[BenchRow]:
     if threads is not None:
         threads, cpus = int(threads), os.cpu_count() or 1
         if not 1 <= threads <= cpus:
@@ -121,18 +144,26 @@ def bench_infer(batches: list[int] | tuple[int, ...] = (1, 64), T: int = 4, repe
     try:
         if threads is not None:
             torch.set_num_threads(threads)
-        return _bench_rows(batches, T, repeats, arch, with_layerwise, pack_model)
+        return run()
     finally:
         torch.set_num_threads(previous)  # no global side effect
 
 
-def _bench_rows(batches, T, repeats, arch, with_layerwise, pack_model):  # type: ignore[no-untyped-def]
-    model = bench_model(arch, T)
+def bench_rows(model: nn.Module, name: str, batches: list[int] | tuple[int, ...],
+               images: Callable[[int], torch.Tensor], repeats: int, with_layerwise: bool = True,
+               progress: Callable[[str], None] | None = None) -> list[BenchRow]:
+    """Pack ``model``, check its logits equal the float model's on ``images(b)``, then time both per batch."""
+    from .packed import pack_model
+
+    say = progress or (lambda msg: None)
+    say(f"{name}: packing ({'numba kernels compile on their first call, ~30 s' if with_layerwise else ''})")
     packed = pack_model(model)
     layerwise = pack_model(model, fuse_blocks=False) if with_layerwise else None
+    T = int(getattr(model, "T", 1))
     rows = []
     for b in batches:
-        x = torch.randn(int(b), 3, 32, 32, generator=torch.Generator().manual_seed(b))
+        x = images(int(b))
+        say(f"{name}: batch {b}: checking packed == torch, then timing {repeats} repeats")
         with torch.no_grad():
             ref = model(x)
             equal = torch.equal(ref, packed(x)) and (layerwise is None or torch.equal(ref, layerwise(x)))
@@ -140,7 +171,7 @@ def _bench_rows(batches, T, repeats, arch, with_layerwise, pack_model):  # type:
         for fn in (model, packed, layerwise):
             times.append(_time(fn, x, repeats) if fn is not None else float("nan"))
             used.append(torch.get_num_threads())
-        rows.append(BenchRow(arch, int(b), T, min(used), times[0], times[1], equal, _spike_rate(model, x), times[2]))
+        rows.append(BenchRow(name, int(b), T, min(used), times[0], times[1], equal, _spike_rate(model, x), times[2]))
     return rows
 
 

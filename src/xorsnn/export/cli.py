@@ -152,22 +152,57 @@ def add_export_parser(sub: Any) -> None:
 
 
 def _cmd_bench(args: argparse.Namespace) -> int:
-    from .bench import bench_infer, format_results
+    import sys
+
+    from .bench import bench_infer, bench_trained, format_results
 
     for flag, values in (("--batch", args.batch), ("--T", [args.T]), ("--repeats", [args.repeats])):
         bad = [v for v in values if v < 1]
         if bad:
             raise ValueError(f"{flag} must be a positive integer, got {bad[0]}")
-    rows = bench_infer(batches=args.batch, T=args.T, repeats=args.repeats, threads=args.threads, arch=args.arch)
+    progress = None if getattr(args, "quiet", False) else (lambda msg: print(msg, file=sys.stderr, flush=True))
+    if args.checkpoint is None:
+        rows = bench_infer(batches=args.batch, T=args.T, repeats=args.repeats, threads=args.threads, arch=args.arch,
+                           progress=progress)
+        print(format_results(rows))
+        return 0
+    from ..training import build_model_from_checkpoint
+
+    model, meta = build_model_from_checkpoint(args.checkpoint, "cpu", which=args.which)
+    if args.dataset:
+        from ..analysis.cli import checkpoint_batches
+
+        _, batches = checkpoint_batches(meta, dataset=args.dataset, data_dir=args.data_dir, batches=1,
+                                        batch_size=max(args.batch), T=int(getattr(model, "T", 1)))
+        test = batches[0][0]
+        source = f"the first {test.shape[0]} {args.dataset} test images"
+
+        def images(b: int) -> Any:
+            return test[:b]
+    else:
+        source = "random N(0,1) images (spike rates of real data differ: --dataset)"
+
+        def images(b: int) -> Any:
+            return _sample_input(model, meta, None, b, 0)
+    rows = bench_trained(model, str(meta["model"]), images, batches=args.batch, repeats=args.repeats,
+                         threads=args.threads, progress=progress)
     print(format_results(rows))
+    print(f"\n{meta['model']} from {meta['checkpoint']} (epoch {meta.get('epoch')}), input: {source}")
     return 0
 
 
 def add_bench_infer_parser(sub: Any) -> None:
     """Register ``xorsnn bench-infer`` on the subparsers ``sub``."""
     p = sub.add_parser("bench-infer", help="latency/throughput of the bit-packed CPU engine vs PyTorch fp32",
-                       description="Binary-weight, binary-spike ResNet on CIFAR-sized input; checks the packed "
-                                   "engine's logits equal PyTorch's, then times both.")
+                       description="Binary-weight, binary-spike ResNet on CIFAR-sized input (--arch), or a trained "
+                                   "binary-weight run (RUN); checks the packed engine's logits equal PyTorch's, "
+                                   "then times both.")
+    p.add_argument("checkpoint", nargs="?", default=None,
+                   help="a trained run (directory, epoch folder or model.safetensors) to time instead of --arch; "
+                        "binary-weight runs only (scaled binary weights are re-parameterised to ±1)")
+    p.add_argument("--which", choices=("BEST", "LAST"), default="BEST", help="checkpoint of a run directory")
+    p.add_argument("--dataset", default=None, help="with a checkpoint: time on this dataset's first test images")
+    p.add_argument("--data-dir", default=None, help="dataset directory (default: the run's, then $XORSNN_DATA)")
     p.add_argument("--arch", choices=("resnet18", "xoresnet18", "msc_resnet18", "resnet20"), default="resnet18",
                    help="network: resnet18 (Spiking ResNet, widths 64-512, 11M params), xoresnet18 (same layout, "
                         "XOResNet blocks), msc_resnet18 (SEI-BWSNN multi-shortcut) or resnet20 (16-64, quick)")

@@ -150,6 +150,15 @@ def _neuron_step(node: Any, p: dict[str, torch.Tensor], v: torch.Tensor | None,
     return s, torch.where(s.bool(), p["v_reset"].expand_as(h), h)
 
 
+def _graph_dt(meta: dict[str, Any], dt: float | None) -> float:
+    """``dt`` if given (checked), else the graph's ``metadata["dt"]``, else 1."""
+    if dt is None:
+        return float(meta.get("dt", 1.0))
+    if not (isinstance(dt, (int, float)) and not isinstance(dt, bool) and 0 < dt < float("inf")):
+        raise ValueError(f"simulate: dt must be a positive number, got {dt!r}")
+    return float(dt)
+
+
 def simulate(graph: Any, x: torch.Tensor, *, record: bool = False,
              dt: float | None = None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """Run ``graph`` on ``x`` ``[T, B, ...]`` (per-step input of the ``Input`` node).
@@ -177,12 +186,8 @@ def simulate(graph: Any, x: torch.Tensor, *, record: bool = False,
     for name, node in graph.nodes.items():
         _check_node(name, node)
     meta = getattr(graph, "metadata", None) or {}
-    if dt is None:
-        dt = float(meta.get("dt", 1.0))
-    elif not (isinstance(dt, (int, float)) and not isinstance(dt, bool) and 0 < dt < float("inf")):
-        raise ValueError(f"simulate: dt must be a positive number, got {dt!r}")
     batched_flatten = meta.get("consumer") == "snntorch"
-    params = _neuron_params(graph, dt)
+    params = _neuron_params(graph, _graph_dt(meta, dt))
     state: dict[str, torch.Tensor] = {}
     rec: dict[str, list[torch.Tensor]] = defaultdict(list)
     outs = []

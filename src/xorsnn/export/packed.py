@@ -49,8 +49,10 @@ from .packed_core import (
     replace_module,
 )
 from .packed_fused import fuse_blocks as _fuse_blocks
+from .reparam import reparameterize
 
-__all__ = ["PackedConv2d", "PackedLinear", "FusedNeuron", "pack_model", "packed_layers", "is_pm1",
+__all__ = [
+    "packable_form","PackedConv2d", "PackedLinear", "FusedNeuron", "pack_model", "packed_layers", "is_pm1",
            "numba_available", "neuron_kernel_params"]
 
 
@@ -176,6 +178,20 @@ class FusedNeuron(nn.Module):
 
     def extra_repr(self) -> str:
         return "fused numba kernel"
+
+
+def packable_form(model: nn.Module) -> tuple[nn.Module, bool]:
+    """``(form, reparameterized)``: the form of a trained model the packed engine takes -- the model
+    itself (±1 weights, or an already re-parameterised export) or its re-parameterisation (scaled
+    binary weights). A float-weight model is refused with a one-line ``ValueError``."""
+    if getattr(model, "reparameterized", False):
+        return model, False
+    weights = getattr(model, "weights", "float")
+    if weights != "binary":
+        raise ValueError(f"the packed engine needs a binary-weight model (weights='binary'); this one has "
+                         f"weights={weights!r}")
+    reparam = getattr(model, "binary_scale", "none") != "none"
+    return (reparameterize(model) if reparam else model), reparam
 
 
 def pack_model(model: nn.Module, *, fuse_neurons: bool = True, fuse_blocks: bool = True) -> nn.Module:
