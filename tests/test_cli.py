@@ -147,3 +147,15 @@ def test_progress_bars_only_on_a_terminal_without_quiet(monkeypatch):
     assert not cfg(["-q", "train"], tty=True).progress
     assert cfg(["-q", "train", "--progress"], tty=False).progress  # asked for explicitly
     assert not cfg(["train", "--no-progress"], tty=True).progress
+
+
+def test_list_verbose_names_the_definition_and_a_closed_pipe_is_quiet():
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-m", "xorsnn", "list", "-v", "orrc_resnet20"], capture_output=True,
+                         text=True, check=True).stdout
+    assert "[xorsnn/blocks/orrc.py:" in out
+    proc = subprocess.run(f"{sys.executable} -m xorsnn list -v | head -n 1", shell=True, capture_output=True,
+                          text=True)
+    assert proc.stdout.count("\n") == 1 and proc.stderr == ""

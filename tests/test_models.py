@@ -205,3 +205,32 @@ def test_batch_first_sequences_are_named():
     with pytest.raises(ValueError, match=r"looks batch-first \[B, T, C, H, W\]; xorsnn is time-first"):
         m(torch.rand(3, 4, 1, 8, 8))
     assert m(torch.rand(3, 4, 1, 8, 8).transpose(0, 1)).shape == (4, 3, 10)
+
+
+def test_a_name_leads_to_its_definition():
+    """``model_info(name).defined_in`` is the file and line of what the name builds (the family's block
+    class, or the builder); ``register_model`` also works as a timm-style decorator."""
+    from xorsnn.models.registry import _MODELS, register_model
+
+    assert xorsnn.model_info("sew_resnet20").defined_in.startswith("xorsnn/blocks/sew.py:")
+    assert xorsnn.model_info("orrc_resnet50").defined_in.startswith("xorsnn/blocks/orrc.py:")
+    assert xorsnn.model_info("spikformer_4_256").defined_in.startswith("xorsnn/models/transformers/spikformer.py:")
+    path, line = xorsnn.model_info("xoresnet14").defined_in.split(":")
+    assert "class XORBasicBlock" in open(f"src/{path}").read().splitlines()[int(line) - 1]
+
+    @register_model("_test_tiny_stack", T=2)
+    def _test_tiny_stack(*, T: int = 1, n_features: int = 4) -> nn.Module:
+        """A two-block FC stack (registry decorator test)."""
+        return DeepSNNStack(n_features, 2, "oa", T=T)
+
+    try:
+        entry = xorsnn.model_info("_test_tiny_stack")
+        assert entry.description == "A two-block FC stack (registry decorator test)."
+        assert entry.defined_in.endswith(f"test_models.py:{_test_tiny_stack.__code__.co_firstlineno}")
+        assert xorsnn.create_model("_test_tiny_stack", n_features=6) is not None
+        with pytest.raises(ValueError, match="unknown argument"):
+            xorsnn.create_model("_test_tiny_stack", n_feature=6)
+        with pytest.raises(ValueError, match="already registered"):
+            register_model("_test_tiny_stack")(_test_tiny_stack)
+    finally:
+        _MODELS.pop("_test_tiny_stack")

@@ -136,7 +136,8 @@ def _cmd_list(args: argparse.Namespace) -> int:
         return 1
     width = max(len(n) for n in names)
     for name in names:
-        print(f"{name:<{width}}  {model_info(name).description}" if args.verbose else name)
+        entry = model_info(name)
+        print(f"{name:<{width}}  {entry.description}  [{entry.defined_in}]" if args.verbose else name)
     return 0
 
 
@@ -417,7 +418,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("list", help="list registered models")
     p.add_argument("pattern", nargs="?", default="*", help="shell-style name pattern, e.g. 'xoresnet*'")
-    p.add_argument("-v", "--verbose", action="store_true", help="print each model's description")
+    p.add_argument("-v", "--verbose", action="store_true", help="print descriptions and definitions")
     p.set_defaults(func=_cmd_list)
 
     p = sub.add_parser("presets", help="list the shipped training presets with their descriptions")
@@ -448,6 +449,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     debug = args.debug or os.environ.get("XORSNN_DEBUG", "").strip() not in ("", "0")
     try:
         return int(args.func(args) or 0)
+    except BrokenPipeError:  # `xorsnn list | head`: the reader left; stop quietly, as Unix tools do
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
     except Exception as exc:  # every error: one line on stderr, exit 2 (--debug: the traceback too)
         if debug:
             traceback.print_exc()

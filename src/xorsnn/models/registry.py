@@ -39,6 +39,7 @@ import inspect
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from torch import nn
@@ -59,15 +60,43 @@ class ModelEntry:
     defaults: dict[str, Any] = field(default_factory=dict)
     description: str = ""
 
+    @property
+    def defined_in(self) -> str:
+        """``path:line`` of the code that defines what this name builds: the block family's basic block for a
+        :class:`~xorsnn.models.resnet.SpikingResNet` entry, else the builder (``xorsnn list -v`` prints it)."""
+        family = self.defaults.get("family") if self.builder is SpikingResNet else None
+        target = FAMILIES[family].basic if family in FAMILIES else self.builder
+        target = inspect.unwrap(target)
+        try:
+            path, line = inspect.getsourcefile(target), inspect.getsourcelines(target)[1]
+        except (OSError, TypeError):  # pragma: no cover - builders without source (C extensions)
+            return getattr(target, "__module__", "?")
+        root = Path(__file__).resolve().parents[2]
+        rel = Path(path).resolve()
+        return f"{rel.relative_to(root) if rel.is_relative_to(root) else rel}:{line}"
+
 
 _MODELS: dict[str, ModelEntry] = {}
 _ALIASES: dict[str, str] = {}  # deprecated name -> current name (kept for one release)
 
 
 def register_model(
-    name: str, builder: Callable[..., nn.Module], *, description: str = "", **defaults: Any
-) -> ModelEntry:
-    """Register ``builder(**defaults, **overrides)`` under ``name`` (``ValueError`` if taken)."""
+    name: str, builder: Callable[..., nn.Module] | None = None, *, description: str = "", **defaults: Any
+) -> Any:
+    """Register ``builder(**defaults, **overrides)`` under ``name`` (``ValueError`` if taken); returns the entry.
+
+    Without ``builder`` it is a decorator, timm-style, so the name sits on its definition::
+
+        @register_model("my_snn", description="...")
+        def my_snn(*, num_classes: int = 10, T: int = 4) -> nn.Module: ...
+    """
+    if builder is None:
+        def decorate(fn: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
+            register_model(name, fn, description=description or (fn.__doc__ or "").strip().split("\n")[0],
+                           **defaults)
+            return fn
+
+        return decorate
     if name in _MODELS:
         raise ValueError(f"model name {name!r} is already registered")
     entry = ModelEntry(name, builder, dict(defaults), description)
