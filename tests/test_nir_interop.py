@@ -78,7 +78,7 @@ def test_snntorch_consumer_refusals():
     with pytest.raises(ValueError, match=r"stem_sn: snnTorch imports a NIR IF node as Leaky\(beta=0.9\)"):
         to_nir(if_model, x[:1], consumer="snntorch")
     with pytest.raises(ValueError, match="consumer must be one of"):
-        to_nir(if_model, x[:1], consumer="norse")
+        to_nir(if_model, x[:1], consumer="lava")
 
 
 SJ_FAMILIES = [("spiking", {}), ("sew", {}), ("ms", {}), ("sew", {"neuron": {"tau": None}})]  # the last: IF
@@ -149,3 +149,99 @@ def test_simulate_refuses_a_bad_dt():
     graph = to_nir(_model("spiking", {}), torch.rand(1, 1, 8, 8))
     with pytest.raises(ValueError, match="dt must be a positive number"):
         simulate(graph, torch.rand(2, 1, 1, 8, 8), dt=0.0)
+
+
+def _plain_conv_snn():
+    from xorsnn.layers import TimeAvgPool2d, TimeBatchNorm2d, TimeConv2d, TimeLinear
+    from xorsnn.neurons import LIF
+
+    torch.manual_seed(3)
+    net = nn.Sequential(TimeConv2d(1, 4, 3, padding=1), TimeBatchNorm2d(4), LIF(tau=2.0), TimeAvgPool2d(2),
+                        TimeConv2d(4, 8, 3, padding=1), TimeBatchNorm2d(8), LIF(tau=2.0), TimeAvgPool2d(2),
+                        nn.Flatten(2), TimeLinear(8 * 7 * 7, 10))
+    return _trained_like(net).float()
+
+
+REAL = [("plain", None), ("spiking", {}), ("sew", {}), ("ms", {})]
+
+
+@pytest.mark.parametrize("consumer", ["snntorch", "spikingjelly"])
+@pytest.mark.parametrize("family,kw", REAL, ids=[f for f, _ in REAL])
+def test_consumers_agree_on_16_real_fashion_mnist_images(consumer, family, kw):
+    """The issue's bar: a plain conv SNN, Spiking ResNet, SEW-ADD and MS graph, run by the consumer's own
+    importer on 16 Fashion-MNIST test images, give xorsnn's predictions and logits within 1e-4."""
+    from realdata import data_dir, fashion_mnist
+
+    x = fashion_mnist(data_dir("fashion_mnist") / "FashionMNIST/raw/t10k-images-idx3-ubyte.gz", 16, torch.float32)
+    if family == "plain":
+        model, step_x = _plain_conv_snn(), x
+        with torch.no_grad():
+            ref = model(x.unsqueeze(0).expand(T, *x.shape))
+        sample = x[:1].unsqueeze(0)
+    else:
+        m = SpikingResNet(family, [1, 1], widths=[4, 8], stem="cifar", num_classes=10, T=T, in_channels=1, **kw)
+        torch.manual_seed(0)
+        model, step_x, sample = _trained_like(m).float(), x, x[:1]
+        with torch.no_grad():
+            ref = model(x)
+    graph = to_nir(model, sample, consumer=consumer)
+    if consumer == "snntorch":
+        out = _run_in_snntorch(graph, step_x)
+    else:
+        sj = pytest.importorskip("spikingjelly.activation_based.nir_exchange.from_nir")
+        net, state, outs = sj.import_from_nir(graph, dt=1.0), None, []
+        with torch.no_grad():
+            for _ in range(T):
+                o, state = net(step_x, state)
+                outs.append(o)
+        out = torch.stack(outs)
+    assert ref.std() > 1e-3
+    assert torch.equal(out.mean(0).argmax(-1), ref.mean(0).argmax(-1))
+    assert (out - ref).abs().max() <= 1e-4
+
+
+def _norse_plain(neuron_kw=None, pool="avg"):
+    from xorsnn.layers import TimeAvgPool2d, TimeBatchNorm2d, TimeConv2d, TimeLinear, TimeMaxPool2d
+    from xorsnn.neurons import LIF
+
+    torch.manual_seed(4)
+    kw = {"tau": 2.0, **(neuron_kw or {})}
+    pool_layer = TimeAvgPool2d(2) if pool == "avg" else TimeMaxPool2d(2)
+    net = nn.Sequential(TimeConv2d(1, 4, 3, padding=1), TimeBatchNorm2d(4), LIF(**kw), pool_layer,
+                        TimeConv2d(4, 8, 3, stride=2, padding=1), TimeBatchNorm2d(8), LIF(**kw),
+                        nn.Flatten(2), TimeLinear(8 * 7 * 7, 10))
+    return _trained_like(net).float()
+
+
+@pytest.mark.parametrize("pool", ["avg", "max"])
+def test_norse_runs_a_plain_conv_snn_on_16_real_images(pool):
+    """Norse 1.1's ``from_nir(graph, dt=1e-4)`` runs a ``consumer="norse"`` graph of a feed-forward conv SNN
+    (average pool as a diagonal conv; max-pool as that + a beta-0 LIF) with xorsnn's logits."""
+    norse_nir = pytest.importorskip("norse.torch.utils.import_nir")
+    from realdata import data_dir, fashion_mnist
+
+    x = fashion_mnist(data_dir("fashion_mnist") / "FashionMNIST/raw/t10k-images-idx3-ubyte.gz", 16, torch.float32)
+    model = _norse_plain(pool=pool)
+    with torch.no_grad():
+        ref = model(x.unsqueeze(0).expand(T, *x.shape))
+    graph = to_nir(model, x[:1].unsqueeze(0), consumer="norse")
+    assert graph.metadata["dt"] == 1e-4 and not any(type(n).__name__ == "AvgPool2d" for n in graph.nodes.values())
+    net = norse_nir.from_nir(graph, dt=1e-4, ignore_warnings=True)
+    state, outs = None, []
+    with torch.no_grad():
+        for _ in range(T):
+            o, state = net(x, state)
+            outs.append(o)
+    out = torch.stack(outs)
+    assert ref.std() > 1e-3
+    assert torch.equal(out.mean(0).argmax(-1), ref.mean(0).argmax(-1)) and (out - ref).abs().max() <= 1e-4
+    sim, _ = simulate(graph, x.double().unsqueeze(0).expand(T, *x.shape))
+    assert (sim - ref.double()).abs().max() <= 1e-4
+
+
+def test_norse_consumer_refusals():
+    x = torch.rand(2, 1, 8, 8)
+    with pytest.raises(ValueError, match="consumer='norse': Norse 1.1's importer .* residual"):
+        to_nir(_model("spiking", {}), x[:1], consumer="norse")
+    with pytest.raises(ValueError, match="Norse's importer assumes r = 1"):
+        to_nir(_norse_plain({"decay_input": False}), torch.rand(1, 1, 1, 28, 28), consumer="norse")

@@ -135,10 +135,10 @@ def add_export_parser(sub: Any) -> None:
     p.add_argument("out", help="output file (nir) or directory (reparam)")
     p.add_argument("--format", choices=("nir", "reparam"), default=None, help="what to write")
     p.add_argument("--reparam", action="store_true", help="same as --format reparam")
-    p.add_argument("--consumer", choices=("nir", "snntorch", "spikingjelly"), default="nir",
+    p.add_argument("--consumer", choices=("nir", "snntorch", "spikingjelly", "norse"), default="nir",
                    help="nir: the NIR specification (dt = 1, default); snntorch: a graph snnTorch's import_from_nir "
-                        "runs with the same spikes; spikingjelly: the spec graph, refusing what its importer lacks "
-                        "(docs/deploy.md)")
+                        "runs with the same spikes; spikingjelly: the spec graph, refusing what its importer lacks; "
+                        "norse: feed-forward SNNs for Norse's from_nir(dt=1e-4) (docs/deploy.md)")
     p.add_argument("--which", choices=("BEST", "LAST"), default="BEST", help="checkpoint of a run directory")
     p.add_argument("--input-size", type=int, default=None,
                    help="image height = width used to trace shapes (default: the model's or its dataset's)")

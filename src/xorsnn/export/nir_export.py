@@ -89,12 +89,18 @@ def neuron_to_nir_params(neuron: SpikingNeuron, name: str) -> dict[str, float]:
     return {"kind": "IF", "tau": float("inf"), "r": 1.0, "v_leak": 0.0, **out}
 
 
-CONSUMERS = ("nir", "snntorch", "spikingjelly")
+CONSUMERS = ("nir", "snntorch", "spikingjelly", "norse")
 """``consumer`` of :func:`to_nir`: ``"nir"`` (the NIR specification: dt = 1, batch-free ``Flatten``
 dims, ``Threshold`` / ``Scale`` / ``SumPool2d`` nodes), ``"snntorch"`` (what snnTorch's
 ``import_from_nir`` executes: see :data:`SNNTORCH_DT` and ``docs/deploy.md``) or ``"spikingjelly"``
 (the specification's graph, refusing what SpikingJelly's importer lacks: ``Threshold``, i.e. spike
-logic and max-pool; import it with ``import_from_nir(graph, dt=1.0)``)."""
+logic and max-pool; import it with ``import_from_nir(graph, dt=1.0)``) or ``"norse"`` (snnTorch's
+form -- dt = 1e-4, batched ``Flatten`` -- plus average pools as diagonal convolutions, for Norse's
+``from_nir(graph, dt=1e-4)``; feed-forward networks only)."""
+
+_BATCHED = ("snntorch", "norse")
+"""Consumers whose importers build ``torch.nn`` layers on batched tensors with ``dt = 1e-4`` and have no
+``Threshold`` / ``Scale`` / ``SumPool2d`` node (the snnTorch lowerings serve both)."""
 
 SNNTORCH_DT = 1e-4
 """The step snnTorch's NIR importer assumes (``beta = 1 - dt / tau``); a ``consumer="snntorch"``
@@ -105,7 +111,7 @@ class _Builder:
     def __init__(self, model: nn.Module, sample: torch.Tensor, consumer: str = "nir") -> None:
         self.nir = _nir()
         self.consumer = consumer
-        self.dt = SNNTORCH_DT if consumer == "snntorch" else 1.0
+        self.dt = SNNTORCH_DT if consumer in _BATCHED else 1.0
         self.model = model
         self.nodes: dict[str, Any] = {}
         self.edges: list[tuple[str, str]] = []
@@ -180,8 +186,8 @@ class _Builder:
         if not isinstance(neuron, SpikingNeuron):
             raise ValueError(f"{name}: {type(neuron).__name__} is not an xorsnn spiking neuron")
         p = neuron_to_nir_params(neuron, name)
-        if self.consumer == "snntorch":
-            self._snntorch_neuron_check(name, p)
+        if self.consumer in _BATCHED:
+            self._snntorch_neuron_check(name, p, self.consumer)
         p["tau"] = p["tau"] * self.dt  # time constants in the graph's unit (dt = 1 step by default)
         shape = x.shape
         full = {k: np.full(shape, v, dtype=np.float64) for k, v in p.items() if k != "kind"}
@@ -194,16 +200,21 @@ class _Builder:
         return _Sig([name], shape, True)
 
     @staticmethod
-    def _snntorch_neuron_check(name: str, p: dict[str, Any]) -> None:
+    def _snntorch_neuron_check(name: str, p: dict[str, Any], consumer: str = "snntorch") -> None:
         if p["kind"] == "IF":
             raise ValueError(f"{name}: snnTorch imports a NIR IF node as Leaky(beta=0.9), not as an IF neuron; "
-                             "this neuron (no leak) has no exact snnTorch form -- export with consumer='nir'")
+                             "this neuron (no leak) has no exact snnTorch form -- export with consumer='nir'"
+                             if consumer == "snntorch" else
+                             f"{name}: IF neurons are not exported for Norse (its importer is checked with LIF only)")
         if p["v_leak"] != 0.0 or p["v_reset"] != 0.0:
-            raise ValueError(f"{name}: snnTorch's importer supports v_leak = v_reset = 0 only "
+            raise ValueError(f"{name}: {consumer}'s importer supports v_leak = v_reset = 0 only "
                              f"(this neuron has v_reset={p['v_reset']:g})")
+        if consumer == "norse" and p["r"] != 1.0:
+            raise ValueError(f"{name}: Norse's importer assumes r = 1 (an input that decays with the membrane, "
+                             f"decay_input=True); this neuron has r = {p['r']:g}")
 
     def scale(self, name: str, x: _Sig, factor: float) -> _Sig:
-        if self.consumer == "snntorch":  # snnTorch has no Scale node: a diagonal 1x1 conv / affine
+        if self.consumer in _BATCHED:  # snnTorch has no Scale node: a diagonal 1x1 conv / affine
             if len(x.shape) == 3:  # a dense 1x1 conv: snnTorch reads in_channels from weight.shape[1], so no groups
                 c = x.shape[0]
                 node = self.nir.Conv2d(input_shape=tuple(x.shape[1:]), weight=(np.eye(c) * factor)[:, :, None, None],
@@ -221,7 +232,7 @@ class _Builder:
             raise ValueError(f"{name}: SpikingJelly's NIR importer has no Threshold node (and no LIF with "
                              "tau = dt), so spike logic (OR/XOR/AND/IAND merges) and max-pool cannot be exported "
                              "for it; the spiking, sew (ADD), ms and reverb families can")
-        if self.consumer == "snntorch":  # no Threshold node: a LIF with beta = 0 (tau = dt) is H(u - theta)
+        if self.consumer in _BATCHED:  # no Threshold node: a LIF with beta = 0 (tau = dt) is H(u - theta)
             ones = np.ones(x.shape)
             node = self.nir.LIF(tau=ones * self.dt, r=ones, v_leak=0 * ones, v_threshold=ones * theta,
                                 v_reset=0 * ones)
@@ -291,6 +302,17 @@ class _Builder:
             return _Sig([name], (int(np.prod(x.shape)),), x.binary)
         raise ValueError(f"{name}: {type(mod).__name__} has no NIR mapping")
 
+    def _avg_pool(self, name: str, x: _Sig, k: tuple[int, int], s: tuple[int, int], p: tuple[int, int]) -> None:
+        """An ``AvgPool2d`` node; for Norse (no pool node; convs read ``in_channels`` from the weight, so no
+        groups) a dense conv whose weight is ``1/k²`` on the channel diagonal and exactly 0 elsewhere."""
+        if self.consumer != "norse":
+            self.add(name, self.nir.AvgPool2d(kernel_size=np.array(k), stride=np.array(s), padding=np.array(p)), x)
+            return
+        c = x.shape[0]
+        weight = np.eye(c)[:, :, None, None] * np.full(k, 1.0 / (k[0] * k[1]))
+        self.add(name, self.nir.Conv2d(input_shape=tuple(x.shape[1:]), weight=weight, stride=s, padding=p,
+                                       dilation=(1, 1), groups=1, bias=np.zeros(c)), x)
+
     def pool(self, name: str, mod: nn.Module, x: _Sig) -> _Sig:
         """Max-pool of spikes (``H(SumPool - 1/2)``), average pool, global average pool."""
         nir = self.nir
@@ -300,8 +322,8 @@ class _Builder:
             if mod.dilation not in (1, (1, 1)) or mod.ceil_mode:
                 raise ValueError(f"{name}: max-pool with dilation or ceil_mode cannot be exported")
             k, s, p = (np.array(_pair(v)) for v in (mod.kernel_size, mod.stride, mod.padding))
-            if self.consumer == "snntorch":  # no SumPool2d there: the mean of k*k spikes is >= 1/k^2 iff one fired
-                self.add(f"{name}.sum", nir.AvgPool2d(kernel_size=k, stride=s, padding=p), x)
+            if self.consumer in _BATCHED:  # no SumPool2d there: the mean of k*k spikes is >= 1/k^2 iff one fired
+                self._avg_pool(f"{name}.sum", x, tuple(k), tuple(s), tuple(p))
                 theta = 0.5 / float(k[0] * k[1])
             else:
                 self.add(f"{name}.sum", nir.SumPool2d(kernel_size=k, stride=s, padding=p), x)
@@ -314,7 +336,7 @@ class _Builder:
             if not exact and (mod.ceil_mode or (p != (0, 0) and not mod.count_include_pad)):
                 raise ValueError(f"{name}: average pool with ceil_mode/excluded padding on a {h}x{w} input has no "
                                  "NIR equivalent (use an input size divisible by the stride)")
-            self.add(name, nir.AvgPool2d(kernel_size=np.array(k), stride=np.array(s), padding=np.array(p)), x)
+            self._avg_pool(name, x, k, s, p)
             return _Sig([name], self._out_shape(mod), False)
         if isinstance(mod, nn.AdaptiveAvgPool2d):
             h, w = x.shape[1:]
@@ -368,7 +390,15 @@ class _Builder:
         return self.logic(f"{name}.merge", "or", s, sel)
 
     # -- whole models ---------------------------------------------------------------------------
+    def _refuse_residual_for_norse(self) -> None:
+        if self.consumer == "norse":
+            raise ValueError("consumer='norse': Norse 1.1's importer (nirtorch's legacy GraphExecutor) runs graphs "
+                             "with residual edges on the wrong inputs ('Multiple input nodes found'), so residual "
+                             "networks are not exported for it; export a feed-forward nn.Sequential SNN, or use "
+                             "consumer='snntorch' / 'spikingjelly'")
+
     def resnet(self, m: SpikingResNet, in_shape: tuple[int, ...]) -> None:
+        self._refuse_residual_for_norse()
         nir = self.nir
         self.add("input", nir.Input(input_type={"input": np.array(in_shape)}), [])
         x = _Sig(["input"], in_shape, False)
@@ -392,6 +422,7 @@ class _Builder:
         self.add("output", nir.Output(output_type={"output": np.array(x.shape)}), x)
 
     def stack(self, m: DeepSNNStack, in_shape: tuple[int, ...]) -> None:
+        self._refuse_residual_for_norse()
         nir = self.nir
         self.add("input", nir.Input(input_type={"input": np.array(in_shape)}), [])
         x = self.seq("encoder", m.encoder, _Sig(["input"], in_shape, False))
@@ -415,7 +446,7 @@ class _Builder:
     def _flatten(self, name: str, x: _Sig) -> None:
         """``[C, H, W] -> [C*H*W]``. NIR counts ``start_dim`` in the batch-free shape (0); snnTorch's
         importer builds ``torch.nn.Flatten(start_dim)`` on batched tensors, so it needs 1."""
-        start = 1 if self.consumer == "snntorch" else 0
+        start = 1 if self.consumer in _BATCHED else 0
         self.add(name, self.nir.Flatten(input_type={"input": np.array(x.shape)}, start_dim=start), x)
 
     def graph(self) -> Any:
@@ -436,7 +467,8 @@ def to_nir(model: nn.Module, sample: torch.Tensor, *, consumer: str = "nir") -> 
             (``TimeConv2d``/``TimeLinear`` [+ BN], neurons, pools, ``nn.Flatten(start_dim=2)``).
         sample: one input the model accepts (``[B, C, H, W]`` or ``[T, B, C, H, W]``), used to trace
             shapes. Node names are the model's module names (neurons keep theirs: ``stages.0.1.sn2``).
-        consumer: ``"nir"`` (the specification; dt = 1) or ``"snntorch"`` (a graph snnTorch's
+        consumer: ``"nir"`` (the specification; dt = 1), ``"spikingjelly"``, ``"norse"`` (see :data:`CONSUMERS`)
+            or ``"snntorch"`` (a graph snnTorch's
             ``import_from_nir`` runs with the same spikes: dt = 1e-4, logic thresholds as beta-0 LIFs,
             ``Scale`` as per-channel convs, ``Flatten(start_dim=1)``; IF neurons are refused). The
             graph's ``metadata`` records ``consumer`` and ``dt``; :func:`~xorsnn.export.nir_sim.simulate`

@@ -13,7 +13,7 @@ Semantics (forward Euler with the graph's ``metadata["dt"]``, 1 when absent; the
 * ``Threshold``: ``1[x >= threshold]``; ``Scale``: ``scale * x``; ``Affine``: ``W x + b``;
   ``Linear``: ``W x``; ``Conv2d``, ``AvgPool2d``, ``SumPool2d``, ``Flatten``: as their PyTorch
   counterparts on one step (``Flatten`` dims batch-free, as NIR specifies; a graph whose metadata
-  names ``consumer="snntorch"`` counts the batch, as snnTorch does).
+  names ``consumer="snntorch"`` or ``"norse"`` counts the batch, as those importers do).
 
 Computed in float64 with PyTorch on the CPU.
 """
@@ -186,7 +186,7 @@ def simulate(graph: Any, x: torch.Tensor, *, record: bool = False,
     for name, node in graph.nodes.items():
         _check_node(name, node)
     meta = getattr(graph, "metadata", None) or {}
-    batched_flatten = meta.get("consumer") == "snntorch"
+    batched_flatten = meta.get("consumer") in ("snntorch", "norse")
     params = _neuron_params(graph, _graph_dt(meta, dt))
     state: dict[str, torch.Tensor] = {}
     rec: dict[str, list[torch.Tensor]] = defaultdict(list)
