@@ -8,6 +8,7 @@ from realdata import CIFAR_TEST, FMNIST_IMAGES, cifar10, fashion_mnist, find_or_
 from torch import nn
 
 import xorsnn
+from xorsnn.analysis import FiringMonitor
 from xorsnn.export import ChannelAffine, FoldedNeuron, op_report, reparameterize
 from xorsnn.layers import BinaryConv2d, is_binary_layer
 from xorsnn.models import DeepSNNStack, SpikingResNet
@@ -226,6 +227,14 @@ def test_op_report_counts(fmnist):
     assert gains == pytest.approx(sum(spikes) / fmnist.shape[0]) and gains > 0
     assert rep.additions > 10 * rep.multiplications
     assert "| **total** |" in rep.to_markdown()
+    # the input kinds are analysis's (one vocabulary): pixels are real, ReverB's real-valued spikes too
+    assert stem.input_kind == "real" and {r.input_kind for r in rep.rows} <= set(xorsnn.analysis.KINDS)
+    with FiringMonitor(exported) as mon:
+        with torch.no_grad():
+            exported(fmnist)
+    kinds = {r.name: r.kind for r in mon.op_table().rows}
+    assert len(set(kinds) & set(rows)) >= 5
+    assert all(rows[n].input_kind == k for n, k in kinds.items() if n in rows), (kinds, rows)
 
     # binary spikes, no alpha: nothing but the first/last layers (and pooling) multiplies
     plain = reparameterize(trained_looking(small("msc", binary_scale="none"), fmnist, seed=8))

@@ -23,6 +23,11 @@ AvgPool (k x k)                          k*k - 1 additions + 1 multiplication pe
 adaptive average pool                    (inputs - outputs) additions + 1 multiplication per output
 =======================================  ================================================================
 
+Each row also names its input's kind -- ``binary`` / ``graded`` / ``real``, classified by
+:mod:`xorsnn.analysis.kinds`, the vocabulary of ``xorsnn analyze``'s SOP and energy tables (a ±1 layer
+with a ``binary`` input does one addition per event; ``graded``/``real`` inputs are the ones analyze
+flags).
+
 Not counted: neuron state updates (leak, compare, reset -- as in SOP accounting), max-pooling,
 element-wise residual merges (ADD/OR/XOR), and anything outside ``nn.Module`` calls. The event
 count of a convolution is exact (it convolves the non-zero mask of the input with an all-ones
@@ -38,6 +43,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from ..analysis.kinds import ValueCounts
 from ..layers import effective_weight
 from ..neurons import SpikingNeuron
 from .inference import ChannelAffine, FoldedNeuron
@@ -47,13 +53,16 @@ __all__ = ["OpRow", "OpReport", "op_report"]
 
 @dataclass
 class OpRow:
-    """Counts of one module, per sample (all time steps)."""
+    """Counts of one module, per sample (all time steps). ``input_kind`` is the input's kind in the
+    vocabulary of :mod:`xorsnn.analysis.kinds` (``binary`` / ``graded`` / ``real``), the one the SOP /
+    energy tables of ``xorsnn analyze`` use."""
 
     name: str
     kind: str
     additions: float
     multiplications: float
     note: str = ""
+    input_kind: str = ""
 
 
 @dataclass
@@ -88,18 +97,22 @@ class OpReport:
 
     def to_markdown(self) -> str:
         lines = [
-            "| layer | kind | additions | multiplications | note |",
-            "|---|---|---:|---:|---|",
+            "| layer | kind | input | additions | multiplications | note |",
+            "|---|---|---|---:|---:|---|",
         ]
         for r in self.rows:
-            lines.append(f"| {r.name} | {r.kind} | {r.additions:,.0f} | {r.multiplications:,.0f} | {r.note} |")
-        lines.append(f"| **total** | | **{self.additions:,.0f}** | **{self.multiplications:,.0f}** | "
+            lines.append(f"| {r.name} | {r.kind} | {r.input_kind} | {r.additions:,.0f} | {r.multiplications:,.0f} "
+                         f"| {r.note} |")
+        lines.append(f"| **total** | | | **{self.additions:,.0f}** | **{self.multiplications:,.0f}** | "
                      f"per sample, batch of {self.batch} |")
         return "\n".join(lines)
 
 
-def _is_binary_input(x: torch.Tensor) -> bool:
-    return bool(((x == 0) | (x == 1)).all())
+def _input_kind(x: torch.Tensor) -> str:
+    """``binary`` / ``graded`` / ``real``, classified as :mod:`xorsnn.analysis.kinds` does."""
+    counts = ValueCounts()
+    counts.update(x)
+    return counts.kind
 
 
 def _conv_counts(mod: nn.Conv2d, x: torch.Tensor, y: torch.Tensor) -> tuple[float, float]:
@@ -123,11 +136,13 @@ def _count(name: str, mod: nn.Module, x: torch.Tensor, y: torch.Tensor) -> OpRow
         w = effective_weight(mod)
         events, dense = _conv_counts(mod, x, y) if isinstance(mod, nn.Conv2d) else _linear_counts(mod, x, y)
         bias_adds = float(y.numel()) if mod.bias is not None else 0.0
+        kind = _input_kind(x)
         if bool(((w == 1) | (w == -1)).all()):
-            return OpRow(name, "±1 weights", events + bias_adds, 0.0, "signed additions per synaptic event")
-        if _is_binary_input(x):
-            return OpRow(name, "full precision, spike input", events + bias_adds, 0.0, "SOP: one addition per event")
-        return OpRow(name, "full precision, MAC", dense + bias_adds, dense, "dense MACs")
+            return OpRow(name, "±1 weights", events + bias_adds, 0.0, "signed additions per synaptic event", kind)
+        if kind == "binary":
+            return OpRow(name, "full precision, spike input", events + bias_adds, 0.0, "SOP: one addition per event",
+                         kind)
+        return OpRow(name, "full precision, MAC", dense + bias_adds, dense, "dense MACs", kind)
     if isinstance(mod, FoldedNeuron):
         adds = float(x.numel()) if mod.bias is not None else 0.0
         mults = float(torch.count_nonzero(y)) if (mod.gain is not None and mod.real_valued) else 0.0
@@ -200,6 +215,7 @@ def op_report(model: nn.Module, x: torch.Tensor | Sequence[int], *, seed: int = 
                 return
             row = _count(name, mod, args[0].detach(), out.detach())
             if row is not None:
+                row.input_kind = row.input_kind or _input_kind(args[0].detach())
                 rows.append(row)
 
         return hook
