@@ -139,9 +139,6 @@ class _Builder:
             for h in hooks:
                 h.remove()
 
-    def _in_shape(self, mod: nn.Module) -> tuple[int, ...]:
-        return self.shapes[id(mod)][0]
-
     def _out_shape(self, mod: nn.Module) -> tuple[int, ...]:
         return self.shapes[id(mod)][1]
 
