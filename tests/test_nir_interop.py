@@ -48,6 +48,17 @@ def _run_in_snntorch(graph, x):
     return torch.stack(outs)
 
 
+def _run_stateful(net, x):
+    """``T`` steps of an imported graph that passes its state explicitly (SpikingJelly, Norse):
+    ``out, state = net(x, state)``; returns ``[T, B, ...]``."""
+    state, outs = None, []
+    with torch.no_grad():
+        for _ in range(T):
+            out, state = net(x, state)
+            outs.append(out)
+    return torch.stack(outs)
+
+
 @pytest.mark.parametrize("family,kw", FAMILIES, ids=[f"{f}-{'-'.join(map(str, k.values())) or 'default'}"
                                                      for f, k in FAMILIES])
 def test_snntorch_runs_the_export_with_the_same_logits(family, kw):
@@ -92,13 +103,7 @@ def test_spikingjelly_runs_the_export_with_the_same_logits(family, kw):
     with torch.no_grad():
         ref = model(x)
     graph = to_nir(model, x[:1], consumer="spikingjelly")
-    net = sj.import_from_nir(graph, dt=1.0)  # one graph step is one xorsnn step
-    state, outs = None, []
-    with torch.no_grad():
-        for _ in range(T):
-            out, state = net(x, state)
-            outs.append(out)
-    out = torch.stack(outs)
+    out = _run_stateful(sj.import_from_nir(graph, dt=1.0), x)  # one graph step is one xorsnn step
     assert ref.std() > 1e-3 and (out - ref).abs().max() <= 1e-5  # measured: 0.0
 
 
@@ -189,12 +194,7 @@ def test_consumers_agree_on_16_real_fashion_mnist_images(consumer, family, kw):
         out = _run_in_snntorch(graph, step_x)
     else:
         sj = pytest.importorskip("spikingjelly.activation_based.nir_exchange.from_nir")
-        net, state, outs = sj.import_from_nir(graph, dt=1.0), None, []
-        with torch.no_grad():
-            for _ in range(T):
-                o, state = net(step_x, state)
-                outs.append(o)
-        out = torch.stack(outs)
+        out = _run_stateful(sj.import_from_nir(graph, dt=1.0), step_x)
     assert ref.std() > 1e-3
     assert torch.equal(out.mean(0).argmax(-1), ref.mean(0).argmax(-1))
     assert (out - ref).abs().max() <= 1e-4
@@ -226,13 +226,7 @@ def test_norse_runs_a_plain_conv_snn_on_16_real_images(pool):
         ref = model(x.unsqueeze(0).expand(T, *x.shape))
     graph = to_nir(model, x[:1].unsqueeze(0), consumer="norse")
     assert graph.metadata["dt"] == 1e-4 and not any(type(n).__name__ == "AvgPool2d" for n in graph.nodes.values())
-    net = norse_nir.from_nir(graph, dt=1e-4, ignore_warnings=True)
-    state, outs = None, []
-    with torch.no_grad():
-        for _ in range(T):
-            o, state = net(x, state)
-            outs.append(o)
-    out = torch.stack(outs)
+    out = _run_stateful(norse_nir.from_nir(graph, dt=1e-4, ignore_warnings=True), x)
     assert ref.std() > 1e-3
     assert torch.equal(out.mean(0).argmax(-1), ref.mean(0).argmax(-1)) and (out - ref).abs().max() <= 1e-4
     sim, _ = simulate(graph, x.double().unsqueeze(0).expand(T, *x.shape))

@@ -72,20 +72,9 @@ class _XORMixin:
     down_merge: str
     downsample: torch.nn.Module | None
 
-    def __init__(
-        self,
-        in_planes: int,
-        planes: int,
-        stride: int = 1,
-        *,
-        neuron: NeuronFactory,
-        layers: LayerKit = CONV,
-        or_form: str = "poly",
-        down_merge: str = "add",
-        xor_mode: str = "input",
-        xor_form: str = "poly",
-        xor_prev: str = "input",
-    ) -> None:
+    def __init__(self, in_planes: int, planes: int, stride: int = 1, *, neuron: NeuronFactory,
+                 layers: LayerKit = CONV, or_form: str = "poly", down_merge: str = "add", xor_mode: str = "input",
+                 xor_form: str = "poly", xor_prev: str = "input") -> None:
         if xor_mode == "inner" and self.expansion > 1:  # type: ignore[attr-defined]
             raise ValueError(
                 "xor_mode='inner' is not defined for bottleneck blocks (the first neuron's output has "
