@@ -107,6 +107,7 @@ class TrainConfig:
     amp: str = _f("none", "autocast on GPU: none | bf16 | fp16", choices=("none", "bf16", "fp16"))
     channels_last: bool = _f(False, "channels_last memory format (GPU)")
     compile: bool = _f(False, "torch.compile the model")
+    sync_bn: bool = _f(False, "synchronise batch-norm statistics across DDP processes (CUDA; time-aware SyncBN)")
     num_workers: int = _f(4, "data-loading workers for folder/event datasets")
     # -- bookkeeping -----------------------------------------------------------------------
     seed: int = _f(0, "random seed (model init, data order, augmentation)")

@@ -634,9 +634,23 @@ def _setup_model(cfg: TrainConfig, data: DataBundle, ctx: DistContext) -> tuple[
         info = data.info
         teacher = load_teacher(cfg.teacher, {"num_classes": info.num_classes, "in_channels": info.in_channels,
                                              "T": cfg.T}, ctx.device)
+    if cfg.sync_bn:  # before the optimizer exists: the synchronised BNs are new parameters
+        _sync_bn(model, ctx)
     if cfg.channels_last:
         model = model.to(memory_format=torch.channels_last)
     return model, teacher
+
+
+def _sync_bn(model: nn.Module, ctx: DistContext) -> None:
+    """``--sync-bn``: time-aware synchronised BN (:func:`xorsnn.layers.convert_sync_batchnorm`), in place."""
+    from ..layers import convert_sync_batchnorm
+
+    if not ctx.enabled:
+        log.warning("sync_bn: a single process has nothing to synchronise; batch norm computes as without it")
+    elif ctx.device.type != "cuda":
+        raise ValueError(f"sync_bn needs CUDA devices (torch's SyncBatchNorm synchronises GPU tensors only); this "
+                         f"run is on {ctx.device.type}: run without --sync-bn")
+    convert_sync_batchnorm(model)
 
 
 def _runnable(model: nn.Module, cfg: TrainConfig, ctx: DistContext) -> nn.Module:
