@@ -204,3 +204,27 @@ def test_reparam_export_evaluates_and_analyses_on_real_data(tmp_path, capsys):
                  "32"]) == 0  # op report on real images
     note = json.loads((tmp_path / "y" / "model.json").read_text())["op_report"]["note"]
     assert "the first 32 digits test images" in note
+
+
+def test_eval_runs_a_nir_graph_like_its_checkpoint(tmp_path, capsys):
+    """``xorsnn eval GRAPH.nir --dataset D --T T`` runs the graph in xorsnn's NIR simulator: an exported
+    checkpoint gives the checkpoint's own accuracy and loss on real test images."""
+    pytest.importorskip("nir")
+    from realdata import data_dir
+
+    root = str(data_dir("fashion_mnist"))
+    run, _ = _checkpoint(tmp_path, "sew_resnet20", weights="float")
+    graph = tmp_path / "model.nir"
+    assert main(["-q", "export", "--format", "nir", str(run), str(graph)]) == 0
+    capsys.readouterr()
+    common = ["--data-dir", root, "--test-subset", "64", "--batch-size", "32", "--json"]
+    assert main(["-q", "eval", str(run), "--device", "cpu", *common]) == 0
+    ref = json.loads(capsys.readouterr().out)
+    assert main(["-q", "eval", str(graph), "--dataset", "fashion_mnist", "--T", "2", *common]) == 0
+    got = json.loads(capsys.readouterr().out)
+    assert got["count"] == ref["count"] == 64 and got["acc"] == ref["acc"]
+    assert got["loss"] == pytest.approx(ref["loss"], abs=1e-5)
+    assert main(["-q", "eval", str(graph), "--dataset", "fashion_mnist", *common]) == 2
+    assert "give --dataset and --T" in capsys.readouterr().err
+    assert main(["-q", "eval", str(run), "--dt", "1e-4", *common]) == 2
+    assert "--dt applies to NIR graphs" in capsys.readouterr().err

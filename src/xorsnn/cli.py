@@ -204,7 +204,12 @@ def _cmd_eval(args: argparse.Namespace) -> int:
         if value is not None and value < 1:
             raise ValueError(f"--{name.replace('_', '-')} must be a positive integer, got {value}")
     device = resolve_device(args.device)
-    model, meta = build_model_from_checkpoint(args.checkpoint, device, which=args.which)
+    if str(args.checkpoint).endswith(".nir"):
+        model, meta = _nir_model(args)
+    elif args.dt is not None:
+        raise ValueError("--dt applies to NIR graphs (GRAPH.nir) only; an xorsnn checkpoint knows its dynamics")
+    else:
+        model, meta = build_model_from_checkpoint(args.checkpoint, device, which=args.which)
     if args.T is not None:
         model.T = args.T
     engine_info: dict[str, Any] = {"engine": args.engine}
@@ -237,9 +242,32 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     else:
         engine = "" if args.engine == "torch" else (f" [packed engine: {engine_info['packed_layers']} packed layers, "
                                                      f"{engine_info['fused_blocks']} fused blocks]")
-        print(f"{meta['model']} (epoch {meta.get('epoch')}) on {dataset}: test accuracy {100 * res['acc']:.2f}%, "
+        epoch = "" if meta.get("epoch") is None else f" (epoch {meta['epoch']})"
+        print(f"{meta['model']}{epoch} on {dataset}: test accuracy {100 * res['acc']:.2f}%, "
               f"loss {res['loss']:.4f} over {int(res['count'])} samples ({res['seconds']:.1f}s){engine}")
     return 0
+
+
+def _nir_model(args: argparse.Namespace) -> tuple[Any, dict[str, Any]]:
+    """``xorsnn eval GRAPH.nir``: a NIR graph (written by xorsnn or another library) run by xorsnn's NIR
+    simulator; it names neither its dataset nor ``T``, so both are flags."""
+    from .export.nir_sim import NIRGraphModule, read_graph
+
+    if args.engine != "torch" or args.T is None or not args.dataset:
+        raise ValueError("a NIR graph is evaluated by xorsnn's NIR simulator: give --dataset and --T (the graph "
+                         "stores neither), and no --engine")
+    import numpy as np
+
+    graph = read_graph(args.checkpoint)
+    out = next((n for n in graph.nodes.values() if type(n).__name__ == "Output"), None)
+    types_ = [t.get(k) for t, k in ((getattr(out, "output_type", None) or {}, "output"),
+                                    (getattr(out, "input_type", None) or {}, "input")) if t.get(k) is not None]
+    if not types_:
+        raise ValueError(f"{args.checkpoint}: the graph's Output node states no shape (the number of classes)")
+    classes = int(np.asarray(types_[0]).ravel()[-1])
+    meta = {"model": f"NIR graph {Path(args.checkpoint).name}", "epoch": None, "checkpoint": str(args.checkpoint),
+            "model_kwargs": {"num_classes": classes}, "xorsnn_config": {}}
+    return NIRGraphModule(graph, args.T, dt=args.dt), meta
 
 
 def _packed_engine(model: Any, device: Any) -> tuple[Any, dict[str, Any]]:
@@ -389,11 +417,14 @@ def build_parser() -> argparse.ArgumentParser:
     _add_config_flags(p)
     p.set_defaults(func=_cmd_train)
 
-    p = sub.add_parser("eval", help="evaluate a checkpoint on a dataset's test split")
+    p = sub.add_parser("eval", help="evaluate a checkpoint (or a NIR graph: GRAPH.nir) on a dataset's test split")
     add_checkpoint_arguments(p)
     p.add_argument("--batch-size", type=int, default=256, help="evaluation batch size (default: 256)")
     p.add_argument("--test-subset", type=int, default=None, help="evaluate on a random subset of this size")
     p.add_argument("--T", type=int, default=None, help="override the number of time steps")
+    p.add_argument("--dt", type=float, default=None,
+                   help="NIR graphs only: the time step its time constants are written for (default: the graph's "
+                        "metadata, else 1; 1e-4 for graphs written by SpikingJelly or snnTorch)")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     p.add_argument("--engine", choices=("torch", "packed"), default="torch",

@@ -25,9 +25,10 @@ from typing import Any
 
 import numpy as np
 import torch
+from torch import nn
 from torch.nn import functional as F
 
-__all__ = ["simulate"]
+__all__ = ["simulate", "NIRGraphModule", "read_graph"]
 
 
 def _t(a: Any) -> torch.Tensor:
@@ -211,3 +212,36 @@ def simulate(graph: Any, x: torch.Tensor, *, record: bool = False,
                 rec[name].append(val[name])
         outs.append(val[outputs[0]])
     return torch.stack(outs), {k: torch.stack(v) for k, v in rec.items()}
+
+
+def read_graph(path: str | Any) -> Any:
+    """``nir.read(path)`` with a one-line error naming the file when it is not a readable NIR graph."""
+    import nir
+
+    try:
+        return nir.read(str(path))
+    except (OSError, KeyError, ValueError) as exc:
+        raise ValueError(f"{path}: not a readable NIR graph ({type(exc).__name__}: {exc})") from None
+
+
+class NIRGraphModule(nn.Module):
+    """A NIR graph as an inference model of xorsnn's shape: ``[B, C, H, W]`` (repeated over ``T``) or
+    ``[T, B, ...]`` -> the ``Output`` node's values ``[T, B, K]`` (float32), computed by :func:`simulate`.
+
+    Args:
+        graph: a ``nir.NIRGraph`` (any writer; see ``docs/deploy.md`` for the ones checked).
+        T: time steps for a static input.
+        dt: see :func:`simulate` (default: the graph's ``metadata["dt"]``, else 1).
+    """
+
+    def __init__(self, graph: Any, T: int, dt: float | None = None) -> None:
+        super().__init__()
+        if isinstance(T, bool) or not isinstance(T, int) or T < 1:
+            raise ValueError(f"NIRGraphModule: T must be a positive integer, got {T!r}")
+        self.graph, self.T, self.dt = graph, T, dt
+        _graph_dt(getattr(graph, "metadata", None) or {}, dt)  # a bad dt fails here, not at the first batch
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        seq = x if x.dim() == 5 else x.unsqueeze(0).expand(self.T, *x.shape)
+        out, _ = simulate(self.graph, seq, dt=self.dt)
+        return out.float()
