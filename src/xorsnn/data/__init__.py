@@ -1,26 +1,13 @@
 """Datasets read from a directory in their official formats, and batch augmentation."""
 
-from .augment import BatchAugment, normalize, random_crop, random_hflip
-from .base import DataBundle, DatasetError, DatasetInfo, ImageArrays
-from .events import events_to_frames, split_per_class
-from .idx import read_idx
-from .loader import ArrayLoader
-from .registry import DATASETS, canonical_dataset_name, load_dataset
+from . import augment, base, events, idx, loader, registry  # noqa: F401
+from .augment import *  # noqa: F403
+from .base import *  # noqa: F403
+from .events import *  # noqa: F403
+from .idx import *  # noqa: F403
+from .loader import *  # noqa: F403
+from .registry import *  # noqa: F403
 
 __all__ = [
-    "DATASETS",
-    "load_dataset",
-    "canonical_dataset_name",
-    "DataBundle",
-    "DatasetInfo",
-    "ImageArrays",
-    "DatasetError",
-    "ArrayLoader",
-    "BatchAugment",
-    "random_crop",
-    "random_hflip",
-    "normalize",
-    "events_to_frames",
-    "split_per_class",
-    "read_idx",
+    *augment.__all__, *base.__all__, *events.__all__, *idx.__all__, *loader.__all__, *registry.__all__,
 ]

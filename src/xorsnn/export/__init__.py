@@ -7,23 +7,13 @@
 >>> export_nir(model, images, "model.nir")      # NIR graph (needs the nir extra)
 """
 
-from .inference import ChannelAffine, FoldedNeuron
-from .nir_export import export_nir, to_nir
-from .opcount import OpReport, OpRow, op_report
-from .packed import PackedConv2d, PackedLinear, pack_model, packed_layers
-from .reparam import reparameterize
+from . import inference, nir_export, opcount, packed, reparam  # noqa: F401
+from .inference import *  # noqa: F403
+from .nir_export import *  # noqa: F403
+from .opcount import *  # noqa: F403
+from .packed import *  # noqa: F403
+from .reparam import *  # noqa: F403
 
 __all__ = [
-    "reparameterize",
-    "op_report",
-    "OpReport",
-    "OpRow",
-    "FoldedNeuron",
-    "ChannelAffine",
-    "pack_model",
-    "packed_layers",
-    "PackedConv2d",
-    "PackedLinear",
-    "to_nir",
-    "export_nir",
+    *inference.__all__, *nir_export.__all__, *opcount.__all__, *packed.__all__, *reparam.__all__,
 ]

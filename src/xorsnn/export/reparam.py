@@ -56,9 +56,8 @@ from ..layers import TimeConv2d, TimeLinear, is_binary_layer
 from ..models.resnet import SpikingResNet
 from ..neurons import SpikingNeuron
 from .inference import ChannelAffine, FoldedNeuron
-from .opcount import OpReport, op_report
 
-__all__ = ["reparameterize", "op_report", "OpReport"]
+__all__ = ["reparameterize"]
 
 _BN = nn.modules.batchnorm._BatchNorm
 

@@ -1,34 +1,12 @@
 """Spiking neurons (multi-step, time-first ``[T, B, ...]``) and surrogate gradients."""
 
-from .backends import BACKENDS, fused_cpu_available, multistep, multistep_fused_cpu, resolve_backend
-from .dynamics import NeuronDynamics, multistep_autograd, multistep_bptt, single_step
-from .factory import NEURON_TYPES, make_neuron, merge_neuron_spec, neuron_factory
-from .lif import IF, LIF, RealSpikeLIF, SpikingNeuron
-from .surrogate import SURROGATES, ATan, Rectangle, Sigmoid, Surrogate, Triangle, get_surrogate
+from . import backends, dynamics, factory, lif, surrogate  # noqa: F401
+from .backends import *  # noqa: F403
+from .dynamics import *  # noqa: F403
+from .factory import *  # noqa: F403
+from .lif import *  # noqa: F403
+from .surrogate import *  # noqa: F403
 
 __all__ = [
-    "SpikingNeuron",
-    "LIF",
-    "IF",
-    "RealSpikeLIF",
-    "NeuronDynamics",
-    "single_step",
-    "multistep_autograd",
-    "multistep_bptt",
-    "multistep",
-    "multistep_fused_cpu",
-    "fused_cpu_available",
-    "resolve_backend",
-    "BACKENDS",
-    "Surrogate",
-    "ATan",
-    "Sigmoid",
-    "Triangle",
-    "Rectangle",
-    "SURROGATES",
-    "get_surrogate",
-    "NEURON_TYPES",
-    "make_neuron",
-    "neuron_factory",
-    "merge_neuron_spec",
+    *backends.__all__, *dynamics.__all__, *factory.__all__, *lif.__all__, *surrogate.__all__,
 ]

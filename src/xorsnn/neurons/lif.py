@@ -21,11 +21,11 @@ from typing import Any, Literal
 import torch
 from torch import nn
 
-from .backends import BACKENDS, check_backend, multistep
+from .backends import check_backend, multistep
 from .dynamics import NeuronDynamics, single_step
 from .surrogate import Surrogate, get_surrogate
 
-__all__ = ["SpikingNeuron", "LIF", "IF", "RealSpikeLIF", "BACKENDS"]
+__all__ = ["SpikingNeuron", "LIF", "IF", "RealSpikeLIF"]
 
 #: attributes that define :class:`NeuronDynamics`; assigning one rebuilds ``dynamics``.
 _DYNAMICS_ATTRS = (

@@ -39,7 +39,7 @@ from .optim import make_optimizer, make_scheduler
 from .runlock import RunLock
 from .transfer import init_from_checkpoint, load_teacher, teacher_logits
 
-__all__ = ["train", "evaluate", "TrainResult", "NonFiniteLossError", "NonFiniteStateError", "build_model",
+__all__ = ["train", "evaluate", "TrainResult", "NonFiniteLossError", "build_model",
            "make_loaders", "seed_everything"]
 
 log = logging.getLogger("xorsnn.train")
