@@ -184,7 +184,7 @@ class _Builder:
             raise ValueError(f"{name}: {type(neuron).__name__} is not an xorsnn spiking neuron")
         p = neuron_to_nir_params(neuron, name)
         if self.consumer in _BATCHED:
-            self._snntorch_neuron_check(name, p, self.consumer)
+            self._batched_consumer_neuron_check(name, p, self.consumer)
         p["tau"] = p["tau"] * self.dt  # time constants in the graph's unit (dt = 1 step by default)
         shape = x.shape
         full = {k: np.full(shape, v, dtype=np.float64) for k, v in p.items() if k != "kind"}
@@ -197,7 +197,7 @@ class _Builder:
         return _Sig([name], shape, True)
 
     @staticmethod
-    def _snntorch_neuron_check(name: str, p: dict[str, Any], consumer: str = "snntorch") -> None:
+    def _batched_consumer_neuron_check(name: str, p: dict[str, Any], consumer: str = "snntorch") -> None:
         if p["kind"] == "IF":
             raise ValueError(f"{name}: snnTorch imports a NIR IF node as Leaky(beta=0.9), not as an IF neuron; "
                              "this neuron (no leak) has no exact snnTorch form -- export with consumer='nir'"
