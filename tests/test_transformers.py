@@ -331,6 +331,8 @@ def test_geometry_and_attention_ops_for_sop_accounting():
     assert [o["macs"] for o in attention_table(sdsa, tokens=10)] == [640, 640, 640]
     with pytest.raises(ValueError, match="tokens"):
         attention_table(sdsa)
+    with pytest.raises(ValueError, match="tokens must be a positive integer"):
+        attention_table(sdsa, tokens=0)
 
 
 def test_neuron_defaults_and_overrides():

@@ -153,7 +153,7 @@ def attention_records(module: SpikingAttention, q: torch.Tensor, k: torch.Tensor
 def count_attention(module: nn.Module, inputs: tuple[Any, ...], output: Any) -> list[OpRecord]:
     """The op counter of :class:`SpikingAttention` (registered): :func:`attention_records` on the spikes
     the module kept from its last forward (it keeps them while ``capture_op_operands`` is set)."""
-    operands, module._op_operands = module._op_operands, None  # type: ignore[assignment]
+    operands = module.pop_op_operands()  # type: ignore[operator]
     if operands is None:
         raise ValueError(
             f"{type(module).__name__}: no attention operands were captured; set capture_op_operands=True "
@@ -175,6 +175,8 @@ def attention_table(module: SpikingAttention, tokens: int | None = None) -> list
     n = tokens if tokens is not None else module.last_tokens
     if n is None:
         raise ValueError("attention_table: pass tokens=N or run a forward pass first")
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise ValueError(f"attention_table: tokens must be a positive integer, got {n!r}")
     shape = (1, 1, module.num_heads, int(n), module.head_dim)
     ones, zeros = torch.ones(shape), torch.zeros(shape)
     dense = attention_records(module, ones, ones, ones, 1)

@@ -156,7 +156,7 @@ def bench_rows(model: nn.Module, name: str, batches: list[int] | tuple[int, ...]
     from .packed import pack_model
 
     say = progress or (lambda msg: None)
-    say(f"{name}: packing ({'numba kernels compile on their first call, ~30 s' if with_layerwise else ''})")
+    say(f"{name}: packing (the numba kernels compile on their first call, ~30 s)")
     packed = pack_model(model)
     layerwise = pack_model(model, fuse_blocks=False) if with_layerwise else None
     T = int(getattr(model, "T", 1))

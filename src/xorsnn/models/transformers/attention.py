@@ -225,6 +225,11 @@ class SpikingAttention(nn.Module):
         if self.capture_op_operands:
             self._op_operands = (q.detach(), k.detach(), v.detach())
 
+    def pop_op_operands(self) -> tuple[torch.Tensor, ...] | None:
+        """The ``(q, k, v)`` kept by the last forward while counting (``None`` if none), and forget them."""
+        operands, self._op_operands = self._op_operands, None
+        return operands
+
     def extra_repr(self) -> str:
         parts = [f"dim={self.dim}", f"heads={self.num_heads}", f"similarity={self.similarity!r}",
                  f"scale={self.scale:g}"]
