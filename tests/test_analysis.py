@@ -546,3 +546,26 @@ def test_analyze_auto_raster_takes_the_layer_with_most_spikes():
     assert rep.raster_layer == max(spikes, key=spikes.get)
     assert rep.raster_info["channel"] is not None and rep.raster.shape[0] == 2
     assert json.loads(rep.to_json())["raster"]["layer"] == rep.raster_layer
+
+
+def test_synaptic_events_is_the_exact_count_and_meets_the_sop_estimate_where_reach_is_uniform():
+    """One counting rule for analyze and export: exact events against an explicit receptive-field count,
+    and equal to ``rate x A x executions`` (the SOP estimate) where every input reaches as many outputs."""
+    from xorsnn.analysis import synaptic_events, synaptic_macs
+
+    torch.manual_seed(0)
+    x = (torch.rand(2, 3, 4, 9, 9) < 0.3).float() * torch.rand(2, 3, 4, 9, 9)
+    conv = nn.Conv2d(4, 6, 3, stride=2, padding=1, groups=2)
+    patches = nn.functional.unfold(x.flatten(0, 1), 3, padding=1, stride=2)  # [N, C*9, L]
+    expected = float((patches != 0).sum()) * 3  # a non-zero in a window feeds its group's 3 outputs
+    assert synaptic_events(conv, x) == expected
+    rate = float((x != 0).double().mean())
+    flat = x.flatten(0, 1)  # [N, C, H, W]
+    for layer, inp in ((nn.Conv2d(4, 5, 1), flat), (nn.Linear(9, 7), x)):
+        macs, executions = synaptic_macs(layer, inp, layer(inp))
+        assert synaptic_events(layer, inp) == pytest.approx(rate * macs * executions, rel=1e-9)
+    # borders reach fewer outputs: the estimate over-counts a padded 3x3 conv
+    macs, executions = synaptic_macs(conv, flat, conv(flat))
+    assert synaptic_events(conv, x) < rate * macs * executions
+    with pytest.raises(ValueError, match="synaptic_events: unsupported module type ReLU"):
+        synaptic_events(nn.ReLU(), x)

@@ -232,9 +232,13 @@ def test_op_report_counts(fmnist):
     with FiringMonitor(exported) as mon:
         with torch.no_grad():
             exported(fmnist)
-    kinds = {r.name: r.kind for r in mon.op_table().rows}
+    table = mon.op_table()
+    kinds = {r.name: r.kind for r in table.rows}
     assert len(set(kinds) & set(rows)) >= 5
     assert all(rows[n].input_kind == k for n, k in kinds.items() if n in rows), (kinds, rows)
+    # and its MACs (one counting rule): a dense row's multiplications are analyze's steps x A
+    for name in ("stem_conv", "fc"):
+        assert rows[name].multiplications == pytest.approx(table[name].steps * table[name].macs)
 
     # binary spikes, no alpha: nothing but the first/last layers (and pooling) multiplies
     plain = reparameterize(trained_looking(small("msc", binary_scale="none"), fmnist, seed=8))

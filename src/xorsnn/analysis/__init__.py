@@ -42,6 +42,7 @@ from .ops import (
     matmul_op,
     op_counter_for,
     register_op_counter,
+    synaptic_events,
     synaptic_macs,
 )
 from .optable import LayerOps, OpTable
@@ -70,6 +71,7 @@ __all__ = [
     "register_op_counter",
     "op_counter_for",
     "extra_op_records",
+    "synaptic_events",
     "synaptic_macs",
     "matmul_op",
     "ssa_ops",

@@ -56,6 +56,7 @@ from typing import Any
 
 import torch
 from torch import nn
+from torch.nn import functional as F
 
 from .kinds import KINDS, ValueCounts
 
@@ -68,6 +69,7 @@ __all__ = [
     "op_counter_for",
     "extra_op_records",
     "synaptic_macs",
+    "synaptic_events",
     "matmul_op",
 ]
 
@@ -180,6 +182,28 @@ def synaptic_macs(module: nn.Module, x: torch.Tensor, y: torch.Tensor) -> tuple[
     if per == 0 or x.numel() % per:
         raise ValueError(f"synaptic_macs: input of shape {tuple(x.shape)} does not fit {type(module).__name__}")
     return int(a), x.numel() // per
+
+
+def synaptic_events(module: nn.Module, x: torch.Tensor) -> float:
+    """Exact synaptic events of one call of a conv/linear ``module`` on ``x`` (all leading dims).
+
+    Every non-zero input element counts once per output it reaches: ``out_features`` for a linear; for
+    a convolution, the outputs whose receptive field holds it times ``C_out/groups`` (the non-zero mask
+    convolved with an all-ones kernel, so padding and strides are accounted for). For a linear layer or a
+    stride-1 1x1 convolution this equals ``rate x A x executions`` (:func:`synaptic_macs`, the SOP
+    estimate); for a k x k convolution the estimate assumes the non-zeros are spread evenly over
+    positions that reach different numbers of outputs. ``xorsnn export``'s op report prices these events.
+    """
+    if isinstance(module, nn.Linear):
+        return float(torch.count_nonzero(x)) * module.out_features
+    if not isinstance(module, (nn.Conv1d, nn.Conv2d, nn.Conv3d)):
+        raise ValueError(f"synaptic_events: unsupported module type {type(module).__name__}")
+    nd = len(module.kernel_size)
+    mask = (x.detach() != 0).reshape(-1, *x.shape[-(nd + 1):]).to(torch.float32)
+    ones = torch.ones(module.groups, module.in_channels // module.groups, *module.kernel_size, device=x.device)
+    conv = (F.conv1d, F.conv2d, F.conv3d)[nd - 1]
+    reach = conv(mask, ones, None, module.stride, module.padding, module.dilation, module.groups)
+    return float(reach.double().sum()) * (module.out_channels // module.groups)
 
 
 def matmul_op(

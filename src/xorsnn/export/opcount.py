@@ -28,10 +28,15 @@ Each row also names its input's kind -- ``binary`` / ``graded`` / ``real``, clas
 with a ``binary`` input does one addition per event; ``graded``/``real`` inputs are the ones analyze
 flags).
 
+The synaptic counts are :mod:`xorsnn.analysis.ops`'s, the ones ``xorsnn analyze`` builds on: the dense
+count is :func:`~xorsnn.analysis.ops.synaptic_macs` (``A`` x executions, the ``steps * A`` of analyze's
+table) and the event count :func:`~xorsnn.analysis.ops.synaptic_events`. Analyze's SOP column is the
+literature's estimate ``rate x steps x A``; the events here are exact. The two agree exactly for linear
+layers and stride-1 1x1 convolutions; for a k x k convolution the estimate assumes the non-zero inputs
+are spread evenly over positions that reach different numbers of outputs (borders, strides).
+
 Not counted: neuron state updates (leak, compare, reset -- as in SOP accounting), max-pooling,
-element-wise residual merges (ADD/OR/XOR), and anything outside ``nn.Module`` calls. The event
-count of a convolution is exact (it convolves the non-zero mask of the input with an all-ones
-kernel, so padding and strides are accounted for).
+element-wise residual merges (ADD/OR/XOR), and anything outside ``nn.Module`` calls.
 """
 
 from __future__ import annotations
@@ -41,9 +46,9 @@ from dataclasses import dataclass, field
 
 import torch
 from torch import nn
-from torch.nn import functional as F
 
 from ..analysis.kinds import ValueCounts
+from ..analysis.ops import SYNAPTIC_TYPES, synaptic_events, synaptic_macs
 from ..layers import effective_weight
 from ..neurons import SpikingNeuron
 from .inference import ChannelAffine, FoldedNeuron
@@ -115,26 +120,11 @@ def _input_kind(x: torch.Tensor) -> str:
     return counts.kind
 
 
-def _conv_counts(mod: nn.Conv2d, x: torch.Tensor, y: torch.Tensor) -> tuple[float, float]:
-    """``(events, dense)``: synaptic events of non-zero inputs, and all synapses."""
-    x4 = x.flatten(0, 1) if x.dim() == 5 else x
-    mask = (x4 != 0).to(torch.float32)
-    kernel = torch.ones(mod.groups, mod.in_channels // mod.groups, *mod.kernel_size, device=x.device)
-    reach = F.conv2d(mask, kernel, None, mod.stride, mod.padding, mod.dilation, mod.groups)
-    events = float(reach.double().sum()) * (mod.out_channels // mod.groups)
-    k = (mod.in_channels // mod.groups) * mod.kernel_size[0] * mod.kernel_size[1]
-    return events, float(y.numel()) * k
-
-
-def _linear_counts(mod: nn.Linear, x: torch.Tensor, y: torch.Tensor) -> tuple[float, float]:
-    events = float(torch.count_nonzero(x)) * mod.out_features
-    return events, float(y.numel()) * mod.in_features
-
-
 def _count(name: str, mod: nn.Module, x: torch.Tensor, y: torch.Tensor) -> OpRow | None:
-    if isinstance(mod, (nn.Conv2d, nn.Linear)):
+    if isinstance(mod, SYNAPTIC_TYPES):
         w = effective_weight(mod)
-        events, dense = _conv_counts(mod, x, y) if isinstance(mod, nn.Conv2d) else _linear_counts(mod, x, y)
+        macs, executions = synaptic_macs(mod, x, y)
+        events, dense = synaptic_events(mod, x), float(macs * executions)
         bias_adds = float(y.numel()) if mod.bias is not None else 0.0
         kind = _input_kind(x)
         if bool(((w == 1) | (w == -1)).all()):
@@ -185,7 +175,7 @@ def _full_precision_layers(model: nn.Module) -> list[str]:
     """Names of the conv / linear layers whose effective weights are not all ±1 (they cost MACs)."""
     out = []
     for name, mod in model.named_modules():
-        if isinstance(mod, (nn.Conv2d, nn.Linear)):
+        if isinstance(mod, SYNAPTIC_TYPES):
             w = effective_weight(mod)
             if not bool(((w == 1) | (w == -1)).all()):
                 out.append(name)
