@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 
 import xorsnn
-from xorsnn.models import record_attention
+from xorsnn.analysis import record_attention
 
 
 def main(argv: list[str] | None = None) -> str:

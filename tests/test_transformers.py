@@ -11,8 +11,8 @@ from helpers import binary
 from torch import nn
 
 import xorsnn
-from xorsnn.analysis import attention_table, extra_op_records
-from xorsnn.models import SpikeDrivenTransformer, Spikformer, record_attention
+from xorsnn.analysis import attention_table, extra_op_records, record_attention
+from xorsnn.models import SpikeDrivenTransformer, Spikformer
 from xorsnn.models.transformers import AXNORCoefficient, SpikeDrivenSelfAttention, SpikingSelfAttention
 from xorsnn.neurons import SpikingNeuron
 from xorsnn.ops import axnor_attention, axnor_kv, axnor_scores, dot_matching_factor
@@ -279,11 +279,15 @@ def test_ssa_record_is_the_map_that_multiplies_v(order, norm):
         model(torch.rand(2, 3, 32, 32) * 2)
     r = rec["blocks.1.attn"]
     assert r.scores.shape == (2, 2, 4, 64, 64) and r.kv is None
-    v = attn._split_heads(seen["v"])
-    torch.testing.assert_close(attn._merge_heads(r.scores @ v), seen["x"], rtol=1e-5, atol=1e-5)
+    v = attn.split_heads(seen["v"])
+    torch.testing.assert_close(attn.merge_heads(r.scores @ v), seen["x"], rtol=1e-5, atol=1e-5)
     assert r.rates["q"] == pytest.approx(seen["q"].mean().item())
     assert r.head_rates["q"].shape == (4,) and r.a.shape == (4,)
-    assert not attn.record and attn.last_record is r  # flag restored, record kept
+    assert not attn._forward_hooks and not attn.q._forward_hooks and len(attn.attn_sn._forward_hooks) == 1  # ours stay
+    assert rec["blocks.1.attn"] is r and not hasattr(attn, "last_record")  # no analysis state in the model
+    with pytest.warns(FutureWarning, match="moved to xorsnn.analysis.record_attention"):
+        from xorsnn.models import record_attention as old
+    assert old is record_attention
 
 
 @pytest.mark.parametrize("norm", ["none", "match_dot", "center"])
@@ -293,8 +297,8 @@ def test_sdsa_record_holds_kv_counts_and_mask(norm):
     attn = model.blocks[0].attn
     seen = {}
     attn.kv_sn.register_forward_hook(lambda m, i, o: seen.update(x=i[0], s=o))
-    attn.k.sn.register_forward_hook(lambda m, i, o: seen.update(k=attn._split_heads(o)))
-    attn.v.sn.register_forward_hook(lambda m, i, o: seen.update(v=attn._split_heads(o)))
+    attn.k.sn.register_forward_hook(lambda m, i, o: seen.update(k=attn.split_heads(o)))
+    attn.v.sn.register_forward_hook(lambda m, i, o: seen.update(v=attn.split_heads(o)))
     with record_attention(model) as rec:
         model(torch.rand(2, 3, 32, 32))
     r = rec["blocks.0.attn"]

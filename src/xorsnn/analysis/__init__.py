@@ -31,6 +31,7 @@ See ``docs/energy.md`` for the counting rules and worked examples (SEW-ResNet-34
 from . import energy
 from .analyze import analyze, split_batch
 from .attention_ops import attention_records, attention_table, axnor_ops, sdsa_ops, ssa_ops
+from .attention_record import AttentionRecord, record_attention
 from .energy import *  # noqa: F403
 from .firing import FiringMonitor, NeuronStats, count_ops
 from .gradients import BlockGradStats, accumulate_gradients, block_gradient_stats, grad_norm_ratio, mean_output_ce
@@ -98,4 +99,6 @@ __all__ = [
     "mean_output_ce",
     "RasterRecorder",
     "capture_raster",
+    "AttentionRecord",
+    "record_attention",
 ]

@@ -7,7 +7,7 @@ from .ann import (
 from .registry import ModelEntry, create_model, list_models, model_info, register_model
 from .resnet import SpikingResNet, check_image_input
 from .stack import DeepSNNStack
-from .transformers import SpikeDrivenTransformer, Spikformer, record_attention  # registers spikformer_*, sdt_*
+from .transformers import SpikeDrivenTransformer, Spikformer  # registers spikformer_*, sdt_*
 
 __all__ = [
     "SpikingResNet",
@@ -15,7 +15,6 @@ __all__ = [
     "DeepSNNStack",
     "Spikformer",
     "SpikeDrivenTransformer",
-    "record_attention",
     "check_image_input",
     "ModelEntry",
     "create_model",
@@ -23,3 +22,16 @@ __all__ = [
     "model_info",
     "register_model",
 ]
+
+
+def __getattr__(name: str) -> object:
+    """``xorsnn.models.record_attention``: moved to :mod:`xorsnn.analysis` (deprecated alias, one release)."""
+    if name == "record_attention":
+        import warnings
+
+        from ..analysis.attention_record import record_attention
+
+        warnings.warn("xorsnn.models.record_attention moved to xorsnn.analysis.record_attention; the old name "
+                      "goes in the next release", FutureWarning, stacklevel=2)
+        return record_attention
+    raise AttributeError(f"module 'xorsnn.models' has no attribute {name!r}")

@@ -8,13 +8,7 @@ Importing this package registers ``spikformer_*`` and ``sdt_*`` in the model reg
 See ``docs/transformers.md`` for what is confirmed and what is reconstructed.
 """
 
-from .attention import (
-    AttentionRecord,
-    SpikeDrivenSelfAttention,
-    SpikingAttention,
-    SpikingSelfAttention,
-    record_attention,
-)
+from .attention import SpikeDrivenSelfAttention, SpikingAttention, SpikingSelfAttention
 from .base import EncoderBlock, SpikingTransformer
 from .sdt import MSMLP, MSPatchSplitting, SpikeDrivenTransformer
 from .similarity import AXNORCoefficient, make_coefficients
@@ -33,8 +27,6 @@ __all__ = [
     "SpikingAttention",
     "SpikingSelfAttention",
     "SpikeDrivenSelfAttention",
-    "AttentionRecord",
-    "record_attention",
     "AXNORCoefficient",
     "make_coefficients",
     "TokenBatchNorm",

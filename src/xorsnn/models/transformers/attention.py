@@ -33,19 +33,17 @@ detached per-(t, b, head) rates of the two operands:
 
 All three are the identity at ``a = 0``.
 
-Analysis hooks (generic, no extra dependencies):
+Analysis reads these modules from outside (they hold no analysis state but ``last_tokens``):
 
-* ``module.record = True`` (or the :func:`record_attention` context manager) makes every forward
-  store an :class:`AttentionRecord` in ``module.last_record``: Q/K/V/output firing rates (overall and
-  per head), the attention scores (SSA) or the KV counts and binary KV mask (SDSA), and ``a``.
+* :func:`xorsnn.analysis.record_attention` records Q/K/V/output firing rates (overall and per head),
+  the attention map (SSA, :meth:`SpikingSelfAttention.attention_map`) or the KV counts and binary KV
+  mask (SDSA), and ``a``, through forward hooks on the projections and the attention neuron;
 * ``module.geometry()`` gives the sizes (tokens ``N``, heads, head dim, ordering, similarity);
   :func:`xorsnn.analysis.attention_table` the ANN-equivalent accumulate counts of the attention
-  products, per sample and time step, with the spike tensors that gate them.
+  products, per sample and time step, with the spike tensors that gate them;
 * the attention products are counted by :mod:`xorsnn.analysis.attention_ops`, the op counter
-  registered for :class:`SpikingAttention` (``register_op_counter``), on the actual Q/K/V spikes, so
-  ``analyze`` / ``count_ops`` include them in the SOP and energy tables. The spikes are kept only
-  while ``capture_op_operands`` is ``True`` (the analysis sets it during its pass); this module
-  holds no op-count table of its own.
+  registered for :class:`SpikingAttention` (``register_op_counter``), on the actual Q/K/V spikes,
+  kept only while ``capture_op_operands`` is ``True`` (the analysis sets it during its pass);
 * the neurons are ordinary named submodules (``q.sn``, ``k.sn``, ``v.sn``, ``attn_sn`` / ``kv_sn``),
   so generic forward hooks on :class:`~xorsnn.neurons.SpikingNeuron` see their spikes.
 """
@@ -53,9 +51,6 @@ Analysis hooks (generic, no extra dependencies):
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -66,53 +61,11 @@ from ...ops.axnor import ORDERS, axnor_attention, axnor_kv, axnor_scores, dot_ma
 from .similarity import NORMALIZATIONS, SIMILARITIES, AXNORCoefficient
 from .tokens import TokenLinear
 
-__all__ = [
-    "AttentionRecord",
-    "SpikingAttention",
-    "SpikingSelfAttention",
-    "SpikeDrivenSelfAttention",
-    "record_attention",
-]
-
-
-@dataclass
-class AttentionRecord:
-    """What one attention layer saw in its last forward pass (all tensors detached).
-
-    Attributes:
-        kind: ``"ssa"`` or ``"sdsa"``.
-        rates: fraction of non-zero entries of ``"q"``, ``"k"``, ``"v"``, ``"attn"`` (SSA: output of
-            ``SN_attn``; SDSA: the KV mask) and ``"out"`` (the module's output spikes for SSA, the
-            masked ``Q ⊙ KV`` for SDSA).
-        head_rates: per-head rates ``[h]`` of ``"q"``, ``"k"``, ``"v"``.
-        a: the ``a`` used (``[1]`` or ``[h]``), ``None`` for the dot product.
-        scores: SSA only -- the per-head attention map that multiplies ``V``, including ``scale``
-            and any normalisation: ``[T, B, h, N, N]``.
-        kv: SDSA only -- the input of the KV neuron, ``[T, B, h, d]``.
-        kv_mask: SDSA only -- its binary output, ``[T, B, h, d]``.
-    """
-
-    kind: str
-    rates: dict[str, float]
-    head_rates: dict[str, torch.Tensor]
-    a: torch.Tensor | None = None
-    scores: torch.Tensor | None = None
-    kv: torch.Tensor | None = None
-    kv_mask: torch.Tensor | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
-
-
-def _rate(x: torch.Tensor) -> float:
-    return (x != 0).float().mean().item()
-
-
-def _head_rate(x: torch.Tensor) -> torch.Tensor:
-    """Rate per head of ``[T, B, h, N, d]`` -> ``[h]``."""
-    return (x != 0).float().mean(dim=(0, 1, 3, 4))
+__all__ = ["SpikingAttention", "SpikingSelfAttention", "SpikeDrivenSelfAttention"]
 
 
 class SpikingAttention(nn.Module):
-    """Base of the spiking attentions: heads, similarity, ``a``, scale, recording and geometry.
+    """Base of the spiking attentions: heads, similarity, ``a``, scale and geometry.
 
     Args:
         dim: channels ``C``; must be divisible by ``num_heads``.
@@ -162,8 +115,6 @@ class SpikingAttention(nn.Module):
         self.a_coef = a_coef
         self.scale = float(scale)
         self.normalize = normalize
-        self.record = False
-        self.last_record: AttentionRecord | None = None
         self.last_tokens: int | None = None
         self.capture_op_operands = False
         self._op_operands: tuple[torch.Tensor, ...] | None = None
@@ -178,12 +129,12 @@ class SpikingAttention(nn.Module):
             shape = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
             raise ValueError(f"{type(self).__name__}: x must have shape [T, B, N, C={self.dim}], got {shape}")
 
-    def _split_heads(self, x: torch.Tensor) -> torch.Tensor:
+    def split_heads(self, x: torch.Tensor) -> torch.Tensor:
         """``[T, B, N, C] -> [T, B, h, N, d]``."""
         return x.unflatten(-1, (self.num_heads, self.head_dim)).transpose(2, 3)
 
     @staticmethod
-    def _merge_heads(x: torch.Tensor) -> torch.Tensor:
+    def merge_heads(x: torch.Tensor) -> torch.Tensor:
         """``[T, B, h, N, d] -> [T, B, N, C]``."""
         return x.transpose(2, 3).flatten(-2)
 
@@ -295,32 +246,24 @@ class SpikingSelfAttention(SpikingAttention):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         self._check_input(x)
-        q = self._split_heads(self.q(x))
-        k = self._split_heads(self.k(x))
-        v = self._split_heads(self.v(x))
+        q = self.split_heads(self.q(x))
+        k = self.split_heads(self.k(x))
+        v = self.split_heads(self.v(x))
         self._capture(q, k, v)
         a = self.a_value()
-        attn = self.attn_sn(self._merge_heads(self._attend(q, k, v, a)))
-        out = self.proj(attn)
+        attn = self.attn_sn(self.merge_heads(self._attend(q, k, v, a)))
         self.last_tokens = x.shape[2]
-        if self.record:
-            self._store(q, k, v, a, attn, out)
-        return out
+        return self.proj(attn)
 
     @torch.no_grad()
-    def _store(self, q, k, v, a, attn, out) -> None:  # noqa: ANN001 - internal
+    def attention_map(self, q: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
+        """The per-head map that multiplies ``V``, scale and normalisation included: ``[T, B, h, N, N]``
+        from the spikes ``q``, ``k`` ``[T, B, h, N, d]`` (the kv-first order never forms it)."""
+        a = self.a_value()
         if a is None:
-            scores = (q @ k.transpose(-2, -1)) * self.scale
-        else:
-            factor, offset = self._normalisation(q, k, a.detach(), self.head_dim)
-            scores = (axnor_scores(q, k, a.detach()) - offset) * (self.scale * factor)
-        self.last_record = AttentionRecord(
-            kind=self.kind,
-            rates={"q": _rate(q), "k": _rate(k), "v": _rate(v), "attn": _rate(attn), "out": _rate(out)},
-            head_rates={"q": _head_rate(q), "k": _head_rate(k), "v": _head_rate(v)},
-            a=None if a is None else a.detach().clone(),
-            scores=scores.detach(),
-        )
+            return (q @ k.transpose(-2, -1)) * self.scale
+        factor, offset = self._normalisation(q, k, a.detach(), self.head_dim)
+        return (axnor_scores(q, k, a.detach()) - offset) * (self.scale * factor)
 
 class SpikeDrivenSelfAttention(SpikingAttention):
     """SDT v1's SDSA branch with a switchable similarity (see the module docstring).
@@ -367,60 +310,13 @@ class SpikeDrivenSelfAttention(SpikingAttention):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         self._check_input(x)
         s = self.shortcut_sn(x)
-        q = self._split_heads(self.q(s))
-        k = self._split_heads(self.k(s))
-        v = self._split_heads(self.v(s))
+        q = self.split_heads(self.q(s))
+        k = self.split_heads(self.k(s))
+        v = self.split_heads(self.v(s))
         self._capture(q, k, v)
         a = self.a_value()
         kv = self._column_sums(k, v, a)
         mask = self.kv_sn(kv)
         y = q * mask
-        out = self.proj(self._merge_heads(y))
         self.last_tokens = x.shape[2]
-        if self.record:
-            self._store(q, k, v, a, kv, mask, y)
-        return out
-
-    @torch.no_grad()
-    def _store(self, q, k, v, a, kv, mask, y) -> None:  # noqa: ANN001 - internal
-        self.last_record = AttentionRecord(
-            kind=self.kind,
-            rates={"q": _rate(q), "k": _rate(k), "v": _rate(v), "attn": _rate(mask), "out": _rate(y)},
-            head_rates={"q": _head_rate(q), "k": _head_rate(k), "v": _head_rate(v)},
-            a=None if a is None else a.detach().clone(),
-            kv=kv.detach().squeeze(-2),
-            kv_mask=mask.detach().squeeze(-2),
-        )
-
-@contextmanager
-def record_attention(model: nn.Module) -> Iterator[dict[str, AttentionRecord]]:
-    """Record every spiking attention layer of ``model`` while the context is open.
-
-    Yields a dict ``{module name: AttentionRecord}`` that is updated after each forward pass (it
-    holds the *last* pass; collect per batch for dataset statistics)::
-
-        with record_attention(model) as rec:
-            model(x)
-        rec["blocks.0.attn"].rates["q"], rec["blocks.0.attn"].scores.shape
-
-    The previous ``record`` flags are restored on exit; the records stay readable.
-    """
-    modules = {n: m for n, m in model.named_modules() if isinstance(m, SpikingAttention)}
-    records: dict[str, AttentionRecord] = {}
-    previous = {n: m.record for n, m in modules.items()}
-    handles = []
-    for name, module in modules.items():
-        module.record = True
-
-        def hook(mod: nn.Module, _args: Any, _out: Any, name: str = name) -> None:
-            if mod.last_record is not None:  # type: ignore[union-attr]
-                records[name] = mod.last_record  # type: ignore[assignment]
-
-        handles.append(module.register_forward_hook(hook))
-    try:
-        yield records
-    finally:
-        for h in handles:
-            h.remove()
-        for name, module in modules.items():
-            module.record = previous[name]
+        return self.proj(self.merge_heads(y))
