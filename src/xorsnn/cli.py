@@ -22,7 +22,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from .cli_common import add_checkpoint_arguments
+from .cli_common import add_checkpoint_arguments, check_positive
 
 __all__ = ["main", "build_parser"]
 
@@ -158,9 +158,7 @@ def _cmd_smoke(args: argparse.Namespace) -> int:
 
     from .models import create_model, model_info
 
-    for flag, value in (("--T", args.T), ("--batch", args.batch)):
-        if value < 1:
-            raise ValueError(f"{flag} must be a positive integer, got {value}")
+    check_positive(("--T", args.T), ("--batch", args.batch))
     torch.manual_seed(0)
     names = args.models or ["spiking_resnet20", "sew_resnet20", "ms_resnet20", "oa_resnet20", "xoresnet20"]
     for name in names:  # every name checked before the first model runs
@@ -195,14 +193,11 @@ def _cmd_train(args: argparse.Namespace) -> int:
 def _cmd_eval(args: argparse.Namespace) -> int:
     import torch
 
-    from .data import ImageArrays, load_dataset
-    from .training import DistContext, TrainConfig, build_model_from_checkpoint, evaluate, make_loaders
+    from .analysis.cli import checkpoint_test_loader
+    from .training import DistContext, build_model_from_checkpoint, evaluate
     from .training.distributed import resolve_device
 
-    for name in ("T", "batch_size", "test_subset"):
-        value = getattr(args, name)
-        if value is not None and value < 1:
-            raise ValueError(f"--{name.replace('_', '-')} must be a positive integer, got {value}")
+    check_positive(("--T", args.T), ("--batch-size", args.batch_size), ("--test-subset", args.test_subset))
     device = resolve_device(args.device)
     if str(args.checkpoint).endswith(".nir"):
         model, meta = _nir_model(args)
@@ -215,26 +210,16 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     engine_info: dict[str, Any] = {"engine": args.engine}
     if args.engine == "packed":
         model, engine_info = _packed_engine(model, device)
-    saved = meta.get("xorsnn_config", {})
-    dataset = args.dataset or saved.get("dataset")
-    if not dataset:
-        raise ValueError("--dataset is required (the checkpoint does not name its dataset)")
-    trained_on = saved.get("dataset")
-    if trained_on and dataset != trained_on:
-        print(f"xorsnn eval: warning: {meta['model']} was trained on {trained_on}, evaluating it on {dataset} "
+    trained_on = meta.get("xorsnn_config", {}).get("dataset")
+    if args.dataset and trained_on and args.dataset != trained_on:
+        print(f"xorsnn eval: warning: {meta['model']} was trained on {trained_on}, evaluating it on {args.dataset} "
               "(a different dataset: the accuracy says how it transfers, not how it was trained)", file=sys.stderr)
-    data = load_dataset(dataset, args.data_dir or saved.get("data_dir") or TrainConfig().resolved_data_dir(),
-                        T=model.T, image_size=saved.get("image_size"))
-    if isinstance(data.train, ImageArrays) and data.info.num_classes != meta["model_kwargs"].get("num_classes"):
-        raise ValueError(f"the checkpoint was trained for {meta['model_kwargs'].get('num_classes')} classes but "
-                         f"{dataset} has {data.info.num_classes}")
-    cfg = TrainConfig(dataset=dataset, batch_size=args.batch_size, eval_batch_size=args.batch_size,
-                      test_subset=args.test_subset, seed=0, pad_mode=saved.get("pad_mode", "constant"))
-    ctx = DistContext(device=device)
-    _, test_loader = make_loaders(cfg, data, ctx)
+    dataset, test_loader = checkpoint_test_loader(meta, dataset=args.dataset, data_dir=args.data_dir, T=model.T,
+                                                  batch_size=args.batch_size, test_subset=args.test_subset,
+                                                  device=device)
     t0 = time.perf_counter()
     with torch.no_grad():
-        res = evaluate(model, test_loader, ctx)
+        res = evaluate(model, test_loader, DistContext(device=device))
     res.update(model=meta["model"], epoch=meta.get("epoch"), checkpoint=meta["checkpoint"], dataset=dataset,
                seconds=time.perf_counter() - t0, **engine_info)
     if args.json:
@@ -287,13 +272,11 @@ def _packed_engine(model: Any, device: Any) -> tuple[Any, dict[str, Any]]:
 
 def _check_runs(models: Sequence[str], base_cfg: Any) -> list[Any]:
     """Every run's config, validated -- each name and its options -- before anything trains or loads data."""
-    from .models import model_info
+    from .models import create_model, model_info
 
     for name in models:  # names first: a typo in the last one fails in milliseconds
         model_info(name)
     import torch
-
-    from .models import create_model
 
     configs = []
     for name in models:
@@ -324,9 +307,9 @@ def _run_comparison(models: Sequence[str], base_cfg: Any, out_dir: Path, title: 
         rows.append({"model": name, "params_M": n_params / 1e6, "best_acc": 100 * res.best_test_acc,
                      "final_acc": 100 * res.final_test_acc, "epochs": len(res.metrics), "time_s": res.wall_time_s})
         curves[name] = res.metrics
-    table = _table(rows, [("model", "model", ""), ("params_M", "params (M)", ".2f"), ("best_acc", "best test acc (%)",
-                   ".2f"), ("final_acc", "final test acc (%)", ".2f"), ("epochs", "epochs", ""),
-                          ("time_s", "train time (s)", ".1f")])
+    table = _table(rows, [("model", "model", ""), ("params_M", "params (M)", ".2f"),
+                          ("best_acc", "best test acc (%)", ".2f"), ("final_acc", "final test acc (%)", ".2f"),
+                          ("epochs", "epochs", ""), ("time_s", "train time (s)", ".1f")])
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "results.md").write_text(f"# {title}\n\n{table}\n")
     with open(out_dir / "results.json", "w") as f:
@@ -404,8 +387,7 @@ def _unrecognized(parser: argparse.ArgumentParser, ns: argparse.Namespace, extra
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="xorsnn",
-                                     description="Deep spiking neural networks built on logic operations.")
+    parser = _Parser(prog="xorsnn", description="Deep spiking neural networks built on logic operations.")
     parser.add_argument("-q", "--quiet", action="store_true", help="only print results (no per-epoch log)")
     parser.add_argument("--debug", action="store_true",
                         help="show the full traceback of an error (also XORSNN_DEBUG=1); default: one line")

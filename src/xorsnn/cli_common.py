@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-__all__ = ["add_checkpoint_arguments"]
+__all__ = ["add_checkpoint_arguments", "check_positive"]
 
 
 def add_checkpoint_arguments(p: argparse.ArgumentParser) -> None:
@@ -14,3 +14,10 @@ def add_checkpoint_arguments(p: argparse.ArgumentParser) -> None:
                    help="checkpoint of a run directory to use (default: BEST)")
     p.add_argument("--dataset", help="dataset (default: the one the checkpoint was trained on)")
     p.add_argument("--data-dir", help="dataset directory (default: the training run's, then $XORSNN_DATA)")
+
+
+def check_positive(*flags: tuple[str, int | None]) -> None:
+    """``ValueError`` naming the first ``(flag, value)`` whose value is below 1 (``None``: not given)."""
+    for flag, value in flags:
+        if value is not None and value < 1:
+            raise ValueError(f"{flag} must be a positive integer, got {value}")

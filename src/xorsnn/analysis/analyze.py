@@ -14,6 +14,7 @@ It is independent of checkpoints and datasets: give it a model and a few batches
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
+from contextlib import nullcontext
 from itertools import islice
 from typing import Any
 
@@ -96,9 +97,6 @@ def analyze(
         raster_max_neurons: keep at most this many neurons in the raster.
         headline: convention of the headline energy (``"45nm"``/``"a"`` or ``"77fJ"``/``"b"``).
         headline_graded_cost: ``"mac"`` or ``"ac"`` -- how the headline prices graded inputs.
-
-    Returns:
-        :class:`~xorsnn.analysis.report.Report`.
     """
     headline = _check_analyze_args(model, headline, headline_graded_cost, gradients, T, max_batches)
     data = _prepare_batches(model, batches, max_batches, device)
@@ -111,14 +109,12 @@ def analyze(
         model.train(not eval_mode)
         fire = FiringMonitor(model, dense_layers=dense_layers)
         red = RedundancyMonitor(model)
-        auto_raster = raster_layer == "auto"
-        rec = (
-            RasterRecorder(model, raster_layer, sample=raster_sample, where=raster_where,
-                           max_neurons=raster_max_neurons, channel=raster_channel)
-            if raster_layer and not auto_raster else None
-        )
+        rec = None
+        if raster_layer and raster_layer != "auto":
+            rec = RasterRecorder(model, raster_layer, sample=raster_sample, where=raster_where,
+                                 max_neurons=raster_max_neurons, channel=raster_channel)
         T_out = _firing_pass(model, data, fire, red, rec, T)
-        if auto_raster:
+        if raster_layer == "auto":
             rec = _auto_raster(model, fire.neuron_stats(), data[0][0], sample=raster_sample,
                                max_neurons=raster_max_neurons, channel=raster_channel)
         grads = _gradient_pass(model, data, gradients, loss_fn, grad_train_mode)
@@ -129,19 +125,10 @@ def analyze(
 
     ops = fire.op_table()
     blocks = red.results()
-    notes = _notes(ops, blocks, T_out)
     return Report(
-        model=_describe(model),
-        T=T_out,
-        samples=fire.samples,
-        batches=len(data),
-        ops=ops,
-        neurons=fire.neuron_stats(),
-        blocks=blocks,
-        gradients=grads,
-        headline_convention=headline,
-        headline_graded_cost=headline_graded_cost,
-        notes=notes,
+        model=_describe(model), T=T_out, samples=fire.samples, batches=len(data), ops=ops,
+        neurons=fire.neuron_stats(), blocks=blocks, gradients=grads, headline_convention=headline,
+        headline_graded_cost=headline_graded_cost, notes=_notes(ops, blocks, T_out),
         raster=None if rec is None else rec.raster,
         raster_layer=None if rec is None else rec.layer,
         raster_info=None if rec is None else rec.info,
@@ -180,17 +167,11 @@ def _firing_pass(model: nn.Module, data: list[tuple[torch.Tensor, Any]], fire: F
                  red: RedundancyMonitor, rec: RasterRecorder | None, T: int | None) -> int:
     """Run every batch under the monitors; returns the output's (checked) number of time steps."""
     steps_seen: set[int] = set()
-    with torch.no_grad(), fire, red:
-        if rec is not None:
-            rec.__enter__()
-        try:
-            for x, _ in data:
-                out = model(x)
-                if isinstance(out, torch.Tensor):
-                    steps_seen.add(int(out.shape[0]))
-        finally:
-            if rec is not None:
-                rec.__exit__(None, None, None)
+    with torch.no_grad(), fire, red, (nullcontext() if rec is None else rec):
+        for x, _ in data:
+            out = model(x)
+            if isinstance(out, torch.Tensor):
+                steps_seen.add(int(out.shape[0]))
     if len(steps_seen) != 1:
         raise ValueError(f"the model output's time dimension varied across batches: {sorted(steps_seen)}")
     T_out = steps_seen.pop()

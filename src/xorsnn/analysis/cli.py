@@ -19,12 +19,13 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from itertools import islice
 from pathlib import Path
 from typing import Any
 
 from ..cli_common import add_checkpoint_arguments
 
-__all__ = ["add_analyze_parser", "run_analyze", "checkpoint_batches", "default_raster_layer"]
+__all__ = ["add_analyze_parser", "run_analyze", "checkpoint_batches", "checkpoint_test_loader", "default_raster_layer"]
 
 
 def add_analyze_parser(sub: Any) -> argparse.ArgumentParser:
@@ -82,18 +83,16 @@ def _raster_channel(value: str) -> int | str | None:
     return channel
 
 
-def checkpoint_batches(meta: dict[str, Any], *, dataset: str | None, data_dir: str | None, batches: int,
-                       batch_size: int, T: int) -> tuple[str, list[Any]]:
-    """``(dataset name, the first batches of its test split)`` prepared as for evaluation."""
+def checkpoint_test_loader(meta: dict[str, Any], *, dataset: str | None, data_dir: str | None, T: int,
+                           batch_size: int, test_subset: int | None = None,
+                           device: Any = None) -> tuple[str, Any]:
+    """``(dataset name, its test loader)`` for the checkpoint described by ``meta``, prepared as for evaluation
+    (the run's data directory, image size and padding unless given; batches on ``device``, default CPU)."""
     import torch
 
     from ..data import ImageArrays, load_dataset
     from ..training import DistContext, TrainConfig, make_loaders
 
-    if batches < 1:
-        raise ValueError(f"--batches must be >= 1, got {batches}")
-    if batch_size < 1:
-        raise ValueError(f"--batch-size must be >= 1, got {batch_size}")
     saved = meta.get("xorsnn_config", {})
     name = dataset or saved.get("dataset")
     if not name:
@@ -103,15 +102,22 @@ def checkpoint_batches(meta: dict[str, Any], *, dataset: str | None, data_dir: s
     classes = meta.get("model_kwargs", {}).get("num_classes")
     if isinstance(data.train, ImageArrays) and classes is not None and data.info.num_classes != classes:
         raise ValueError(f"the checkpoint was trained for {classes} classes but {name} has {data.info.num_classes}")
-    cfg = TrainConfig(dataset=name, batch_size=batch_size, eval_batch_size=batch_size, seed=0,
-                      pad_mode=saved.get("pad_mode", "constant"))
-    _, test_loader = make_loaders(cfg, data, DistContext(device=torch.device("cpu")))
-    out = []
-    for x, y in test_loader:
-        out.append((x, y))
-        if len(out) == batches:
-            break
-    return name, out
+    cfg = TrainConfig(dataset=name, batch_size=batch_size, eval_batch_size=batch_size, test_subset=test_subset,
+                      seed=0, pad_mode=saved.get("pad_mode", "constant"))
+    ctx = DistContext(device=torch.device("cpu") if device is None else device)
+    _, test_loader = make_loaders(cfg, data, ctx)
+    return name, test_loader
+
+
+def checkpoint_batches(meta: dict[str, Any], *, dataset: str | None, data_dir: str | None, batches: int,
+                       batch_size: int, T: int) -> tuple[str, list[Any]]:
+    """``(dataset name, the first batches of its test split)`` prepared as for evaluation."""
+    if batches < 1:
+        raise ValueError(f"--batches must be >= 1, got {batches}")
+    if batch_size < 1:
+        raise ValueError(f"--batch-size must be >= 1, got {batch_size}")
+    name, test_loader = checkpoint_test_loader(meta, dataset=dataset, data_dir=data_dir, T=T, batch_size=batch_size)
+    return name, list(islice(test_loader, batches))
 
 
 def run_analyze(args: argparse.Namespace) -> int:

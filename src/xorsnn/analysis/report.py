@@ -47,6 +47,11 @@ def _fmt(value: float | None, digits: int = 4) -> str:
     return f"{value:.{digits}g}"
 
 
+def _md_table(header: list[str], rows: list[list[str]]) -> list[str]:
+    """Lines of a markdown table: ``header``, its ``|---|`` rule, then one line per row of cell texts."""
+    return ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)] + ["| " + " | ".join(r) + " |" for r in rows]
+
+
 def _clean(obj: Any) -> Any:
     """JSON-safe copy (NaN -> None, tuples -> lists)."""
     if isinstance(obj, float):
@@ -134,16 +139,9 @@ class Report:
         raise ValueError(f"table must be one of {TABLES}, got {name!r}")
 
     def totals(self) -> dict[str, float]:
-        o = self.ops
-        return {
-            "dense_macs": o.dense_macs,
-            "sops_binary": o.sops_binary,
-            "sops_graded": o.sops_graded,
-            "sops_real": o.sops_real,
-            "sops": o.sops,
-            "ann_macs": o.ann_macs,
-            "mean_rate": o.mean_rate(),
-        }
+        """The network's raw counts per sample and its mean input rate (the "Raw counts" table)."""
+        counts = ("dense_macs", "sops_binary", "sops_graded", "sops_real", "sops", "ann_macs")
+        return {**{k: getattr(self.ops, k) for k in counts}, "mean_rate": self.ops.mean_rate()}
 
     def to_dict(self) -> dict[str, Any]:
         d: dict[str, Any] = {
@@ -178,8 +176,7 @@ class Report:
         rows = self.table(table)
         buf = io.StringIO()
         if rows:
-            fields = list(rows[0])
-            writer = csv.DictWriter(buf, fieldnames=fields, lineterminator="\n")
+            writer = csv.DictWriter(buf, fieldnames=list(rows[0]), lineterminator="\n")
             writer.writeheader()
             for r in rows:
                 writer.writerow({k: (";".join(map(str, v)) if isinstance(v, list) else v) for k, v in r.items()})
@@ -227,36 +224,24 @@ class Report:
             "",
             "## Energy per inference",
             "",
-            "| convention | graded/real priced as | first layer | binary SOPs | graded/real SOPs | total | ANN "
-            "| ANN/SNN |",
-            "|---|---|---|---|---|---|---|---|",
         ]
-        for e in self.energies():
-            label = get_convention(e.convention).label
-            lines.append(
-                f"| {label} | {e.graded_cost.upper()} | {format_si(e.dense_j, 'J')} | {format_si(e.binary_j, 'J')} | "
-                f"{format_si(e.graded_j, 'J')} | **{format_si(e.total_j, 'J')}** | {format_si(e.ann_j, 'J')} | "
-                f"{_fmt(e.ann_ratio, 3)} |"
-            )
-        lines += [
-            "",
-            "## Synaptic layers and extra ops",
-            "",
-            "| layer | op | input | A_l (MACs) | steps | fr_l | SOPs | dense MACs | non-unit share | max abs |",
-            "|---|---|---|---|---|---|---|---|---|---|",
-        ]
-        for r in o:
-            kind = r.kind + (" (dense)" if r.dense else " ⚠" if r.flagged else "")
-            lines.append(
-                f"| {r.name} | {r.op} | {kind} | {format_si(r.macs)} | {_fmt(r.steps)} | {_fmt(r.rate)} | "
-                f"{format_si(r.sops)} | {format_si(r.dense_macs)} | {_fmt(r.nonbinary_fraction, 3)} | "
-                f"{_fmt(r.max_abs, 3)} |"
-            )
+        lines += _md_table(
+            ["convention", "graded/real priced as", "first layer", "binary SOPs", "graded/real SOPs", "total", "ANN",
+             "ANN/SNN"],
+            [[get_convention(e.convention).label, e.graded_cost.upper(), format_si(e.dense_j, "J"),
+              format_si(e.binary_j, "J"), format_si(e.graded_j, "J"), f"**{format_si(e.total_j, 'J')}**",
+              format_si(e.ann_j, "J"), _fmt(e.ann_ratio, 3)] for e in self.energies()])
+        lines += ["", "## Synaptic layers and extra ops", ""]
+        lines += _md_table(
+            ["layer", "op", "input", "A_l (MACs)", "steps", "fr_l", "SOPs", "dense MACs", "non-unit share", "max abs"],
+            [[r.name, r.op, r.kind + (" (dense)" if r.dense else " ⚠" if r.flagged else ""), format_si(r.macs),
+              _fmt(r.steps), _fmt(r.rate), format_si(r.sops), format_si(r.dense_macs), _fmt(r.nonbinary_fraction, 3),
+              _fmt(r.max_abs, 3)] for r in o])
         if self.neurons:
-            lines += ["", "## Neuron layers", "", "| layer | kind | rate | rate per step |", "|---|---|---|---|"]
-            for n in self.neurons:
-                steps = ", ".join(f"{v:.3f}" for v in n.rate_per_step)
-                lines.append(f"| {n.name} | {n.kind} | {_fmt(n.rate)} | {steps} |")
+            lines += ["", "## Neuron layers", ""]
+            lines += _md_table(["layer", "kind", "rate", "rate per step"],
+                               [[n.name, n.kind, _fmt(n.rate), ", ".join(f"{v:.3f}" for v in n.rate_per_step)]
+                                for n in self.neurons])
         if self.blocks:
             lines += [
                 "",
@@ -270,31 +255,18 @@ class Report:
             if total:
                 lines += [f"XOR meta-residual active in **{active} of {total}** XOR identity blocks "
                           "(the others have no same-shape previous stream and read x_l itself).", ""]
-            lines += [
-                "| block | type | merge | out rate | non-binary out | S rate | A rate | overlap | overlap/A | novel "
-                "| note |",
-                "|---|---|---|---|---|---|---|---|---|---|---|",
-            ]
-            for b in self.blocks:
-                lines.append(
-                    f"| {b.name} | {b.block} | {b.merge} | {_fmt(b.output_rate)} | {_fmt(b.nonbinary_output)} | "
-                    f"{_fmt(b.shortcut_rate)} | {_fmt(b.backbone_rate)} | {_fmt(b.overlap)} | "
-                    f"{_fmt(b.overlap_of_backbone)} | {_fmt(b.novel_fraction)} | {b.note} |"
-                )
+            lines += _md_table(
+                ["block", "type", "merge", "out rate", "non-binary out", "S rate", "A rate", "overlap", "overlap/A",
+                 "novel", "note"],
+                [[b.name, b.block, b.merge, _fmt(b.output_rate), _fmt(b.nonbinary_output), _fmt(b.shortcut_rate),
+                  _fmt(b.backbone_rate), _fmt(b.overlap), _fmt(b.overlap_of_backbone), _fmt(b.novel_fraction), b.note]
+                 for b in self.blocks])
         if self.gradients:
-            lines += [
-                "",
-                "## Gradients per block",
-                "",
-                f"First/last block gradient-norm ratio: {_fmt(self.grad_norm_ratio)}.",
-                "",
-                "| block | grad norm | cos(prev) | compared | note |",
-                "|---|---|---|---|---|",
-            ]
-            for g in self.gradients:
-                lines.append(
-                    f"| {g.name} | {_fmt(g.grad_norm)} | {_fmt(g.cos_prev)} | {', '.join(g.compared)} | {g.note} |"
-                )
+            lines += ["", "## Gradients per block", "",
+                      f"First/last block gradient-norm ratio: {_fmt(self.grad_norm_ratio)}.", ""]
+            lines += _md_table(["block", "grad norm", "cos(prev)", "compared", "note"],
+                               [[g.name, _fmt(g.grad_norm), _fmt(g.cos_prev), ", ".join(g.compared), g.note]
+                                for g in self.gradients])
         if self.notes:
             lines += ["", "## Notes", ""] + [f"- {n}" for n in self.notes]
         return "\n".join(lines) + "\n"

@@ -13,6 +13,7 @@ Before timing, the packed model's logits are checked to be bitwise equal to the 
 
 from __future__ import annotations
 
+import math
 import os
 import platform
 import statistics
@@ -201,7 +202,7 @@ def format_results(rows: list[BenchRow]) -> str:
         "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|",
     ]
     for r in rows:
-        lw = "–" if r.layerwise_ms != r.layerwise_ms else f"{r.layerwise_ms:.1f}"
+        lw = "–" if math.isnan(r.layerwise_ms) else f"{r.layerwise_ms:.1f}"
         lines.append(f"| {r.arch} | {r.batch} | {r.T} | {r.threads} | {r.torch_ms:.1f} | {r.packed_ms:.1f} | "
                      f"{r.throughput(r.torch_ms):.1f} | {r.throughput(r.packed_ms):.1f} | {r.speedup:.2f}x | "
                      f"{lw} | {r.equal} | {r.spike_rate:.3f} |")

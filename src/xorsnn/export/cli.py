@@ -14,6 +14,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+from ..cli_common import check_positive
+
 __all__ = ["add_export_parser", "add_bench_infer_parser"]
 
 _SIZES = {"fashion_mnist": 28, "fashion-mnist": 28, "fmnist": 28, "mnist": 28, "digits": 8}
@@ -35,6 +37,16 @@ def _sample_input(model: Any, meta: dict[str, Any], size: int | None, batch: int
     return torch.randn(batch, int(getattr(model, "in_channels", 3)), h, w, generator=g)
 
 
+def _test_images(args: argparse.Namespace, model: Any, meta: dict[str, Any], batch: int) -> tuple[Any, str]:
+    """The first ``batch`` test images of ``--dataset`` as ``model`` takes them, and what they are."""
+    from ..analysis.cli import checkpoint_batches
+
+    _, batches = checkpoint_batches(meta, dataset=args.dataset, data_dir=args.data_dir, batches=1, batch_size=batch,
+                                    T=int(getattr(model, "T", 1)))
+    x = batches[0][0]
+    return x, f"the first {x.shape[0]} {args.dataset} test images"
+
+
 def _cmd_export(args: argparse.Namespace) -> int:
     import torch
 
@@ -43,18 +55,11 @@ def _cmd_export(args: argparse.Namespace) -> int:
     fmt = "reparam" if args.reparam else args.format
     if fmt is None:
         raise ValueError("choose the export format: --format nir or --format reparam (same as --reparam)")
-    for flag, value in (("--batch", args.batch), ("--input-size", args.input_size)):
-        if value is not None and value < 1:
-            raise ValueError(f"{flag} must be a positive integer, got {value}")
+    check_positive(("--batch", args.batch), ("--input-size", args.input_size))
     model, meta = build_model_from_checkpoint(args.checkpoint, "cpu", which=args.which)
     model.eval()
     if args.dataset:  # the op report's spike rates from real test images
-        from ..analysis.cli import checkpoint_batches
-
-        _, batches = checkpoint_batches(meta, dataset=args.dataset, data_dir=args.data_dir, batches=1,
-                                        batch_size=args.batch, T=int(getattr(model, "T", 1)))
-        x = batches[0][0]
-        images = f"the first {x.shape[0]} {args.dataset} test images"
+        x, images = _test_images(args, model, meta, args.batch)
     else:
         x = _sample_input(model, meta, args.input_size, args.batch, args.seed)
         images = f"{args.batch} random N(0,1) images (seed {args.seed}); spike rates of real data differ (--dataset)"
@@ -89,10 +94,10 @@ def _cmd_export(args: argparse.Namespace) -> int:
     from ..training.checkpoint import TENSORS_SHA, tensor_digest
 
     tensors = {k: v.detach().cpu().contiguous() for k, v in inference.state_dict().items()}
-    header = {"format": "xorsnn-reparam", "reparameterized": True, "model": meta["model"],
-              "model_kwargs": meta.get("model_kwargs", {}), "dataset": meta.get("dataset"),
-              "xorsnn_config": meta.get("xorsnn_config"), "epoch": meta.get("epoch"),
-              "source_checkpoint": meta["checkpoint"], TENSORS_SHA: tensor_digest(tensors)}
+    common = {"format": "xorsnn-reparam", "source_checkpoint": meta["checkpoint"], "model": meta["model"],
+              "model_kwargs": meta.get("model_kwargs", {}), "epoch": meta.get("epoch")}
+    header = {**common, "reparameterized": True, "dataset": meta.get("dataset"),
+              "xorsnn_config": meta.get("xorsnn_config"), TENSORS_SHA: tensor_digest(tensors)}
     # JSON-encoded values, as in every xorsnn checkpoint: eval, analyze and export read it like one
     save_file(tensors, str(out / "model.safetensors"), metadata={k: json.dumps(v) for k, v in header.items()})
     # the training-form weights beside it: the folded structure depends on their values, so a loader rebuilds
@@ -100,11 +105,7 @@ def _cmd_export(args: argparse.Namespace) -> int:
     source = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     save_file(source, str(out / "source.safetensors"), metadata={TENSORS_SHA: json.dumps(tensor_digest(source))})
     sidecar = {
-        "format": "xorsnn-reparam",
-        "source_checkpoint": meta["checkpoint"],
-        "model": meta["model"],
-        "model_kwargs": meta.get("model_kwargs", {}),
-        "epoch": meta.get("epoch"),
+        **common,
         "full_precision_layers": inference.full_precision_layers,
         "max_abs_logit_diff_vs_source": float((ref - got).abs().max()),
         "op_report": {
@@ -156,10 +157,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
 
     from .bench import bench_infer, bench_trained, format_results
 
-    for flag, values in (("--batch", args.batch), ("--T", [args.T]), ("--repeats", [args.repeats])):
-        bad = [v for v in values if v < 1]
-        if bad:
-            raise ValueError(f"{flag} must be a positive integer, got {bad[0]}")
+    check_positive(*[("--batch", b) for b in args.batch], ("--T", args.T), ("--repeats", args.repeats))
     progress = None if getattr(args, "quiet", False) else (lambda msg: print(msg, file=sys.stderr, flush=True))
     if args.checkpoint is None:
         rows = bench_infer(batches=args.batch, T=args.T, repeats=args.repeats, threads=args.threads, arch=args.arch,
@@ -170,12 +168,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
 
     model, meta = build_model_from_checkpoint(args.checkpoint, "cpu", which=args.which)
     if args.dataset:
-        from ..analysis.cli import checkpoint_batches
-
-        _, batches = checkpoint_batches(meta, dataset=args.dataset, data_dir=args.data_dir, batches=1,
-                                        batch_size=max(args.batch), T=int(getattr(model, "T", 1)))
-        test = batches[0][0]
-        source = f"the first {test.shape[0]} {args.dataset} test images"
+        test, source = _test_images(args, model, meta, max(args.batch))
 
         def images(b: int) -> Any:
             return test[:b]
