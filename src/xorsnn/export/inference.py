@@ -113,13 +113,8 @@ class FoldedNeuron(nn.Module):
     def extra_repr(self) -> str:
         parts = [f"channels={self.channels}", f"k={self.k:g}", f"c={self.c:g}",
                  "hard reset" if self.hard_reset else "soft reset"]
-        if self.real_valued:
-            parts.append("real_valued=True")
-        if self.bias is not None:
-            parts.append("bias")
-        if self.gain is not None:
-            parts.append("gain")
-        return ", ".join(parts)
+        flags = {"real_valued=True": self.real_valued, "bias": self.bias is not None, "gain": self.gain is not None}
+        return ", ".join(parts + [part for part, on in flags.items() if on])
 
 
 class ChannelAffine(nn.Module):
@@ -149,11 +144,10 @@ class ChannelAffine(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.dim() < 3:
             raise ValueError(f"ChannelAffine: expected a time-first tensor [T, B, C, ...], got {tuple(x.shape)}")
-        view = (-1,) + (1,) * (x.dim() - 3)
         if self.scale is not None:
-            x = x * self.scale.view(view)
+            x = x * _channel_view(self.scale, x)
         if self.shift is not None:
-            x = x + self.shift.view(view)
+            x = x + _channel_view(self.shift, x)
         return x
 
     def extra_repr(self) -> str:

@@ -42,7 +42,7 @@ import torch
 from torch import nn
 
 from ..blocks.spec import Segment, require_spec
-from ..layers import is_binary_layer
+from ..layers import effective_weight
 from ..models.resnet import SpikingResNet
 from ..models.stack import DeepSNNStack
 from ..neurons import SpikingNeuron
@@ -126,8 +126,6 @@ class _Builder:
         def hook(mod: nn.Module, args: tuple, out: Any) -> None:
             if isinstance(out, torch.Tensor) and args and isinstance(args[0], torch.Tensor):
                 lead = 2 if args[0].dim() in (5, 3) and mod is not self.model else 1
-                if isinstance(mod, (nn.Conv2d, _BN)) and args[0].dim() == 4:
-                    lead = 1
                 self.shapes.setdefault(id(mod), (tuple(args[0].shape[lead:]), tuple(out.shape[lead:])))
 
         for mod in self.model.modules():
@@ -157,17 +155,16 @@ class _Builder:
 
     def weight_layer(self, name: str, layer: nn.Module, bn: nn.Module | None, x: _Sig) -> _Sig:
         """Conv/Linear (+ folded BN) node fed by ``x``."""
-        with torch.no_grad():
-            w = (layer.binary_weight() if is_binary_layer(layer) else layer.weight).detach().double()
-            b = layer.bias.detach().double() if layer.bias is not None else torch.zeros(w.shape[0], dtype=torch.float64)
-            if bn is not None:
-                if not isinstance(bn, _BN) or bn.running_var is None:
-                    raise ValueError(f"{name}: BatchNorm without running statistics cannot be folded")
-                s = (bn.weight.detach().double() if bn.weight is not None else 1.0) / torch.sqrt(
-                    bn.running_var.double() + bn.eps)
-                shift = bn.bias.detach().double() if bn.bias is not None else 0.0
-                w = w * s.view((-1,) + (1,) * (w.dim() - 1))
-                b = (b - bn.running_mean.double()) * s + shift
+        w = effective_weight(layer).double()
+        b = layer.bias.detach().double() if layer.bias is not None else torch.zeros(w.shape[0], dtype=torch.float64)
+        if bn is not None:
+            if not isinstance(bn, _BN) or bn.running_var is None:
+                raise ValueError(f"{name}: BatchNorm without running statistics cannot be folded")
+            s = (bn.weight.detach().double() if bn.weight is not None else 1.0) / torch.sqrt(
+                bn.running_var.double() + bn.eps)
+            shift = bn.bias.detach().double() if bn.bias is not None else 0.0
+            w = w * s.view((-1,) + (1,) * (w.dim() - 1))
+            b = (b - bn.running_mean.double()) * s + shift
         if isinstance(layer, nn.Conv2d):
             if layer.padding_mode != "zeros" or isinstance(layer.padding, str):
                 raise ValueError(f"{name}: only numeric zero padding can be exported")
@@ -184,20 +181,18 @@ class _Builder:
             raise ValueError(f"{name}: {type(neuron).__name__} is not an xorsnn spiking neuron")
         p = neuron_to_nir_params(neuron, name)
         if self.consumer in _BATCHED:
-            self._batched_consumer_neuron_check(name, p, self.consumer)
+            self._batched_consumer_neuron_check(name, p)
         p["tau"] = p["tau"] * self.dt  # time constants in the graph's unit (dt = 1 step by default)
-        shape = x.shape
-        full = {k: np.full(shape, v, dtype=np.float64) for k, v in p.items() if k != "kind"}
+        full = {k: np.full(x.shape, v, dtype=np.float64) for k, v in p.items() if k != "kind"}
         if p["kind"] == "LIF":
-            node = self.nir.LIF(tau=full["tau"], r=full["r"], v_leak=full["v_leak"],
-                                v_threshold=full["v_threshold"], v_reset=full["v_reset"])
+            node = self.nir.LIF(**full)
         else:
             node = self.nir.IF(r=full["r"], v_threshold=full["v_threshold"], v_reset=full["v_reset"])
         self.add(name, node, x)
-        return _Sig([name], shape, True)
+        return _Sig([name], x.shape, True)
 
-    @staticmethod
-    def _batched_consumer_neuron_check(name: str, p: dict[str, Any], consumer: str = "snntorch") -> None:
+    def _batched_consumer_neuron_check(self, name: str, p: dict[str, Any]) -> None:
+        consumer = self.consumer
         if p["kind"] == "IF":
             raise ValueError(f"{name}: snnTorch imports a NIR IF node as Leaky(beta=0.9), not as an IF neuron; "
                              "this neuron (no leak) has no exact snnTorch form -- export with consumer='nir'"
@@ -211,17 +206,13 @@ class _Builder:
                              f"decay_input=True); this neuron has r = {p['r']:g}")
 
     def scale(self, name: str, x: _Sig, factor: float) -> _Sig:
-        if self.consumer in _BATCHED:  # snnTorch has no Scale node: a diagonal 1x1 conv / affine
-            if len(x.shape) == 3:  # a dense 1x1 conv: snnTorch reads in_channels from weight.shape[1], so no groups
-                c = x.shape[0]
-                node = self.nir.Conv2d(input_shape=tuple(x.shape[1:]), weight=(np.eye(c) * factor)[:, :, None, None],
-                                       stride=(1, 1), padding=(0, 0), dilation=(1, 1), groups=1, bias=np.zeros(c))
-            else:
-                n = int(np.prod(x.shape))
-                node = self.nir.Affine(weight=np.eye(n) * factor, bias=np.zeros(n))
-            self.add(name, node, x)
-        else:
+        if self.consumer not in _BATCHED:
             self.add(name, self.nir.Scale(scale=np.full(x.shape, factor)), x)
+        elif len(x.shape) == 3:  # snnTorch has no Scale node: a diagonal 1x1 conv ...
+            self._diagonal_conv(name, x, np.full((1, 1), factor), (1, 1), (0, 0))
+        else:  # ... or a diagonal affine
+            n = int(np.prod(x.shape))
+            self.add(name, self.nir.Affine(weight=np.eye(n) * factor, bias=np.zeros(n)), x)
         return _Sig([name], x.shape, False)
 
     def threshold(self, name: str, x: _Sig, theta: float) -> _Sig:
@@ -238,17 +229,12 @@ class _Builder:
         self.add(name, node, x)
         return _Sig([name], x.shape, True)
 
-    @staticmethod
-    def _need_binary(name: str, *sigs: _Sig) -> None:
-        for s in sigs:
-            if not s.binary:
-                raise ValueError(
-                    f"{name}: spike logic on non-binary operands (e.g. the integer output of a SEW-ADD) computes a "
-                    "different function when lowered to thresholds; refusing to export")
-
     def logic(self, name: str, op: str, a: _Sig, b: _Sig) -> _Sig:
         """Exact lowering of ``op(a, b)`` on binary spikes (see the module docstring)."""
-        self._need_binary(name, a, b)
+        if not (a.binary and b.binary):
+            raise ValueError(
+                f"{name}: spike logic on non-binary operands (e.g. the integer output of a SEW-ADD) computes a "
+                "different function when lowered to thresholds; refusing to export")
         both = _Sig(a.sources + b.sources, a.shape, False)
         if op == "or":
             return self.threshold(f"{name}.or", both, 0.5)
@@ -295,20 +281,24 @@ class _Builder:
         if isinstance(mod, nn.Flatten):
             if mod.start_dim != 2 or mod.end_dim != -1:
                 raise ValueError(f"{name}: only nn.Flatten(start_dim=2) ([T, B, ...] -> [T, B, F]) is supported")
-            self._flatten(name, x)
-            return _Sig([name], (int(np.prod(x.shape)),), x.binary)
+            return self._flatten(name, x)
         raise ValueError(f"{name}: {type(mod).__name__} has no NIR mapping")
 
-    def _avg_pool(self, name: str, x: _Sig, k: tuple[int, int], s: tuple[int, int], p: tuple[int, int]) -> None:
-        """An ``AvgPool2d`` node; for Norse (no pool node; convs read ``in_channels`` from the weight, so no
-        groups) a dense conv whose weight is ``1/k²`` on the channel diagonal and exactly 0 elsewhere."""
-        if self.consumer != "norse":
-            self.add(name, self.nir.AvgPool2d(kernel_size=np.array(k), stride=np.array(s), padding=np.array(p)), x)
-            return
+    def _diagonal_conv(self, name: str, x: _Sig, kernel: np.ndarray, stride: tuple[int, int],
+                       padding: tuple[int, int]) -> None:
+        """A conv node applying ``kernel`` ``[KH, KW]`` to every channel of ``x`` ``[C, H, W]`` on its own: a
+        dense conv (the batched importers read ``in_channels`` from the weight, so no groups) whose weight is
+        ``kernel`` on the channel diagonal and exactly 0 elsewhere."""
         c = x.shape[0]
-        weight = np.eye(c)[:, :, None, None] * np.full(k, 1.0 / (k[0] * k[1]))
-        self.add(name, self.nir.Conv2d(input_shape=tuple(x.shape[1:]), weight=weight, stride=s, padding=p,
-                                       dilation=(1, 1), groups=1, bias=np.zeros(c)), x)
+        self.add(name, self.nir.Conv2d(input_shape=tuple(x.shape[1:]), weight=np.eye(c)[:, :, None, None] * kernel,
+                                       stride=stride, padding=padding, dilation=(1, 1), groups=1, bias=np.zeros(c)), x)
+
+    def _avg_pool(self, name: str, x: _Sig, k: tuple[int, int], s: tuple[int, int], p: tuple[int, int]) -> None:
+        """An ``AvgPool2d`` node; for Norse (no pool node) a diagonal conv of weight ``1/k²``."""
+        if self.consumer == "norse":
+            self._diagonal_conv(name, x, np.full(k, 1.0 / (k[0] * k[1])), s, p)
+        else:
+            self.add(name, self.nir.AvgPool2d(kernel_size=np.array(k), stride=np.array(s), padding=np.array(p)), x)
 
     def pool(self, name: str, mod: nn.Module, x: _Sig) -> _Sig:
         """Max-pool of spikes (``H(SumPool - 1/2)``), average pool, global average pool."""
@@ -337,8 +327,7 @@ class _Builder:
             return _Sig([name], self._out_shape(mod), False)
         if isinstance(mod, nn.AdaptiveAvgPool2d):
             h, w = x.shape[1:]
-            size = _pair(mod.output_size)
-            if size != (1, 1):
+            if _pair(mod.output_size) != (1, 1):
                 raise ValueError(f"{name}: only global average pooling (output size 1) can be exported")
             self.add(name, nir.AvgPool2d(kernel_size=np.array([h, w]), stride=np.array([h, w]),
                                          padding=np.array([0, 0])), x)
@@ -387,64 +376,59 @@ class _Builder:
         return self.logic(f"{name}.merge", "or", s, sel)
 
     # -- whole models ---------------------------------------------------------------------------
-    def _refuse_residual_for_norse(self) -> None:
-        if self.consumer == "norse":
+    def model_graph(self, m: nn.Module, in_shape: tuple[int, ...]) -> None:
+        """``input`` node (``in_shape`` per sample and step), the body of ``m``, ``output`` node."""
+        if not isinstance(m, (SpikingResNet, DeepSNNStack, nn.Sequential)):
+            raise ValueError(
+                f"to_nir: {type(m).__name__} is not supported (SpikingResNet, DeepSNNStack or nn.Sequential)")
+        if self.consumer == "norse" and not isinstance(m, nn.Sequential):
             raise ValueError("consumer='norse': Norse 1.1's importer (nirtorch's legacy GraphExecutor) runs graphs "
                              "with residual edges on the wrong inputs ('Multiple input nodes found'), so residual "
                              "networks are not exported for it; export a feed-forward nn.Sequential SNN, or use "
                              "consumer='snntorch' / 'spikingjelly'")
-
-    def resnet(self, m: SpikingResNet, in_shape: tuple[int, ...]) -> None:
-        self._refuse_residual_for_norse()
-        nir = self.nir
-        self.add("input", nir.Input(input_type={"input": np.array(in_shape)}), [])
+        self.add("input", self.nir.Input(input_type={"input": np.array(in_shape)}), [])
         x = _Sig(["input"], in_shape, False)
-        x = self.weight_layer("stem_conv", m.stem_conv, m.stem_bn, x)
-        x = self.module("stem_sn", m.stem_sn, x)
-        x = self.module("stem_extra", m.stem_extra, x)
-        x = self.module("stem_pool", m.stem_pool, x)
-        for si, stage in enumerate(m.stages):
-            prev = None
-            for bi, blk in enumerate(stage):
-                out = self.block(f"stages.{si}.{bi}", blk, x, prev)
-                prev, x = x, out
-        if isinstance(m.head_bn, _BN):
-            raise ValueError("head_bn: a BatchNorm on the residual stream cannot be folded into NIR")
-        x = self.module("head_sn", m.head_sn, x)
-        x = self.module("pool", m.pool, x)
-        self._flatten("flatten", x)
-        x = _Sig(["flatten"], (int(np.prod(x.shape)),), x.binary)
-        x = self.module("hidden", m.hidden, x)
-        x = self.weight_layer("fc", m.fc, None, x)
-        self.add("output", nir.Output(output_type={"output": np.array(x.shape)}), x)
+        if isinstance(m, SpikingResNet):
+            x = self.resnet(m, x)
+        elif isinstance(m, DeepSNNStack):
+            x = self.stack(m, x)
+        else:
+            x = self.seq("", m, x)
+        self.add("output", self.nir.Output(output_type={"output": np.array(x.shape)}), x)
 
-    def stack(self, m: DeepSNNStack, in_shape: tuple[int, ...]) -> None:
-        self._refuse_residual_for_norse()
-        nir = self.nir
-        self.add("input", nir.Input(input_type={"input": np.array(in_shape)}), [])
-        x = self.seq("encoder", m.encoder, _Sig(["input"], in_shape, False))
+    def stage(self, prefix: str, blocks: nn.Module, x: _Sig) -> _Sig:
+        """Residual blocks ``prefix.0``, ``prefix.1``, ... in a row, each handing its input on as ``x_prev``."""
         prev = None
-        for i, blk in enumerate(m.blocks):
-            out = self.block(f"blocks.{i}", blk, x, prev)
-            prev, x = x, out
+        for i, blk in enumerate(blocks):
+            prev, x = x, self.block(f"{prefix}.{i}", blk, x, prev)
+        return x
+
+    def head_neuron(self, m: SpikingResNet | DeepSNNStack, x: _Sig) -> _Sig:
         if isinstance(m.head_bn, _BN):
             raise ValueError("head_bn: a BatchNorm on the residual stream cannot be folded into NIR")
-        x = self.module("head_sn", m.head_sn, x)
-        if m.fc is not None:
-            x = self.weight_layer("fc", m.fc, None, x)
-        self.add("output", nir.Output(output_type={"output": np.array(x.shape)}), x)
+        return self.module("head_sn", m.head_sn, x)
 
-    def sequential(self, m: nn.Sequential, in_shape: tuple[int, ...]) -> None:
-        nir = self.nir
-        self.add("input", nir.Input(input_type={"input": np.array(in_shape)}), [])
-        x = self.seq("", m, _Sig(["input"], in_shape, False))
-        self.add("output", nir.Output(output_type={"output": np.array(x.shape)}), x)
+    def resnet(self, m: SpikingResNet, x: _Sig) -> _Sig:
+        x = self.weight_layer("stem_conv", m.stem_conv, m.stem_bn, x)
+        for attr in ("stem_sn", "stem_extra", "stem_pool"):
+            x = self.module(attr, getattr(m, attr), x)
+        for si, stage in enumerate(m.stages):
+            x = self.stage(f"stages.{si}", stage, x)
+        x = self.module("pool", m.pool, self.head_neuron(m, x))
+        x = self.module("hidden", m.hidden, self._flatten("flatten", x))
+        return self.weight_layer("fc", m.fc, None, x)
 
-    def _flatten(self, name: str, x: _Sig) -> None:
+    def stack(self, m: DeepSNNStack, x: _Sig) -> _Sig:
+        x = self.stage("blocks", m.blocks, self.seq("encoder", m.encoder, x))
+        x = self.head_neuron(m, x)
+        return x if m.fc is None else self.weight_layer("fc", m.fc, None, x)
+
+    def _flatten(self, name: str, x: _Sig) -> _Sig:
         """``[C, H, W] -> [C*H*W]``. NIR counts ``start_dim`` in the batch-free shape (0); snnTorch's
         importer builds ``torch.nn.Flatten(start_dim)`` on batched tensors, so it needs 1."""
         start = 1 if self.consumer in _BATCHED else 0
         self.add(name, self.nir.Flatten(input_type={"input": np.array(x.shape)}, start_dim=start), x)
+        return _Sig([name], (int(np.prod(x.shape)),), x.binary)
 
     def graph(self) -> Any:
         meta = {"producer": "xorsnn", "consumer": self.consumer, "dt": self.dt}
@@ -464,12 +448,11 @@ def to_nir(model: nn.Module, sample: torch.Tensor, *, consumer: str = "nir") -> 
             (``TimeConv2d``/``TimeLinear`` [+ BN], neurons, pools, ``nn.Flatten(start_dim=2)``).
         sample: one input the model accepts (``[B, C, H, W]`` or ``[T, B, C, H, W]``), used to trace
             shapes. Node names are the model's module names (neurons keep theirs: ``stages.0.1.sn2``).
-        consumer: ``"nir"`` (the specification; dt = 1), ``"spikingjelly"``, ``"norse"`` (see :data:`CONSUMERS`)
-            or ``"snntorch"`` (a graph snnTorch's
-            ``import_from_nir`` runs with the same spikes: dt = 1e-4, logic thresholds as beta-0 LIFs,
-            ``Scale`` as per-channel convs, ``Flatten(start_dim=1)``; IF neurons are refused). The
-            graph's ``metadata`` records ``consumer`` and ``dt``; :func:`~xorsnn.export.nir_sim.simulate`
-            reads them.
+        consumer: one of :data:`CONSUMERS`: ``"nir"`` (the specification; dt = 1), ``"spikingjelly"``,
+            ``"norse"`` or ``"snntorch"`` (a graph snnTorch's ``import_from_nir`` runs with the same spikes:
+            dt = 1e-4, logic thresholds as beta-0 LIFs, ``Scale`` as per-channel convs, ``Flatten(start_dim=1)``;
+            IF neurons are refused). The graph's ``metadata`` records ``consumer`` and ``dt``;
+            :func:`~xorsnn.export.nir_sim.simulate` reads them.
 
     Returns:
         ``nir.NIRGraph`` with nodes ``input`` and ``output``. Per sample and step, the input is
@@ -488,16 +471,7 @@ def to_nir(model: nn.Module, sample: torch.Tensor, *, consumer: str = "nir") -> 
     model.eval()
     try:
         b = _Builder(model, sample, consumer)
-        per_step = tuple(sample.shape[-3:]) if sample.dim() >= 4 else tuple(sample.shape[-1:])
-        if isinstance(model, SpikingResNet):
-            b.resnet(model, per_step)
-        elif isinstance(model, DeepSNNStack):
-            b.stack(model, per_step)
-        elif isinstance(model, nn.Sequential):
-            b.sequential(model, per_step)
-        else:
-            raise ValueError(
-                f"to_nir: {type(model).__name__} is not supported (SpikingResNet, DeepSNNStack or nn.Sequential)")
+        b.model_graph(model, tuple(sample.shape[-3:]) if sample.dim() >= 4 else tuple(sample.shape[-1:]))
         return b.graph()
     finally:
         model.train(was_training)

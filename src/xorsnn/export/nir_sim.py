@@ -58,7 +58,6 @@ def _order(graph: Any) -> list[str]:
 _PARAMS = {"LIF": ("tau", "r", "v_leak", "v_threshold", "v_reset"), "IF": ("r", "v_threshold", "v_reset"),
            "Threshold": ("threshold",), "Scale": ("scale",), "Affine": ("weight", "bias"), "Linear": ("weight",),
            "Conv2d": ("weight", "bias")}
-_BROADCAST = {"LIF": ("tau", "r", "v_leak", "v_threshold", "v_reset"), "IF": ("r", "v_threshold", "v_reset")}
 
 
 def _check_node(name: str, node: Any) -> None:
@@ -79,11 +78,10 @@ def _check_node(name: str, node: Any) -> None:
         arrays[key] = a
     if "tau" in arrays and not (arrays["tau"] > 0).all():
         raise ValueError(f"simulate: node {name!r} ({kind}): tau must be > 0, got min {arrays['tau'].min()}")
-    shared = [k for k in _BROADCAST.get(kind, ()) if k in arrays]
+    shapes = {k: a.shape for k, a in arrays.items()} if kind in ("LIF", "IF") else {}
     try:
-        np.broadcast_shapes(*(arrays[k].shape for k in shared))
+        np.broadcast_shapes(*shapes.values())
     except ValueError:
-        shapes = {k: arrays[k].shape for k in shared}
         raise ValueError(f"simulate: node {name!r} ({kind}): parameter shapes {shapes} do not broadcast") from None
 
 

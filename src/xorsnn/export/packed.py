@@ -51,8 +51,7 @@ from .packed_core import (
 from .packed_fused import fuse_blocks as _fuse_blocks
 from .reparam import reparameterize
 
-__all__ = [
-    "packable_form","PackedConv2d", "PackedLinear", "FusedNeuron", "pack_model", "packed_layers", "is_pm1",
+__all__ = ["packable_form", "PackedConv2d", "PackedLinear", "FusedNeuron", "pack_model", "packed_layers", "is_pm1",
            "numba_available", "neuron_kernel_params"]
 
 
@@ -80,10 +79,6 @@ class PackedConv2d(nn.Module):
         self.sign = np.ascontiguousarray(w.permute(2, 3, 1, 0).to(torch.float64).cpu().numpy())
         self.last_path = ""  # "popcount" or "signed-add": the path the last call took
 
-    def _out_hw(self, h: int, w: int) -> tuple[int, int]:
-        kh, kw = self.kernel_size
-        return ((h + 2 * self.padding - kh) // self.stride + 1, (w + 2 * self.padding - kw) // self.stride + 1)
-
     def forward_4d(self, x: torch.Tensor, reuse: np.ndarray | None = None) -> torch.Tensor:
         """``[N, C, H, W] -> [N, O, OH, OW]`` (same dtype as ``x``); ``reuse``: ``x``'s packed words
         ``[N, H+2, W+2, Cw]`` if its producer has them (:class:`~xorsnn.export.packed_core.PackedSpikes`)."""
@@ -93,15 +88,17 @@ class PackedConv2d(nn.Module):
             raise ValueError("PackedConv2d runs on the CPU; move the input with x.cpu()")
         k = kernels()
         xn = x.detach().contiguous().numpy()
-        oh, ow = self._out_hw(x.shape[2], x.shape[3])
+        kh, kw = self.kernel_size
+        oh = (x.shape[2] + 2 * self.padding - kh) // self.stride + 1
+        ow = (x.shape[3] + 2 * self.padding - kw) // self.stride + 1
         out = torch.empty(x.shape[0], self.out_channels, oh, ow, dtype=x.dtype)
         if reuse is not None and self.padding <= 1:  # spikes packed by their producer (padding 1)
-            k.popcount_conv(reuse, self.wpos, self.stride, 1 - self.padding, out.numpy())
-            self.last_path = "popcount"
-            return out
-        packed, binary = k.pack_spikes(xn, self.padding)
+            packed, binary, off = reuse, True, 1 - self.padding
+        else:
+            packed, binary = k.pack_spikes(xn, self.padding)
+            off = 0
         if binary:
-            k.popcount_conv(packed, self.wpos, self.stride, 0, out.numpy())
+            k.popcount_conv(packed, self.wpos, self.stride, off, out.numpy())
             self.last_path = "popcount"
         else:
             k.signed_add_conv(xn, self.sign, self.stride, self.padding, out.numpy())
@@ -164,16 +161,16 @@ class FusedNeuron(nn.Module):
         k = kernels()
         xs = x.detach()
         out = torch.empty(xs.shape, dtype=xs.dtype)
-        if x.dim() == 5 and not self._flags[5] and x.shape[0] > 1 and x.stride(0) == 0:
-            xs = xs[:1]  # a T-expanded input (static image): the kernel reads its single step T times
-        xs = xs.contiguous()
         consts = self._consts32 if x.dtype == torch.float32 else self._consts64
         if x.dim() == 5 and not self._flags[5]:  # binary spikes of feature maps: also pack them (padding 1)
+            if x.shape[0] > 1 and x.stride(0) == 0:
+                xs = xs[:1]  # a T-expanded input (static image): the kernel reads its single step T times
             t_n, b_n, c_n, h_n, w_n = out.shape
             packed = np.zeros((t_n * b_n, h_n + 2, w_n + 2, (c_n + 63) // 64), np.uint64)
-            k.neuron_pack(xs.numpy(), consts, self._flags, out.numpy(), packed)
+            k.neuron_pack(xs.contiguous().numpy(), consts, self._flags, out.numpy(), packed)
             return PackedSpikes.wrap(out, packed)
-        k.neuron_multistep(xs.view(x.shape[0], -1).numpy(), consts, self._flags, out.view(x.shape[0], -1).numpy())
+        xs = xs.contiguous().view(x.shape[0], -1)
+        k.neuron_multistep(xs.numpy(), consts, self._flags, out.view(x.shape[0], -1).numpy())
         return out
 
     def extra_repr(self) -> str:

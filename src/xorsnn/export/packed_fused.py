@@ -143,7 +143,6 @@ class _ConvBN:
     def __init__(self, conv: nn.Conv2d, bn: nn.BatchNorm2d) -> None:
         self.wpos = pack_weight(effective_weight(conv))
         self.stride = int(conv.stride[0])
-        self.padding = int(conv.padding[0])
         self.out_channels = int(conv.out_channels)
         self.k_max = int(conv.in_channels * conv.kernel_size[0] * conv.kernel_size[1])
         self.bn = bn
@@ -161,10 +160,9 @@ class _ConvBN:
         """Whether ``float32(y * alpha + beta)`` equals PyTorch's BN on ``[*, O, oh, ow]`` maps for every
         integer ``y`` in ``[-K, K]`` and every channel (each value placed at a channel-dependent
         position, so vector bodies and tails are both exercised). Cached per size."""
-        key = (oh, ow)
-        if key not in self._exact:
-            self._exact[key] = self._check(oh, ow)
-        return self._exact[key]
+        if (oh, ow) not in self._exact:
+            self._exact[oh, ow] = self._check(oh, ow)
+        return self._exact[oh, ow]
 
     @torch.no_grad()
     def _check(self, oh: int, ow: int) -> bool:
@@ -282,12 +280,12 @@ def _run_chain(blocks: list[FusedBasicBlock], stage_first: list[bool], x: torch.
     usable = x.dtype == torch.float32 and x.device.type == "cpu" and all(
         blk.exact_for(*hw) for blk, hw in zip(blocks, sizes[:-1], strict=True))
     xp = _packed_or_none(x) if usable else None
-    prev_p: np.ndarray | None = None
-    prev_shape: tuple[int, ...] | None = None
-    if xp is not None and x_prev is not None:
-        prev_shape = tuple(x_prev.shape)
+    cur_shape = tuple(x.shape)
+    prev_p: np.ndarray | None = None  # x_prev packed, when it has x's shape
+    prev_shape = cur_shape
+    if xp is not None and x_prev is not None and tuple(x_prev.shape) == cur_shape:
         prev_p = _packed_or_none(x_prev) if x_prev.dtype == torch.float32 else None
-        if prev_p is None and first.uses_previous_input and prev_shape == tuple(x.shape):
+        if prev_p is None and first.uses_previous_input:
             xp = None  # a non-binary previous input: only the original block computes that
     if xp is None:
         prev = x_prev
@@ -297,10 +295,9 @@ def _run_chain(blocks: list[FusedBasicBlock], stage_first: list[bool], x: torch.
             prev, x = x, blk._fallback(x, prev)
         return x
     out: np.ndarray | None = None
-    cur_shape = tuple(x.shape)
     for i, (blk, new_stage, (hi, wi)) in enumerate(zip(blocks, stage_first, sizes[:-1], strict=True)):
         if new_stage and i > 0:
-            prev_p, prev_shape = None, None
+            prev_p = None
         same = prev_p is not None and prev_shape == cur_shape
         nxt, out = blk.run_packed(xp, prev_p if same else None, t_n, hi, wi, want_float=i == len(blocks) - 1)
         blk.last_path = "fused"

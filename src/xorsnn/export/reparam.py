@@ -94,10 +94,11 @@ class _Current:
 
 
 class _Slot:
-    """A settable attribute ``parent.attr`` with its qualified name (for messages)."""
+    """A settable attribute ``parent.attr``; ``name`` is its qualified name ``prefix.attr`` (for messages)."""
 
-    def __init__(self, parent: nn.Module, attr: str, name: str) -> None:
-        self.parent, self.attr, self.name = parent, attr, name
+    def __init__(self, parent: nn.Module, attr: str, prefix: str = "") -> None:
+        self.parent, self.attr = parent, attr
+        self.name = f"{prefix}.{attr}" if prefix else attr
 
     def get(self) -> nn.Module:
         return getattr(self.parent, self.attr)
@@ -128,6 +129,15 @@ def _bn_affine(bn: nn.Module, name: str) -> tuple[torch.Tensor, torch.Tensor]:
     return s, beta - s * mean
 
 
+def _take_bn(bn_slot: _Slot | None, n: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The BN after a weight layer as ``s ⊙ z + b`` (``1``, ``0`` without one); the BN leaves the model."""
+    if bn_slot is None:
+        return _ones(n), torch.zeros(n, dtype=torch.float64)
+    s, b = _bn_affine(bn_slot.get(), bn_slot.name)
+    bn_slot.set(nn.Identity())
+    return s, b
+
+
 def _channels_str(mask: torch.Tensor) -> str:
     idx = torch.nonzero(mask).flatten().tolist()
     return str(idx[:8])[:-1] + (", ...]" if len(idx) > 8 else "]")
@@ -143,6 +153,11 @@ class _Folder:
 
     def _t(self, v: torch.Tensor) -> torch.Tensor:
         return v.to(dtype=self.dtype, device=self.device)
+
+    def _affine(self, scale: torch.Tensor | None, shift: torch.Tensor | None) -> ChannelAffine:
+        """An explicit ``scale ⊙ x + shift`` on a dense current."""
+        return ChannelAffine(None if scale is None else self._t(scale), None if shift is None else self._t(shift),
+                             "dense")
 
     # -- weight paths --------------------------------------------------------------------------
     def _input_factor(self, sig: _Sig, factor: torch.Tensor) -> nn.Module | None:
@@ -170,19 +185,22 @@ class _Folder:
         self._input_factor(sig, sig.gain / target)
         sig.gain = target.clone()
 
+    def _layer_like(self, layer: nn.Module, cls: type, *, bias: bool, groups: int = 1) -> nn.Module:
+        """A new ``cls`` conv / linear with the geometry of ``layer``, in the model's dtype and device."""
+        if isinstance(layer, nn.Conv2d):
+            new = cls(layer.in_channels, layer.out_channels, layer.kernel_size, stride=layer.stride,
+                      padding=layer.padding, dilation=layer.dilation, groups=groups, bias=bias,
+                      padding_mode=layer.padding_mode)
+        else:
+            new = cls(layer.in_features, layer.out_features, bias=bias)
+        return new.to(dtype=self.dtype, device=self.device)
+
     def _sign_layer(self, layer: nn.Module, flip: torch.Tensor) -> nn.Module:
         """A plain ±1 conv/linear: ``sign(W)``, with ``-sign(W)`` for the flipped output channels."""
         w = layer.sign_weight()
         view = (-1,) + (1,) * (w.dim() - 1)
         w = torch.where(flip.to(w.device).view(view), -w, w)
-        if isinstance(layer, nn.Conv2d):
-            new: nn.Module = TimeConv2d(
-                layer.in_channels, layer.out_channels, layer.kernel_size, stride=layer.stride,
-                padding=layer.padding, dilation=layer.dilation, bias=False, padding_mode=layer.padding_mode,
-            )
-        else:
-            new = TimeLinear(layer.in_features, layer.out_features, bias=False)
-        new = new.to(dtype=self.dtype, device=self.device)
+        new = self._layer_like(layer, TimeConv2d if isinstance(layer, nn.Conv2d) else TimeLinear, bias=False)
         with torch.no_grad():
             new.weight.copy_(w)
         return new
@@ -196,36 +214,28 @@ class _Folder:
                 "with weights='binary' (every block convolution binary)"
             )
         alpha = conv.input_scale()
-        if alpha is not None:
-            alpha = alpha.double().cpu()
-            if not bool((alpha > 0).all()):
-                raise ValueError(
-                    f"{conv_slot.name}: alpha must be > 0 in every input channel, channel(s) "
-                    f"{_channels_str(alpha <= 0)} are not"
-                )
-        n_in = conv.weight.shape[1]
-        pre = self._input_factor(sig, (alpha if alpha is not None else _ones(n_in)) * sig.gain)
+        alpha = _ones(conv.weight.shape[1]) if alpha is None else alpha.double().cpu()
+        if not bool((alpha > 0).all()):
+            raise ValueError(
+                f"{conv_slot.name}: alpha must be > 0 in every input channel, channel(s) "
+                f"{_channels_str(alpha <= 0)} are not"
+            )
+        pre = self._input_factor(sig, alpha * sig.gain)
         m = conv.output_scale()
         m = _ones(conv.weight.shape[0]) if m is None else m.double().cpu()
-        s, b = _bn_affine(bn_slot.get(), bn_slot.name) if bn_slot is not None else (torch.ones_like(m),
-                                                                                      torch.zeros_like(m))
-        bias = conv.bias.detach().double().cpu() if conv.bias is not None else torch.zeros_like(m)
+        s, b = _take_bn(bn_slot, m.numel())
+        bias = s * (conv.bias.detach().double().cpu() if conv.bias is not None else 0.0) + b
         sigma = s * m
         new = self._sign_layer(conv, sigma < 0)
         conv_slot.set(nn.Sequential(pre, new) if pre is not None else new)
-        if bn_slot is not None:
-            bn_slot.set(nn.Identity())
 
         def rescale(scale: torch.Tensor | None, shift: torch.Tensor | None) -> None:
-            affine = ChannelAffine(
-                None if scale is None else self._t(scale), None if shift is None else self._t(shift), "dense"
-            )
             if bn_slot is not None:
-                bn_slot.set(affine)
+                bn_slot.set(self._affine(scale, shift))
             else:
-                conv_slot.set(nn.Sequential(conv_slot.get(), affine))
+                conv_slot.set(nn.Sequential(conv_slot.get(), self._affine(scale, shift)))
 
-        return _Current(sigma.abs(), s * bias + b, rescale, False, bn_slot.name if bn_slot else conv_slot.name)
+        return _Current(sigma.abs(), bias, rescale, False, bn_slot.name if bn_slot else conv_slot.name)
 
     def _fp_path(self, conv_slot: _Slot, bn_slot: _Slot | None, sig: _Sig) -> _Current:
         """Full-precision conv/linear (-> BN): fold input gain and BN into its weights and bias."""
@@ -233,43 +243,29 @@ class _Folder:
         if is_binary_layer(conv):
             raise ValueError(f"{conv_slot.name}: expected a full-precision layer")
         w = conv.weight.detach().double().cpu()
-        view_in = (1, -1) + (1,) * (w.dim() - 2)
-        w = w * sig.gain.view(view_in)
+        w = w * sig.gain.view((1, -1) + (1,) * (w.dim() - 2))
         n_out = w.shape[0]
-        s, b = _bn_affine(bn_slot.get(), bn_slot.name) if bn_slot is not None else (_ones(n_out),
-                                                                                      torch.zeros(n_out).double())
+        s, b = _take_bn(bn_slot, n_out)
         view_out = (-1,) + (1,) * (w.dim() - 1)
         w = w * s.view(view_out)
         bias = s * (conv.bias.detach().double().cpu() if conv.bias is not None else 0.0) + b
-        if isinstance(conv, nn.Conv2d):
-            new: nn.Module = type(conv)(
-                conv.in_channels, conv.out_channels, conv.kernel_size, stride=conv.stride, padding=conv.padding,
-                dilation=conv.dilation, groups=conv.groups, bias=True, padding_mode=conv.padding_mode,
-            )
-        else:
-            new = type(conv)(conv.in_features, conv.out_features, bias=True)
-        new = new.to(dtype=self.dtype, device=self.device)
-        state = {"w": w, "b": bias}
+        new = self._layer_like(conv, type(conv), bias=True, groups=conv.groups)
 
-        def write() -> None:
-            with torch.no_grad():
-                new.weight.copy_(self._t(state["w"]))
-                new.bias.copy_(self._t(state["b"]))
-
-        write()
-        conv_slot.set(new)
-        if bn_slot is not None:
-            bn_slot.set(nn.Identity())
-        self.full_precision[id(new)] = "full-precision layer (MACs)"
-
-        def rescale(scale: torch.Tensor | None, shift: torch.Tensor | None) -> None:
+        def rescale(scale: torch.Tensor | None = None, shift: torch.Tensor | None = None) -> None:
+            """Fold ``scale ⊙ (.) + shift`` into the float64 weight and bias, and write them to ``new``."""
+            nonlocal w, bias
             if scale is not None:
-                state["w"] = state["w"] * scale.view(view_out)
-                state["b"] = state["b"] * scale
+                w = w * scale.view(view_out)
+                bias = bias * scale
             if shift is not None:
-                state["b"] = state["b"] + shift
-            write()
+                bias = bias + shift
+            with torch.no_grad():
+                new.weight.copy_(self._t(w))
+                new.bias.copy_(self._t(bias))
 
+        rescale()
+        conv_slot.set(new)
+        self.full_precision[id(new)] = "full-precision layer (MACs)"
         return _Current(_ones(n_out), torch.zeros(n_out).double(), rescale, True, conv_slot.name)
 
     def _weight_path(self, conv_slot: _Slot, bn_slot: _Slot | None, sig: _Sig) -> _Current:
@@ -279,12 +275,10 @@ class _Folder:
 
     def _stream_bn(self, bn_slot: _Slot, sig: _Sig) -> _Current:
         """Pre-activation BN on a residual stream: the current ``(s g) ⊙ x' + b`` into the next neuron."""
-        s, b = _bn_affine(bn_slot.get(), bn_slot.name)
-        bn_slot.set(nn.Identity())
+        s, b = _take_bn(bn_slot, sig.gain.numel())
 
         def rescale(scale: torch.Tensor | None, shift: torch.Tensor | None) -> None:  # pragma: no cover
-            bn_slot.set(ChannelAffine(None if scale is None else self._t(scale),
-                                      None if shift is None else self._t(shift), "dense"))
+            bn_slot.set(self._affine(scale, shift))
 
         return _Current(s * sig.gain, b, rescale, False, bn_slot.name)
 
@@ -294,7 +288,7 @@ class _Folder:
         if isinstance(seq[0], nn.AvgPool2d):  # linear and per-channel: gains pass through
             sig = _Sig(sig.gain, "graded" if sig.kind == "spikes" else sig.kind, False, None)
             i = 1
-        cur = self._weight_path(_Slot(seq, str(i), f"{name}.{i}"), _Slot(seq, str(i + 1), f"{name}.{i + 1}"), sig)
+        cur = self._weight_path(_Slot(seq, str(i), name), _Slot(seq, str(i + 1), name), sig)
         return cur, i + 2
 
     # -- neurons and merges --------------------------------------------------------------------
@@ -358,12 +352,11 @@ class _Folder:
     # -- blocks --------------------------------------------------------------------------------
     @staticmethod
     def _require_binary_spikes(blk: nn.Module, name: str, what: str) -> None:
-        for m in blk.modules():
-            if isinstance(m, SpikingNeuron) and m.real_valued:
-                raise ValueError(
-                    f"{name}: {type(blk).__name__} merges spikes with {what}, which is exact only on binary spikes "
-                    "with unit gain; a model with spikes='real' has no exact addition-only fold for this block"
-                )
+        if any(isinstance(m, SpikingNeuron) and m.real_valued for m in blk.modules()):
+            raise ValueError(
+                f"{name}: {type(blk).__name__} merges spikes with {what}, which is exact only on binary spikes "
+                "with unit gain; a model with spikes='real' has no exact addition-only fold for this block"
+            )
 
     @staticmethod
     def _check_unit_binary(sig: _Sig | None, name: str) -> None:
@@ -395,9 +388,9 @@ class _Folder:
             identity = self._identity_into_neuron(blk, steps[-1], seg.neuron, x, name)  # type: ignore[arg-type]
         h, cur = x, None  # the branch: a spike tensor h, or a current cur (after a weight step)
         for i, (kind, attr, norm) in enumerate(steps):
-            slot = _Slot(blk, attr, f"{name}.{attr}")
+            slot = _Slot(blk, attr, name)
             if kind == "weight":
-                cur = self._binary_path(slot, _Slot(blk, norm, f"{name}.{norm}") if norm else None, h)
+                cur = self._binary_path(slot, _Slot(blk, norm, name) if norm else None, h)
             elif kind == "norm":
                 cur = self._stream_bn(slot, h)
             elif kind == "neuron":
@@ -411,17 +404,17 @@ class _Folder:
             seq = getattr(blk, downsample)
             shortcut, after = self._shortcut_path(seq, x, f"{name}.{downsample}")
             if seg.shortcut == "spiking_projection":
-                self._neuron(_Slot(seq, str(after), f"{name}.{downsample}.{after}"), [shortcut])
+                self._neuron(_Slot(seq, str(after), f"{name}.{downsample}"), [shortcut])
+        currents = [cur] if shortcut is None else [cur, shortcut]
         if seg.merge == "membrane_add":
-            return self._stream_sum([cur] if shortcut is None else [cur, shortcut], x if shortcut is None else None)
-        fire = _Slot(blk, seg.neuron, f"{name}.{seg.neuron}")  # type: ignore[arg-type]
+            return self._stream_sum(currents, x if shortcut is None else None)
+        fire = _Slot(blk, seg.neuron, name)  # type: ignore[arg-type]
         if seg.merge == "current_add":
-            return self._neuron(fire, [cur] if shortcut is None else [cur, shortcut], identity)
-        out = self._neuron(fire, [cur])
-        n = out.gain.numel()
-        if seg.merge == "add":
-            return _Sig(_ones(n), "graded", False, None)
-        return _Sig(_ones(n), "spikes", True, None)
+            return self._neuron(fire, currents, identity)
+        ones = _ones(self._neuron(fire, [cur]).gain.numel())  # a spike merge: its output has unit gain
+        if seg.merge == "add":  # SEW-ADD: spike counts
+            return _Sig(ones, "graded", False, None)
+        return _Sig(ones, "spikes", True, None)
 
     def _identity_into_neuron(self, blk: nn.Module, last: tuple[str, str, str | None], neuron: str, x: _Sig,
                               name: str) -> _Sig:
@@ -454,37 +447,34 @@ class _Folder:
         for si, stage in enumerate(m.stages):
             prev = None
             for bi, blk in enumerate(stage):
-                out = self._fold_block(blk, x, prev, f"stages.{si}.{bi}")
-                prev, x = x, out
+                prev, x = x, self._fold_block(blk, x, prev, f"stages.{si}.{bi}")
         self._fold_head(m, x)
 
-    def _neuron_or_stream(self, parent: nn.Module, attr: str, name: str, cur: _Current) -> _Sig:
+    def _neuron_or_stream(self, slot: _Slot, cur: _Current) -> _Sig:
         """A stem unit's current into its neuron, or (a family without one there) onto the stream."""
-        if isinstance(getattr(parent, attr), SpikingNeuron):
-            return self._neuron(_Slot(parent, attr, name), [cur])
+        if isinstance(slot.get(), SpikingNeuron):
+            return self._neuron(slot, [cur])
         return self._stream_sum([cur], None)
 
     def _fold_stem(self, m: SpikingResNet) -> _Sig:
         image = _Sig(_ones(m.in_channels), "dense", False, None)
-        stem = self._fp_path(_Slot(m, "stem_conv", "stem_conv"), _Slot(m, "stem_bn", "stem_bn"), image)
+        stem = self._fp_path(_Slot(m, "stem_conv"), _Slot(m, "stem_bn"), image)
         self.full_precision[id(m.stem_conv)] = "first layer: real-valued pixels (MACs)"
-        x = self._neuron_or_stream(m, "stem_sn", "stem_sn", stem)
+        x = self._neuron_or_stream(_Slot(m, "stem_sn"), stem)
         if isinstance(m.stem_extra, nn.Sequential):
             se = m.stem_extra
             for i in (0, 3):
-                cur = self._weight_path(_Slot(se, str(i), f"stem_extra.{i}"),
-                                        _Slot(se, str(i + 1), f"stem_extra.{i + 1}"), x)
-                x = self._neuron_or_stream(se, str(i + 2), f"stem_extra.{i + 2}", cur)
+                cur = self._weight_path(_Slot(se, str(i), "stem_extra"), _Slot(se, str(i + 1), "stem_extra"), x)
+                x = self._neuron_or_stream(_Slot(se, str(i + 2), "stem_extra"), cur)
         if isinstance(m.stem_pool, nn.AvgPool2d):
             x = _Sig(x.gain, "graded" if x.kind == "spikes" else x.kind, False, x.producer)
         return x
 
     def _fold_head(self, m: SpikingResNet, x: _Sig) -> None:
         if isinstance(m.head_bn, _BN):
-            cur = self._stream_bn(_Slot(m, "head_bn", "head_bn"), x)
-            x = self._neuron(_Slot(m, "head_sn", "head_sn"), [cur])
+            x = self._neuron(_Slot(m, "head_sn"), [self._stream_bn(_Slot(m, "head_bn"), x)])
         elif isinstance(m.head_sn, SpikingNeuron):
-            x = self._neuron(_Slot(m, "head_sn", "head_sn"), [], x)
+            x = self._neuron(_Slot(m, "head_sn"), [], x)
         gain = x.gain
         if isinstance(m.hidden, nn.Sequential):
             self._fp_linear_absorb(m.hidden[0], gain)
