@@ -50,18 +50,22 @@ def ssa_ops(
     _check_qkv("ssa_ops", q, k, v)
     kt = k.transpose(-2, -1)
     if order == "kv_first":
-        kv = kt @ v
         return [
             matmul_op("k^T@v", kt, v, step_samples, events="left"),
-            matmul_op("q@(k^T v)", q, kv, step_samples, events="left"),
+            matmul_op("q@(k^T v)", q, kt @ v, step_samples, events="left"),
         ]
     if order == "qk_first":
-        qk = q @ kt
         return [
             matmul_op("q@k^T", q, kt, step_samples, events="left"),
-            matmul_op("(q k^T)@v", qk, v, step_samples, events="right"),
+            matmul_op("(q k^T)@v", q @ kt, v, step_samples, events="right"),
         ]
     raise ValueError(f"ssa_ops: order must be 'kv_first' or 'qk_first', got {order!r}")
+
+
+def _popcounts(q: torch.Tensor, k: torch.Tensor, step_samples: int) -> list[OpRecord]:
+    """``|q|``, ``|k|``: one accumulate per spike of ``q`` / ``k``."""
+    return [OpRecord.from_events("|q|", q, q.numel(), step_samples),
+            OpRecord.from_events("|k|", k, k.numel(), step_samples)]
 
 
 def axnor_ops(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, step_samples: int) -> list[OpRecord]:
@@ -73,15 +77,12 @@ def axnor_ops(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, step_samples: i
     as dense MACs (kind ``"real"``).
     """
     _check_qkv("axnor_ops", q, k, v)
-    kt = k.transpose(-2, -1)
     lead = math.prod(q.shape[:-2])
-    n, d, dv = q.shape[-2], q.shape[-1], v.shape[-1]
-    ones_n = torch.ones(q.shape[-2], 1, dtype=q.dtype, device=q.device)
+    n, dv = q.shape[-2], v.shape[-1]
+    ones_n = torch.ones(n, 1, dtype=q.dtype, device=q.device)
     return [
-        matmul_op("k^T@v", kt, v, step_samples, events="left"),
-        matmul_op("q@(k^T v)", q, kt @ v, step_samples, events="left"),
-        OpRecord.from_events("|q|", q, lead * n * d, step_samples),
-        OpRecord.from_events("|k|", k, lead * n * d, step_samples),
+        *ssa_ops(q, k, v, step_samples, order="kv_first"),
+        *_popcounts(q, k, step_samples),
         matmul_op("1^T@v", ones_n.transpose(0, 1), v, step_samples, events="right"),
         matmul_op("|k|^T@v", k.sum(-1, keepdim=True).transpose(-2, -1), v, step_samples, events="right"),
         OpRecord("axnor:combine", float(3 * lead * n * dv), 1.0, int(step_samples), "real", dense=True),
@@ -111,10 +112,10 @@ def _ssa_records(module: SpikingAttention, q: torch.Tensor, k: torch.Tensor, v: 
         return ssa_ops(q, k, v, step_samples, order=order)
     if order == "kv_first":
         return axnor_ops(q, k, v, step_samples)
-    lead, n, d = math.prod(q.shape[:-2]), q.shape[-2], q.shape[-1]
-    return ssa_ops(q, k, v, step_samples, order="qk_first") + [
-        OpRecord.from_events("|q|", q, lead * n * d, step_samples),
-        OpRecord.from_events("|k|", k, lead * n * d, step_samples),
+    lead, n = math.prod(q.shape[:-2]), q.shape[-2]
+    return [
+        *ssa_ops(q, k, v, step_samples, order="qk_first"),
+        *_popcounts(q, k, step_samples),
         OpRecord("axnor:correction", float(2 * lead * n * n), 1.0, step_samples, "real", dense=True),
     ]
 
@@ -142,7 +143,7 @@ def attention_records(module: SpikingAttention, q: torch.Tensor, k: torch.Tensor
     if module.kind == "sdsa":
         records, n_out = _sdsa_records(module, q, k, v, step_samples), math.prod(q.shape[:-2]) * q.shape[-1]
     elif module.kind == "ssa":
-        records, n_out = _ssa_records(module, q, k, v, step_samples), math.prod(v.shape[:-1]) * v.shape[-1]
+        records, n_out = _ssa_records(module, q, k, v, step_samples), v.numel()
     else:
         raise ValueError(f"attention_records: module.kind must be 'ssa' or 'sdsa', got {module.kind!r}")
     if module.normalize != "none":

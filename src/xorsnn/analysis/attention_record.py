@@ -92,7 +92,7 @@ def _attention_neuron(module: SpikingAttention) -> nn.Module:
 def _hooks(module: SpikingAttention, name: str, records: dict[str, AttentionRecord]) -> list[Any]:
     seen: dict[str, torch.Tensor] = {}
 
-    def keep_output(key: str):  # noqa: ANN202 - hook factory
+    def keep_output(key: str):
         return lambda _m, _i, out: seen.__setitem__(key, out.detach())
 
     def neuron(_m: nn.Module, inputs: tuple[Any, ...], out: torch.Tensor) -> None:
@@ -108,16 +108,11 @@ def _hooks(module: SpikingAttention, name: str, records: dict[str, AttentionReco
 
 @contextmanager
 def record_attention(model: nn.Module) -> Iterator[dict[str, AttentionRecord]]:
-    """Record every spiking attention layer of ``model`` while the context is open.
+    """Record every spiking attention layer of ``model`` while the context is open (example: the module docstring).
 
     Yields a dict ``{module name: AttentionRecord}`` that is updated after each forward pass (it
-    holds the *last* pass; collect per batch for dataset statistics)::
-
-        with record_attention(model) as rec:
-            model(x)
-        rec["blocks.0.attn"].rates["q"], rec["blocks.0.attn"].scores.shape
-
-    The hooks are removed on exit; the records stay readable. The model is not modified.
+    holds the *last* pass; collect per batch for dataset statistics). The hooks are removed on exit;
+    the records stay readable. The model is not modified.
     """
     records: dict[str, AttentionRecord] = {}
     handles = []

@@ -145,12 +145,6 @@ class EnergyBreakdown:
         return d
 
 
-def _check_graded_cost(graded_cost: str) -> str:
-    if graded_cost not in GRADED_COSTS:
-        raise ValueError(f"graded_cost must be one of {GRADED_COSTS}, got {graded_cost!r}")
-    return graded_cost
-
-
 def energy_from_counts(
     *,
     dense_macs: float,
@@ -171,7 +165,9 @@ def energy_from_counts(
         graded_cost: ``"mac"`` or ``"ac"``.
     """
     conv = get_convention(convention)
-    e_graded = conv.e_mac if _check_graded_cost(graded_cost) == "mac" else conv.e_sop
+    if graded_cost not in GRADED_COSTS:
+        raise ValueError(f"graded_cost must be one of {GRADED_COSTS}, got {graded_cost!r}")
+    e_graded = conv.e_mac if graded_cost == "mac" else conv.e_sop
     for name, value in (("dense_macs", dense_macs), ("sops", sops), ("graded_sops", graded_sops)):
         if value < 0:
             raise ValueError(f"{name} must be >= 0, got {value!r}")

@@ -69,7 +69,6 @@ class NeuronStats:
 @dataclass
 class _LayerAcc:
     op: str
-    order: int
     counts: ValueCounts = field(default_factory=ValueCounts)
     macs_total: float = 0.0
     events_total: float = 0.0
@@ -90,13 +89,10 @@ class _NeuronAcc:
 def _first_tensor(obj: Any) -> torch.Tensor | None:
     if isinstance(obj, torch.Tensor):
         return obj
+    if isinstance(obj, dict):
+        obj = list(obj.values())
     if isinstance(obj, (tuple, list)):
         for item in obj:
-            t = _first_tensor(item)
-            if t is not None:
-                return t
-    if isinstance(obj, dict):
-        for item in obj.values():
             t = _first_tensor(item)
             if t is not None:
                 return t
@@ -171,7 +167,7 @@ class FiringMonitor(HookedMonitor):
 
     def _acc(self, key: str, op: str, synaptic: bool) -> _LayerAcc:
         if key not in self._layers:
-            self._layers[key] = _LayerAcc(op=op, order=len(self._layers), synaptic=synaptic)
+            self._layers[key] = _LayerAcc(op=op, synaptic=synaptic)
         return self._layers[key]
 
     def _synaptic_hook(self, name: str):
@@ -212,11 +208,10 @@ class FiringMonitor(HookedMonitor):
             acc = self._neurons.setdefault(name, _NeuronAcc())
             acc.counts.update(y)
             if y.dim() >= 2:
-                with torch.no_grad():
-                    per_step = (y.detach() != 0).flatten(1).sum(1).tolist()
-                if len(acc.step_nonzero) < len(per_step):
-                    acc.step_nonzero += [0] * (len(per_step) - len(acc.step_nonzero))
-                    acc.step_entries += [0] * (len(per_step) - len(acc.step_entries))
+                per_step = (y.detach() != 0).flatten(1).sum(1).tolist()
+                missing = max(0, len(per_step) - len(acc.step_nonzero))
+                acc.step_nonzero += [0] * missing
+                acc.step_entries += [0] * missing
                 per_entries = y[0].numel()
                 for t, nz in enumerate(per_step):
                     acc.step_nonzero[t] += int(nz)
@@ -256,26 +251,23 @@ class FiringMonitor(HookedMonitor):
         """Per-sample counts of every synaptic layer and extra op, in execution order."""
         if self.samples == 0:
             raise ValueError("FiringMonitor: no forward pass was recorded; run the model inside the monitor")
-        ordered = sorted(self._layers.items(), key=lambda kv: kv[1].order)
-        first_synaptic = next((name for name, acc in ordered if acc.synaptic), None)
-        rows = []
-        for name, acc in ordered:
-            if acc.step_samples == 0:
-                continue
-            rows.append(
-                LayerOps(
-                    name=name,
-                    op=acc.op,
-                    macs=acc.macs_total / acc.step_samples,
-                    steps=acc.step_samples / self.samples,
-                    rate=acc.events_total / acc.macs_total if acc.macs_total else 0.0,
-                    kind=acc.kind,
-                    dense=self._is_dense(name, acc, first_synaptic),
-                    nonbinary_fraction=acc.counts.nonbinary_fraction if acc.synaptic else float("nan"),
-                    max_abs=acc.counts.max_abs if acc.synaptic else float("nan"),
-                )
+        # self._layers is in execution order (insertion order of the first call)
+        first_synaptic = next((name for name, acc in self._layers.items() if acc.synaptic), None)
+        return OpTable(
+            LayerOps(
+                name=name,
+                op=acc.op,
+                macs=acc.macs_total / acc.step_samples,
+                steps=acc.step_samples / self.samples,
+                rate=acc.events_total / acc.macs_total if acc.macs_total else 0.0,
+                kind=acc.kind,
+                dense=self._is_dense(name, acc, first_synaptic),
+                nonbinary_fraction=acc.counts.nonbinary_fraction if acc.synaptic else float("nan"),
+                max_abs=acc.counts.max_abs if acc.synaptic else float("nan"),
             )
-        return OpTable(rows)
+            for name, acc in self._layers.items()
+            if acc.step_samples
+        )
 
     def neuron_stats(self) -> list[NeuronStats]:
         """Output statistics of every neuron layer, in execution order."""

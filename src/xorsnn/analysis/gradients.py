@@ -46,11 +46,7 @@ class BlockGradStats:
 
 
 def _weight_grads(block: nn.Module) -> dict[str, torch.Tensor]:
-    return {
-        n: p.grad.detach()
-        for n, p in block.named_parameters()
-        if p.dim() >= 2 and p.grad is not None
-    }
+    return {n: p.grad.detach() for n, p in block.named_parameters() if p.dim() >= 2 and p.grad is not None}
 
 
 def block_gradient_stats(
@@ -66,7 +62,7 @@ def block_gradient_stats(
         stats = BlockGradStats(name, i, norm, sum(g.numel() for g in grads.values()))
         if not grads:
             stats.note = "no weight gradient (run backward first, or the block is frozen)"
-        if prev is not None and grads:
+        elif prev is not None:
             shared = [n for n in grads if n in prev and prev[n].shape == grads[n].shape]
             if shared:
                 a = torch.cat([prev[n].double().flatten() for n in shared])

@@ -73,7 +73,8 @@ __all__ = [
     "matmul_op",
 ]
 
-SYNAPTIC_TYPES: tuple[type[nn.Module], ...] = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear)
+_CONV_TYPES = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
+SYNAPTIC_TYPES: tuple[type[nn.Module], ...] = (*_CONV_TYPES, nn.Linear)
 """Module types whose input rate and MACs are counted automatically."""
 
 CAPTURE_FLAG = "capture_op_operands"
@@ -172,7 +173,7 @@ def synaptic_macs(module: nn.Module, x: torch.Tensor, y: torch.Tensor) -> tuple[
     if isinstance(module, nn.Linear):
         a = module.in_features * module.out_features
         per = module.in_features
-    elif isinstance(module, (nn.Conv1d, nn.Conv2d, nn.Conv3d)):
+    elif isinstance(module, _CONV_TYPES):
         nd = len(module.kernel_size)
         out_spatial = math.prod(y.shape[-nd:])
         a = module.out_channels * (module.in_channels // module.groups) * math.prod(module.kernel_size) * out_spatial
@@ -196,7 +197,7 @@ def synaptic_events(module: nn.Module, x: torch.Tensor) -> float:
     """
     if isinstance(module, nn.Linear):
         return float(torch.count_nonzero(x)) * module.out_features
-    if not isinstance(module, (nn.Conv1d, nn.Conv2d, nn.Conv3d)):
+    if not isinstance(module, _CONV_TYPES):
         raise ValueError(f"synaptic_events: unsupported module type {type(module).__name__}")
     nd = len(module.kernel_size)
     mask = (x.detach() != 0).reshape(-1, *x.shape[-(nd + 1):]).to(torch.float32)

@@ -68,8 +68,7 @@ class LayerOps:
 
     def to_dict(self) -> dict[str, object]:
         d = asdict(self)
-        d["sops"] = self.sops
-        d["dense_macs"] = self.dense_macs
+        d.update(sops=self.sops, dense_macs=self.dense_macs)
         return d
 
 

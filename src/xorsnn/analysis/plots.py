@@ -30,10 +30,12 @@ _KIND_COLORS = {"binary": "tab:blue", "graded": "tab:orange", "real": "tab:red"}
 _LABEL_SIZE = 8
 
 
-def _bar_panel(ax: Any, names: list[str], values: list[float], colors: list[str], ylabel: str, title: str) -> None:
+def _bar_panel(ax: Any, items: list[Any], colors: list[str], ylabel: str, title: str) -> None:
+    """Bar chart of ``item.rate`` against ``item.name``."""
+    values = [i.rate for i in items]
     ax.bar(range(len(values)), values, color=colors)
     ax.set_xticks(range(len(values)))
-    ax.set_xticklabels(names, rotation=90, fontsize=_LABEL_SIZE)
+    ax.set_xticklabels([i.name for i in items], rotation=90, fontsize=_LABEL_SIZE)
     ax.set_xlim(-0.6, len(values) - 0.4)
     ax.set_ylabel(ylabel, fontsize=_LABEL_SIZE + 1)
     ax.set_title(title, fontsize=_LABEL_SIZE + 2)
@@ -55,23 +57,20 @@ def plot_firing_rates(report: Report, path: str | Path) -> Path:
         raise ValueError("the report has no neuron or synaptic layers to plot")
     binary = [r for r in rows if r.kind == "binary"]
     other = [r for r in rows if r.kind != "binary"]
-    panels = [p for p in (report.neurons, binary, other) if p]
-    widths = [max(len(p), 3) for p in panels]
+    neuron_colors = ["tab:green" if n.kind == "binary" else "tab:red" for n in report.neurons]
+    input_rate = "non-zero input rate fr_l"
+    panels = [p for p in (  # (items, colors, ylabel, title)
+        (report.neurons, neuron_colors, "firing rate (spikes / neuron / step)", "neuron layers: firing rate"),
+        (binary, [_KIND_COLORS[r.kind] for r in binary], input_rate, "synaptic layers, binary-spike input"),
+        (other, [_KIND_COLORS[r.kind] for r in other], input_rate, "graded/real input"),
+    ) if p[0]]
+    widths = [max(len(p[0]), 3) for p in panels]
     fig, axes = plt.subplots(1, len(panels), figsize=(max(7.0, 0.32 * sum(widths) + 2.0), 4.6),
                              gridspec_kw={"width_ratios": widths}, squeeze=False)
-    axes = list(axes[0])
-    if report.neurons:
-        ax = axes.pop(0)
-        _bar_panel(ax, [n.name for n in report.neurons], [n.rate for n in report.neurons],
-                   ["tab:green" if n.kind == "binary" else "tab:red" for n in report.neurons],
-                   "firing rate (spikes / neuron / step)", "neuron layers: firing rate")
-    for group, title in ((binary, "synaptic layers, binary-spike input"),
-                         (other, "graded/real input")):
-        if group:
-            _bar_panel(axes.pop(0), [r.name for r in group], [r.rate for r in group],
-                       [_KIND_COLORS[r.kind] for r in group], "non-zero input rate fr_l", title)
+    for ax, panel in zip(axes[0], panels, strict=True):
+        _bar_panel(ax, *panel)
     kinds = [k for k in _KIND_COLORS if any(r.kind == k for r in other)]
-    if kinds and other:
+    if kinds:
         handles = [plt.Rectangle((0, 0), 1, 1, color=_KIND_COLORS[k]) for k in kinds]
         fig.axes[-1].legend(handles, kinds, title="input kind", fontsize=_LABEL_SIZE)
     fig.suptitle(f"{report.model}: T={report.T}, {report.samples} test samples", fontsize=_LABEL_SIZE + 3)

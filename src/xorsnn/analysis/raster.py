@@ -14,10 +14,12 @@ from typing import Any
 import torch
 from torch import nn
 
+from .hooks import HookedMonitor
+
 __all__ = ["RasterRecorder", "capture_raster"]
 
 
-class RasterRecorder:
+class RasterRecorder(HookedMonitor):
     """Context manager that keeps the first ``[T, N]`` raster of ``layer`` seen during forwards.
 
     Args:
@@ -46,8 +48,8 @@ class RasterRecorder:
             raise ValueError(f"where must be 'output' or 'input', got {where!r}")
         if sample < 0:
             raise ValueError(f"sample must be >= 0, got {sample!r}")
-        if not (channel is None or channel == "auto" or (isinstance(channel, int) and not isinstance(channel, bool)
-                                                         and channel >= 0)):
+        is_index = isinstance(channel, int) and not isinstance(channel, bool) and channel >= 0
+        if not (channel is None or channel == "auto" or is_index):
             raise ValueError(f"channel must be None, 'auto' or an int >= 0, got {channel!r}")
         if max_neurons is not None and max_neurons < 1:
             raise ValueError(f"max_neurons must be >= 1 or None, got {max_neurons!r}")
@@ -59,16 +61,11 @@ class RasterRecorder:
         self.where = where
         self.max_neurons = max_neurons
         self.raster: torch.Tensor | None = None
-        self._handle: Any = None
+        self._handles: list[Any] = []
 
     def __enter__(self) -> RasterRecorder:
-        self._handle = self.module.register_forward_hook(self._hook)
+        self._handles.append(self.module.register_forward_hook(self._hook))
         return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self._handle is not None:
-            self._handle.remove()
-            self._handle = None
 
     def _hook(self, module: nn.Module, inputs: tuple[Any, ...], output: Any) -> None:
         if self.raster is not None:
@@ -99,9 +96,9 @@ class RasterRecorder:
         if per_sample.dim() < 3:
             raise ValueError(f"raster of {self.layer!r}: channel={self.channel!r} needs a [T, B, C, ...] tensor, "
                              f"got per-sample shape {tuple(per_sample.shape)}")
-        n_channels = per_sample.shape[1]
         if self.channel == "auto":
             return int((per_sample != 0).flatten(2).sum(dim=(0, 2)).argmax())
+        n_channels = per_sample.shape[1]
         if self.channel >= n_channels:
             raise ValueError(f"channel={self.channel} but {self.layer!r} has {n_channels} channels")
         return int(self.channel)

@@ -147,6 +147,10 @@ def _nnz(t: torch.Tensor) -> int:
     return int((t != 0).sum())
 
 
+def _frac(num: int, den: int) -> float | None:
+    return num / den if den else None
+
+
 class RedundancyMonitor(HookedMonitor):
     """Context manager measuring :class:`BlockRedundancy` of every known block in ``model``.
 
@@ -168,10 +172,9 @@ class RedundancyMonitor(HookedMonitor):
             assert anat is not None
             self._handles.append(block.register_forward_pre_hook(self._pre(name), with_kwargs=True))
             self._handles.append(block.register_forward_hook(self._post(name, anat)))
-            if anat.backbone is not None:
-                self._handles.append(anat.backbone.register_forward_hook(self._store(name, "A")))
-            if anat.shortcut is not None:
-                self._handles.append(anat.shortcut.register_forward_hook(self._store(name, "S")))
+            for key, source in (("A", anat.backbone), ("S", anat.shortcut)):
+                if source is not None:
+                    self._handles.append(source.register_forward_hook(self._store(name, key)))
             if anat.backbone_input is not None:
                 self._handles.append(anat.backbone_input.register_forward_pre_hook(self._store_input(name)))
         return self
@@ -227,9 +230,9 @@ class RedundancyMonitor(HookedMonitor):
                     acc.n_both += int((a_nz & s_nz).sum())
             if anat.novelty and x_prev is not None and x_prev.shape == x.shape:
                 acc.meta_calls += 1
-            if anat.novelty and m is not None and x_prev is not None and x_prev.shape == x.shape:
-                acc.novel_num += _nnz(m)
-                acc.novel_den += _nnz(x)
+                if m is not None:
+                    acc.novel_num += _nnz(m)
+                    acc.novel_den += _nnz(x)
 
         return hook
 
@@ -246,11 +249,6 @@ class RedundancyMonitor(HookedMonitor):
                 continue
             anat = block_anatomy(block)
             assert anat is not None
-            spike = acc.positions > 0
-
-            def frac(num: int, den: int) -> float | None:
-                return num / den if den else None
-
             note = anat.note
             if anat.novelty and acc.meta_calls == 0:
                 note = (note + "; " if note else "") + "XOR meta-residual inactive (no same-shape previous input)"
@@ -262,12 +260,13 @@ class RedundancyMonitor(HookedMonitor):
                     calls=acc.calls,
                     output_rate=acc.out_nonzero / acc.out_entries if acc.out_entries else 0.0,
                     nonbinary_output=acc.out_nonbinary / acc.out_entries if acc.out_entries else 0.0,
-                    backbone_input_rate=frac(acc.bin_nonzero, acc.bin_entries),
-                    shortcut_rate=frac(acc.n_s, acc.positions) if spike else None,
-                    backbone_rate=frac(acc.n_a, acc.positions) if spike else None,
-                    overlap=frac(acc.n_both, acc.positions) if spike else None,
-                    overlap_of_backbone=frac(acc.n_both, acc.n_a) if spike else None,
-                    novel_fraction=frac(acc.novel_num, acc.novel_den),
+                    backbone_input_rate=_frac(acc.bin_nonzero, acc.bin_entries),
+                    # n_a <= positions, so every spike-overlap metric is None when no A/S pair was compared
+                    shortcut_rate=_frac(acc.n_s, acc.positions),
+                    backbone_rate=_frac(acc.n_a, acc.positions),
+                    overlap=_frac(acc.n_both, acc.positions),
+                    overlap_of_backbone=_frac(acc.n_both, acc.n_a),
+                    novel_fraction=_frac(acc.novel_num, acc.novel_den),
                     note=note,
                     meta_residual=(acc.meta_calls > 0) if anat.novelty else None,
                 )
