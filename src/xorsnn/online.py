@@ -40,10 +40,6 @@ from torch import nn
 __all__ = ["stepwise", "run_stepwise", "sltt_step_losses", "OnlineStepResult", "ActivationMemoryProbe"]
 
 
-def _stateful_modules(model: nn.Module) -> list[nn.Module]:
-    return [m for m in model.modules() if hasattr(m, "stateful") and callable(getattr(m, "reset_state", None))]
-
-
 @contextlib.contextmanager
 def stepwise(model: nn.Module) -> Iterator[nn.Module]:
     """Run ``model`` one time step per call, carrying (detached) membrane state between calls.
@@ -53,7 +49,7 @@ def stepwise(model: nn.Module) -> Iterator[nn.Module]:
     ``[1, B, ...]`` returns ``[1, B, K]`` and continues from the previous call's membranes.
     The previous settings are restored on exit.
     """
-    neurons = _stateful_modules(model)
+    neurons = [m for m in model.modules() if hasattr(m, "stateful") and callable(getattr(m, "reset_state", None))]
     if not neurons:
         raise ValueError(f"stepwise: {type(model).__name__} has no neuron with a 'stateful' mode")
     flags = [m.stateful for m in neurons]
@@ -106,11 +102,8 @@ def run_stepwise(
     """
     T = _resolve_T(model, T)
     step = _steps(x, T, sequence)
-    outs = []
     with torch.no_grad(), stepwise(model):
-        for t in range(T):
-            outs.append(model(step(t)))
-    return torch.cat(outs)
+        return torch.cat([model(step(t)) for t in range(T)])
 
 
 @dataclass

@@ -23,11 +23,13 @@ are named after their writer's PID and only removed by that process or once it i
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import json
 import logging
 import os
+import re
 import shutil
 import uuid
 from dataclasses import dataclass
@@ -62,6 +64,10 @@ class CheckpointSaveError(CheckpointError):
     """Writing a checkpoint failed (e.g. disk full); nothing of the failed save is left behind."""
 
 
+def _corrupt(path: Path, exc: Exception) -> CorruptCheckpointError:
+    return CorruptCheckpointError(f"checkpoint {path} is corrupt or truncated ({type(exc).__name__}: {exc})")
+
+
 @dataclass
 class Checkpoint:
     """Paths of one checkpoint."""
@@ -90,24 +96,24 @@ def unwrap_model(model: nn.Module) -> nn.Module:
 
 
 def _fsync_dir(path: Path) -> None:
-    try:
+    with contextlib.suppress(OSError):  # best effort: not every file system can sync a directory
         fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def _write_synced(path: Path, data: bytes) -> None:
+    with open(path, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
 
 
 def _write_pointer(path: Path, value: str) -> None:
     tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-    with open(tmp, "w") as f:
-        f.write(value + "\n")
-        f.flush()
-        os.fsync(f.fileno())
+    _write_synced(tmp, f"{value}\n".encode())
     os.replace(tmp, path)
 
 
@@ -122,40 +128,30 @@ def tensor_digest(tensors: dict[str, torch.Tensor]) -> str:
     return h.hexdigest()
 
 
-def _tmp_owner(p: Path) -> int | None:
-    """PID of the process that wrote the temporary folder ``p`` (``.tmp_<name>_pid<PID>_<id>``), if named."""
-    parts = p.name.split("_")
-    if len(parts) < 3 or not parts[-2].startswith("pid") or not parts[-2][3:].isdigit():
-        return None
-    return int(parts[-2][3:])
-
-
 def _process_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
-    except (PermissionError, OSError):
-        return True  # exists, owned by someone else
+    except OSError:  # PermissionError: it exists, owned by someone else
+        pass
     return True
 
 
 def _removable_leftover(p: Path) -> bool:
-    """A temporary folder of an interrupted save that this process owns or whose owner is gone."""
+    """A temporary folder of an interrupted save (``.tmp_<name>_pid<PID>_<id>``, ``.old_...``) that this
+    process owns, whose owner is gone, or that names no owner."""
     if not (p.name.startswith((".tmp_", ".old_")) and p.is_dir()):
         return False
-    owner = _tmp_owner(p)
-    return owner is None or owner == os.getpid() or not _process_alive(owner)
+    owner = re.search(r"_pid(\d+)_[^_]*$", p.name)
+    return owner is None or int(owner[1]) == os.getpid() or not _process_alive(int(owner[1]))
 
 
 def _write_files(tmp: Path, tensors: dict[str, torch.Tensor], meta: dict[str, str], state_bytes: bytes) -> None:
     from safetensors.torch import save_file
 
     save_file(tensors, str(tmp / WEIGHTS), metadata=meta)
-    with open(tmp / STATE, "wb") as f:
-        f.write(state_bytes)
-        f.flush()
-        os.fsync(f.fileno())
+    _write_synced(tmp / STATE, state_bytes)
     with open(tmp / WEIGHTS, "rb") as f:
         os.fsync(f.fileno())
 
@@ -212,10 +208,7 @@ def save_checkpoint(run_dir: str | Path, model: nn.Module, state: dict[str, Any]
 
 
 def _prune(root: Path, keep_last: int) -> None:
-    protected = set()
-    for pointer in ("LAST", "BEST"):
-        if (root / pointer).exists():
-            protected.add((root / pointer).read_text().strip())
+    protected = {(root / pointer).read_text().strip() for pointer in ("LAST", "BEST") if (root / pointer).exists()}
     epochs = sorted(p.name for p in root.iterdir() if p.is_dir() and p.name.startswith("epoch_"))
     for name in epochs[: max(0, len(epochs) - keep_last)]:
         if name not in protected:
@@ -244,6 +237,16 @@ def resolve_checkpoint(path: str | Path, which: str = "LAST") -> Checkpoint:
                           f"epoch_NNNN folder, or a {WEIGHTS} file)")
 
 
+def _resolve_or_last(path: str | Path, which: str = "BEST") -> Checkpoint:
+    """:func:`resolve_checkpoint` of ``which``, falling back to ``LAST`` when the run has no ``which``."""
+    try:
+        return resolve_checkpoint(path, which)
+    except CheckpointError:
+        if which == "LAST":
+            raise
+        return resolve_checkpoint(path, "LAST")
+
+
 def read_metadata(ckpt: Checkpoint) -> dict[str, Any]:
     """The JSON metadata stored in the weights file (:class:`CorruptCheckpointError` if unreadable)."""
     from safetensors import safe_open
@@ -255,8 +258,7 @@ def read_metadata(ckpt: Checkpoint) -> dict[str, Any]:
     except FileNotFoundError:
         raise CheckpointError(f"{ckpt.directory} has no {WEIGHTS}") from None
     except Exception as exc:  # SafetensorError, JSON errors: a truncated or damaged header
-        raise CorruptCheckpointError(f"checkpoint {ckpt.weights} is corrupt or truncated "
-                                     f"({type(exc).__name__}: {exc})") from None
+        raise _corrupt(ckpt.weights, exc) from None
 
 
 def _read_tensors(ckpt: Checkpoint, meta: dict[str, Any]) -> dict[str, torch.Tensor]:
@@ -267,8 +269,7 @@ def _read_tensors(ckpt: Checkpoint, meta: dict[str, Any]) -> dict[str, torch.Ten
     try:
         tensors = load_file(str(ckpt.weights), device="cpu")
     except Exception as exc:
-        raise CorruptCheckpointError(f"checkpoint {ckpt.weights} is corrupt or truncated "
-                                     f"({type(exc).__name__}: {exc})") from None
+        raise _corrupt(ckpt.weights, exc) from None
     expected = meta.get(TENSORS_SHA)
     if expected is not None and tensor_digest(tensors) != expected:
         raise CorruptCheckpointError(f"checkpoint {ckpt.weights} fails its checksum: the stored tensors were "
@@ -296,23 +297,17 @@ def load_state(ckpt: Checkpoint) -> dict[str, Any]:
     raw = ckpt.state.read_bytes()
     expected = meta.get(STATE_SHA)
     intact = expected is None or hashlib.sha256(raw).hexdigest() == expected
-    state = _unpickle_state(ckpt, raw)
+    try:
+        state = torch.load(io.BytesIO(raw), map_location="cpu", weights_only=False)
+    except Exception as exc:  # EOFError, UnpicklingError, RuntimeError of a truncated zip
+        raise _corrupt(ckpt.state, exc) from None
+    if not isinstance(state, dict):
+        raise CorruptCheckpointError(f"checkpoint {ckpt.state} does not hold a training state")
     if state.get("ckpt_id") != meta.get("ckpt_id"):
         raise CheckpointError(f"{ckpt.directory}: {STATE} and {WEIGHTS} come from different saves")
     if not intact:
         raise CorruptCheckpointError(f"checkpoint {ckpt.state} fails its checksum: it was modified or damaged "
                                      "after the save")
-    return state
-
-
-def _unpickle_state(ckpt: Checkpoint, raw: bytes) -> dict[str, Any]:
-    try:
-        state = torch.load(io.BytesIO(raw), map_location="cpu", weights_only=False)
-    except Exception as exc:  # EOFError, UnpicklingError, RuntimeError of a truncated zip
-        raise CorruptCheckpointError(f"checkpoint {ckpt.state} is corrupt or truncated "
-                                     f"({type(exc).__name__}: {exc})") from None
-    if not isinstance(state, dict):
-        raise CorruptCheckpointError(f"checkpoint {ckpt.state} does not hold a training state")
     return state
 
 
@@ -330,12 +325,11 @@ def resolve_resumable(run_dir: str | Path) -> Checkpoint:
     root = Path(run_dir) / "checkpoints"
     problems: list[str] = []
     tried: set[Path] = set()
+    candidates: list[Checkpoint] = []
     try:
-        last: Checkpoint | None = resolve_checkpoint(run_dir, "LAST")
+        candidates.append(resolve_checkpoint(run_dir, "LAST"))
     except CheckpointError as exc:
-        last = None
         problems.append(str(exc))
-    candidates = [last] if last is not None else []
     if root.is_dir():
         epochs = sorted((p for p in root.iterdir() if p.is_dir() and p.name.startswith("epoch_")), reverse=True)
         candidates += [Checkpoint(p) for p in epochs]
@@ -399,17 +393,13 @@ def build_model_from_checkpoint(path: str | Path, device: torch.device | str = "
     """
     from ..models import create_model
 
-    try:
-        ckpt = resolve_checkpoint(path, which)
-    except CheckpointError:
-        if which == "LAST":
-            raise
-        ckpt = resolve_checkpoint(path, "LAST")
+    ckpt = _resolve_or_last(path, which)
     meta = read_metadata(ckpt)
     if "model" not in meta:
         raise CheckpointError(f"{ckpt.weights} has no 'model' metadata; it was not written by xorsnn")
     model = create_model(meta["model"], **meta.get("model_kwargs", {}))
     if meta.get("reparameterized"):  # an `xorsnn export --reparam` output
-        return _load_reparameterized(ckpt, model, meta).to(device), {**meta, "checkpoint": str(ckpt.directory)}
-    load_weights(ckpt, model, device)
+        model = _load_reparameterized(ckpt, model, meta)
+    else:
+        load_weights(ckpt, model, device)
     return model.to(device), {**meta, "checkpoint": str(ckpt.directory)}

@@ -20,6 +20,7 @@ records the new ``epochs``; earlier epochs ran under the shorter schedule, as ``
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import json
 import math
 import os
@@ -263,12 +264,8 @@ def preset_description(name: str) -> str:
     path = PRESETS_DIR / f"{name}.yaml"
     if not path.exists():
         raise ValueError(f"no preset {name!r}; presets: {list_presets()}")
-    header = []
-    for line in path.read_text().splitlines():
-        if not line.startswith("#"):
-            break
-        header.append(line.lstrip("#").strip())
-    text = " ".join(header)
+    header = itertools.takewhile(lambda line: line.startswith("#"), path.read_text().splitlines())
+    text = " ".join(line.lstrip("#").strip() for line in header)
     end = text.find(". ")
     return text if end < 0 else text[: end + 1]
 

@@ -20,9 +20,7 @@ class NonFiniteStateError(FloatingPointError):
 
 def named_state(model: nn.Module) -> list[tuple[str, torch.Tensor]]:
     """The floating-point parameters and buffers of ``model`` (BN running statistics included)."""
-    named = [(n, p) for n, p in model.named_parameters()]
-    named += [(n, b) for n, b in model.named_buffers() if b.is_floating_point()]
-    return [(n, t) for n, t in named if t.is_floating_point()]
+    return [(n, t) for n, t in [*model.named_parameters(), *model.named_buffers()] if t.is_floating_point()]
 
 
 def non_finite_flag(tensors: Iterable[torch.Tensor]) -> torch.Tensor | None:

@@ -165,11 +165,9 @@ def make_loaders(cfg: TrainConfig, data: DataBundle, ctx: DistContext) -> tuple[
         padding = info.crop_padding if cfg.crop_padding is None else cfg.crop_padding
         aug = BatchAugment(info.mean, info.std, padding if cfg.augment else 0,
                            info.hflip and cfg.augment, cfg.pad_mode)
-        train_loader = ArrayLoader(train_split, cfg.batch_size, aug, train=True, device=ctx.device, seed=cfg.seed,
-                                   rank=ctx.rank, world_size=ctx.world_size)
-        test_loader = ArrayLoader(test_split, eval_bs, aug, train=False, device=ctx.device, seed=cfg.seed,
-                                  rank=ctx.rank, world_size=ctx.world_size)
-        return train_loader, test_loader
+        where = {"device": ctx.device, "seed": cfg.seed, "rank": ctx.rank, "world_size": ctx.world_size}
+        return (ArrayLoader(train_split, cfg.batch_size, aug, train=True, **where),
+                ArrayLoader(test_split, eval_bs, aug, train=False, **where))
     return (_TorchLoader(train_split, cfg.batch_size, True, ctx, cfg.seed, cfg.num_workers),
             _TorchLoader(test_split, eval_bs, False, ctx, cfg.seed, cfg.num_workers))
 
@@ -290,18 +288,21 @@ def _backward_and_step(loss: torch.Tensor, model: nn.Module, optimizer: torch.op
                        cfg: TrainConfig) -> None:
     """Whole-sequence (BPTT) update: backward, optional clipping, optimizer step (with fp16 loss scaling)."""
     optimizer.zero_grad(set_to_none=True)
-    if scaler is not None:
-        scaler.scale(loss).backward()
-        if cfg.grad_clip:
+    (loss if scaler is None else scaler.scale(loss)).backward()
+    _clip_and_step(model, optimizer, scaler, cfg)
+
+
+def _clip_and_step(model: nn.Module, optimizer: torch.optim.Optimizer, scaler: Any, cfg: TrainConfig) -> None:
+    """Optional gradient clipping (of the unscaled gradients), then the optimizer step."""
+    if cfg.grad_clip:
+        if scaler is not None:
             scaler.unscale_(optimizer)
-            nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+        nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+    if scaler is None:
+        optimizer.step()
+    else:
         scaler.step(optimizer)
         scaler.update()
-    else:
-        loss.backward()
-        if cfg.grad_clip:
-            nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-        optimizer.step()
 
 
 def _check_input_dtype(x: torch.Tensor, model: nn.Module, cfg: TrainConfig | None, device: torch.device) -> None:
@@ -312,13 +313,12 @@ def _check_input_dtype(x: torch.Tensor, model: nn.Module, cfg: TrainConfig | Non
     want = param.dtype if param is not None else torch.float32
     if x.dtype == want:
         return
-    autocast = cfg is not None and cfg.amp != "none" and device.type == "cuda"
-    if x.dtype in (torch.float16, torch.bfloat16) and autocast:
-        return
-    hint = " (half precision: give float32 input and train with --amp bf16 or fp16 on a GPU)" \
-        if x.dtype in (torch.float16, torch.bfloat16) else ""
-    raise ValueError(f"input batches have dtype {str(x.dtype).replace('torch.', '')} but the model computes in "
-                     f"{str(want).replace('torch.', '')}; convert the data to {str(want).replace('torch.', '')} "
+    half = x.dtype in (torch.float16, torch.bfloat16)
+    if half and cfg is not None and cfg.amp != "none" and device.type == "cuda":
+        return  # autocast takes half-precision input
+    hint = " (half precision: give float32 input and train with --amp bf16 or fp16 on a GPU)" if half else ""
+    have, need = str(x.dtype).removeprefix("torch."), str(want).removeprefix("torch.")
+    raise ValueError(f"input batches have dtype {have} but the model computes in {need}; convert the data to {need} "
                      f"(e.g. tensor.float() in the dataset){hint}")
 
 
@@ -327,10 +327,7 @@ def _check_state(named: list[tuple[str, torch.Tensor]], ctx: DistContext, where:
     flag = non_finite_flag(t for _, t in named)
     if flag is None:
         return
-    bad = flag.to(ctx.device, torch.int64)
-    if ctx.enabled:
-        bad = ctx.all_reduce_max(bad)
-    if int(bad) == 0:
+    if int(ctx.all_reduce_max(flag.to(ctx.device, torch.int64))) == 0:
         return
     name = first_non_finite(named) or "(on another rank)"
     raise NonFiniteStateError(f"non-finite model state {where}: tensor {name!r} holds NaN/inf; no checkpoint was "
@@ -354,9 +351,7 @@ def _optimisation_step(model: nn.Module, x: torch.Tensor, y: torch.Tensor, optim
             res = _online_step(model, x, y, cfg, z_teacher, global_step)
         if ctx.enabled:
             _all_reduce_grads(model, ctx)
-        if cfg.grad_clip:
-            nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-        optimizer.step()
+        _clip_and_step(model, optimizer, None, cfg)  # no fp16 loss scaling online (TrainConfig.validate)
         return res.loss.to(device), res.prediction
     with _autocast(cfg, device):
         out = model(x)
@@ -365,10 +360,23 @@ def _optimisation_step(model: nn.Module, x: torch.Tensor, y: torch.Tensor, optim
     return loss, out.detach().float().mean(0)
 
 
-def _raise_on_bad_loss(first_bad: torch.Tensor, ctx: DistContext, epoch: int, n_steps: int,
-                       global_step: int) -> None:
-    """``NonFiniteLossError`` naming the first step (on any rank) whose loss was NaN/inf, if any."""
-    bad_step = int(ctx.all_reduce_max(first_bad.clone()) if ctx.enabled else first_bad)
+def _input_error(epoch: int, step: int, n_steps: int) -> NonFiniteStateError:
+    return NonFiniteStateError(f"non-finite input (NaN/inf) in training batch {step + 1} of {n_steps} at epoch "
+                               f"{epoch + 1}; check the dataset and its preprocessing")
+
+
+def _note_first_bad(first: torch.Tensor, finite: torch.Tensor, step: int) -> torch.Tensor:
+    """``first`` -- the first step whose tensor was not ``finite``, -1 while none -- after ``step``; no host sync."""
+    return torch.where((first < 0) & ~finite, first.new_full((), step), first)
+
+
+def _raise_on_non_finite(bad_input: torch.Tensor, bad_loss: torch.Tensor, ctx: DistContext, epoch: int,
+                         n_steps: int, global_step: int) -> None:
+    """Raise naming the first step (on any rank) whose input batch (:class:`NonFiniteStateError`), else whose
+    loss (:class:`NonFiniteLossError`), was NaN/inf, if any."""
+    bad_x, bad_step = ctx.all_reduce_max(torch.stack([bad_input, bad_loss])).tolist()
+    if bad_x >= 0:
+        raise _input_error(epoch, bad_x, n_steps)
     if bad_step >= 0:
         raise NonFiniteLossError(
             f"non-finite loss at epoch {epoch + 1}, step {bad_step + 1} of {n_steps} "
@@ -408,35 +416,37 @@ def _train_epoch(model: nn.Module, loader: Any, optimizer: torch.optim.Optimizer
                  ) -> tuple[dict[str, float], int]:
     model.train()
     device = ctx.device
+    n_steps = len(loader)
     check_every = 1 if device.type == "cpu" else cfg.log_interval
+    input_at_once = check_every == 1 and not ctx.enabled  # one CPU process: raise before the forward
     totals = torch.zeros(3, dtype=torch.float64, device=device)  # loss sum, correct, count
     first_bad = torch.full((), -1, dtype=torch.int64, device=device)
     bad_input = torch.full((), -1, dtype=torch.int64, device=device)
     named = named_state(unwrap_model(model))
-    bar = _EpochBar(cfg, ctx, len(loader), epoch)
+    bar = _EpochBar(cfg, ctx, n_steps, epoch)
     t0 = time.perf_counter()
     n_seen = 0
     for step, (x, y) in enumerate(loader):
         if step == 0:
             _check_input_dtype(x, model, cfg, device)
         if x.is_floating_point():
-            bad_input = _track_input(x, step, bad_input, check_every == 1 and not ctx.enabled, epoch,
-                                     len(loader))
+            x_finite = torch.isfinite(x).all()
+            if input_at_once and not bool(x_finite):
+                raise _input_error(epoch, step, n_steps)
+            bad_input = _note_first_bad(bad_input, x_finite, step)
         if cfg.channels_last and x.dim() == 4:
             x = x.contiguous(memory_format=torch.channels_last)
         loss, prediction = _optimisation_step(model, x, y, optimizer, scaler, cfg, ctx, teacher, global_step + step)
         scheduler.step()
         with torch.no_grad():
-            finite = torch.isfinite(loss.detach())
-            first_bad = torch.where((first_bad < 0) & ~finite, first_bad.new_full((), step), first_bad)  # no H2D copy
+            first_bad = _note_first_bad(first_bad, torch.isfinite(loss.detach()), step)
             totals[0] += loss.detach().double() * y.numel()
             totals[1] += (prediction.argmax(-1) == y).sum()
             totals[2] += y.numel()
         n_seen += y.numel()
-        if (step + 1) % check_every == 0 or step + 1 == len(loader):
-            _raise_on_bad_input(bad_input, ctx, epoch, len(loader))
-            _raise_on_bad_loss(first_bad, ctx, epoch, len(loader), global_step)
-            _check_state(named, ctx, f"after epoch {epoch + 1}, step {step + 1} of {len(loader)} (global step "
+        if (step + 1) % check_every == 0 or step + 1 == n_steps:
+            _raise_on_non_finite(bad_input, first_bad, ctx, epoch, n_steps, global_step)
+            _check_state(named, ctx, f"after epoch {epoch + 1}, step {step + 1} of {n_steps} (global step "
                                      f"{global_step + step + 1}; checked every {check_every} step(s))")
             bar.update(step + 1, totals, n_seen, time.perf_counter() - t0)
     bar.close()
@@ -448,30 +458,7 @@ def _train_epoch(model: nn.Module, loader: Any, optimizer: torch.optim.Optimizer
     loss_sum, correct, count = totals.tolist()
     stats = {"loss": loss_sum / max(count, 1), "acc": correct / max(count, 1), "time": elapsed,
              "img_per_s": count / max(elapsed, 1e-9)}
-    return stats, global_step + len(loader)
-
-
-def _input_error(epoch: int, step: int, n_steps: int) -> NonFiniteStateError:
-    return NonFiniteStateError(f"non-finite input (NaN/inf) in training batch {step + 1} of {n_steps} at epoch "
-                               f"{epoch + 1}; check the dataset and its preprocessing")
-
-
-def _track_input(x: torch.Tensor, step: int, bad_input: torch.Tensor, immediate: bool, epoch: int,
-                 n_steps: int) -> torch.Tensor:
-    """Record the first batch with NaN/inf entries; raise at once (before the forward) if ``immediate``
-    (one process on the CPU), else without a host sync (reported at the next check, on every rank)."""
-    finite = torch.isfinite(x).all()
-    if immediate:
-        if not bool(finite):
-            raise _input_error(epoch, step, n_steps)
-        return bad_input
-    return torch.where((bad_input < 0) & ~finite, torch.full_like(bad_input, step), bad_input)
-
-
-def _raise_on_bad_input(bad_input: torch.Tensor, ctx: DistContext, epoch: int, n_steps: int) -> None:
-    bad = ctx.all_reduce_max(bad_input.clone()) if ctx.enabled else bad_input
-    if int(bad) >= 0:
-        raise _input_error(epoch, int(bad), n_steps)
+    return stats, global_step + n_steps
 
 
 @torch.no_grad()
@@ -658,9 +645,8 @@ def _runnable(model: nn.Module, cfg: TrainConfig, ctx: DistContext) -> nn.Module
     gradients itself) and ``torch.compile``."""
     run_model: nn.Module = model
     if ctx.enabled and cfg.online == "none":
-        device = ctx.device
         run_model = nn.parallel.DistributedDataParallel(
-            model, device_ids=[device.index] if device.type == "cuda" else None)
+            model, device_ids=[ctx.device.index] if ctx.device.type == "cuda" else None)
     if cfg.compile:
         run_model = torch.compile(run_model)  # type: ignore[assignment]
     return run_model
@@ -711,19 +697,16 @@ def _train(cfg: TrainConfig, data: DataBundle | None, ctx: DistContext, t_start:
     if ctx.is_main:
         import yaml
 
-        with open(out_dir / "config.yaml", "w") as f:
-            yaml.safe_dump(cfg.to_dict(), f, sort_keys=False)
+        (out_dir / "config.yaml").write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
         _write_csv(out_dir / "metrics.csv", metrics)
-    tb = _tensorboard(cfg, out_dir, ctx)
-    run_model = _runnable(model, cfg, ctx)
-
-    meta = {"model": cfg.model, "model_kwargs": model_arguments(cfg, data), "dataset": data.info.to_dict(),
-            "xorsnn_config": cfg.to_dict()}
-    if ctx.is_main:
         n_params = sum(p.numel() for p in model.parameters())
         log.info("training %s (%.2fM parameters) on %s: %d steps/epoch of %d x %d process(es), device %s%s",
                  cfg.model, n_params / 1e6, data.info.name, steps_per_epoch, cfg.batch_size, ctx.world_size, device,
                  "" if cfg.online == "none" else f", online {cfg.online}")
+    tb = _tensorboard(cfg, out_dir, ctx)
+    run_model = _runnable(model, cfg, ctx)
+    meta = {"model": cfg.model, "model_kwargs": model_arguments(cfg, data), "dataset": data.info.to_dict(),
+            "xorsnn_config": cfg.to_dict()}
 
     test = {"loss": math.nan, "acc": math.nan}
     for epoch in range(start_epoch, cfg.epochs):
@@ -737,8 +720,8 @@ def _train(cfg: TrainConfig, data: DataBundle | None, ctx: DistContext, t_start:
                "epoch_time_s": stats["time"], "train_img_per_s": stats["img_per_s"],
                "wall_time_s": time.perf_counter() - t_start}
         metrics.append(row)
-        is_best = not math.isnan(test["acc"]) and test["acc"] > best
-        best = max(best, test["acc"]) if not math.isnan(test["acc"]) else best
+        is_best = test["acc"] > best  # False while the accuracy is NaN (not evaluated yet)
+        best = test["acc"] if is_best else best
         _check_state(named_state(model), ctx, f"at the end of epoch {epoch + 1} (before its checkpoint)")
         if ctx.is_main:
             _log_epoch(cfg, epoch, stats, test, row, tb)

@@ -26,9 +26,9 @@ from .checkpoint import (
     CheckpointError,
     CorruptCheckpointError,
     _read_tensors,
+    _resolve_or_last,
     build_model_from_checkpoint,
     read_metadata,
-    resolve_checkpoint,
     unwrap_model,
 )
 from .guards import first_non_finite
@@ -63,13 +63,6 @@ def read_state_dict(path: str | Path, device: torch.device | str = "cpu") -> dic
     if bad is not None:
         raise CheckpointError(f"weights file {p} holds non-finite weights (first: {bad!r}); refusing to use it")
     return obj
-
-
-def _resolve(path: str | Path):  # type: ignore[no-untyped-def]
-    try:
-        return resolve_checkpoint(path, "BEST")
-    except CheckpointError:
-        return resolve_checkpoint(path, "LAST")
 
 
 def load_teacher(spec: str, model_args: dict[str, Any], device: torch.device | str = "cpu") -> nn.Module:
@@ -159,7 +152,7 @@ def init_from_checkpoint(model: nn.Module, path: str | Path) -> InitReport:
     (else ``ValueError``, naming them: a checkpoint of another architecture or class count); tensors
     of ``model`` that the checkpoint lacks (``log_alpha`` of a binary layer) keep their initial value.
     """
-    ckpt = _resolve(path)
+    ckpt = _resolve_or_last(path)
     model = unwrap_model(model)
     own = model.state_dict()
     tensors = _read_tensors(ckpt, read_metadata(ckpt))  # checksum and finite check, as for --resume
