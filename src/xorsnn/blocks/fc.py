@@ -25,7 +25,11 @@ from .xor import XORBasicBlock
 __all__ = ["SpikingBlock", "SEWBlock", "MembraneShortcutBlock", "OABlock", "XORBlock"]
 
 
-def _neuron(family: str, neuron: NeuronFactory | Mapping[str, Any] | None) -> NeuronFactory:
+NeuronArg = NeuronFactory | Mapping[str, Any] | None
+"""A neuron factory, or overrides of the family's neuron spec (``None``: the family's neuron)."""
+
+
+def _neuron(family: str, neuron: NeuronArg) -> NeuronFactory:
     if callable(neuron):
         return neuron
     return neuron_factory(merge_neuron_spec(FAMILIES[family].neuron, neuron))
@@ -34,16 +38,14 @@ def _neuron(family: str, neuron: NeuronFactory | Mapping[str, Any] | None) -> Ne
 class SpikingBlock(SpikingBasicBlock):
     """Fully-connected Spiking ResNet block: ``SN(BN(W2 SN(BN(W1 x))) + x)``; ``[T, B, F] -> [T, B, F]``."""
 
-    def __init__(self, n_features: int, *, neuron: NeuronFactory | Mapping[str, Any] | None = None) -> None:
+    def __init__(self, n_features: int, *, neuron: NeuronArg = None) -> None:
         super().__init__(n_features, n_features, neuron=_neuron("spiking", neuron), layers=LINEAR)
 
 
 class SEWBlock(SEWBasicBlock):
     """Fully-connected SEW block: ``g(SN(BN(W2 SN(BN(W1 x)))), x)``, g in add/and/iand; ``[T, B, F] -> [T, B, F]``."""
 
-    def __init__(
-        self, n_features: int, *, connect: str = "add", neuron: NeuronFactory | Mapping[str, Any] | None = None
-    ) -> None:
+    def __init__(self, n_features: int, *, connect: str = "add", neuron: NeuronArg = None) -> None:
         super().__init__(n_features, n_features, neuron=_neuron("sew", neuron), layers=LINEAR, connect=connect)
 
 
@@ -53,39 +55,21 @@ class MembraneShortcutBlock(MSBasicBlock):
     Shapes: ``[T, B, F] -> [T, B, F]``.
     """
 
-    def __init__(
-        self, n_features: int, *, neuron: NeuronFactory | Mapping[str, Any] | None = None, bn_init: float = 0.5
-    ) -> None:
+    def __init__(self, n_features: int, *, neuron: NeuronArg = None, bn_init: float = 0.5) -> None:
         super().__init__(n_features, n_features, neuron=_neuron("ms", neuron), layers=LINEAR, bn_init=bn_init)
 
 
 class OABlock(OABasicBlock):
     """Fully-connected OA block: ``OR(x, SN(BN(W2 SN(BN(W1 x)))))``; ``[T, B, F] -> [T, B, F]``."""
 
-    def __init__(
-        self, n_features: int, *, or_form: str = "poly", neuron: NeuronFactory | Mapping[str, Any] | None = None
-    ) -> None:
+    def __init__(self, n_features: int, *, or_form: str = "poly", neuron: NeuronArg = None) -> None:
         super().__init__(n_features, n_features, neuron=_neuron("oa", neuron), layers=LINEAR, or_form=or_form)
 
 
 class XORBlock(XORBasicBlock):
     """Fully-connected XOR block (OA + XOR meta-residuals); ``forward(x, x_prev)``; ``[T, B, F] -> [T, B, F]``."""
 
-    def __init__(
-        self,
-        n_features: int,
-        *,
-        xor_mode: str = "input",
-        or_form: str = "poly",
-        xor_form: str = "poly",
-        neuron: NeuronFactory | Mapping[str, Any] | None = None,
-    ) -> None:
-        super().__init__(
-            n_features,
-            n_features,
-            neuron=_neuron("xor", neuron),
-            layers=LINEAR,
-            or_form=or_form,
-            xor_mode=xor_mode,
-            xor_form=xor_form,
-        )
+    def __init__(self, n_features: int, *, xor_mode: str = "input", or_form: str = "poly", xor_form: str = "poly",
+                 neuron: NeuronArg = None) -> None:
+        super().__init__(n_features, n_features, neuron=_neuron("xor", neuron), layers=LINEAR, or_form=or_form,
+                         xor_mode=xor_mode, xor_form=xor_form)

@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from ..layers import CONV, LayerKit
-from .common import NeuronFactory, add_units, needs_projection, zero_norm_
+from .common import NeuronFactory, add_units, needs_projection, projection_shortcut, zero_norm_
 from .spec import BlockSpec, Segment, pre_activation
 
 __all__ = ["MSBasicBlock", "MSBottleneck"]
@@ -40,7 +40,7 @@ class _MSBase(nn.Module):
                                pre_activation=True)
         self.downsample = None  # on a shape change: Conv1x1 - BN, a current on the membrane stream (no neuron)
         if needs_projection(in_planes, out_planes, stride):
-            self.downsample = nn.Sequential(layers.conv1x1(in_planes, out_planes, stride), layers.norm(out_planes))
+            self.downsample = projection_shortcut(layers, in_planes, out_planes, stride)
         _init_norms(self, bn_init)
 
     def zero_init_residual(self) -> None:

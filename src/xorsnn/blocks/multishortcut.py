@@ -47,23 +47,14 @@ class MultiShortcutBasicBlock(nn.Module):
 
     Args:
         in_planes, planes, stride: as in torchvision's ``BasicBlock``; the stride is on unit 1.
-        neuron: zero-argument neuron factory.
         layers: layer kit (binary-weight kits binarise ``conv1``/``conv2``).
         fp_shortcut: build the projection shortcut's 1x1 conv in full precision (default).
     """
 
     expansion = 1
 
-    def __init__(
-        self,
-        in_planes: int,
-        planes: int,
-        stride: int = 1,
-        *,
-        neuron: NeuronFactory,
-        layers: LayerKit = CONV,
-        fp_shortcut: bool = True,
-    ) -> None:
+    def __init__(self, in_planes: int, planes: int, stride: int = 1, *, neuron: NeuronFactory,
+                 layers: LayerKit = CONV, fp_shortcut: bool = True) -> None:
         super().__init__()
         self.bn1 = layers.norm(in_planes)
         self.sn1 = neuron()

@@ -20,18 +20,20 @@ from torch import nn
 
 from ..layers import CONV, LayerKit
 from ..ops import OR_FORMS, spike_or
-from .common import NeuronFactory, add_units, needs_projection, zero_norm_
+from .common import (
+    NeuronFactory,
+    _check_choice,
+    add_units,
+    needs_projection,
+    projection_shortcut,
+    spiking_projection,
+    zero_norm_,
+)
 from .spec import BlockSpec, Op, Segment, post_activation
 
 __all__ = ["DOWN_MERGES", "OABasicBlock", "OABottleneck"]
 
 DOWN_MERGES = ("add", "or")
-
-
-def _check_choice(name: str, value: str, valid: tuple[str, ...]) -> str:
-    if value not in valid:
-        raise ValueError(f"{name} must be one of {valid}, got {value!r}")
-    return value
 
 
 def oa_segment(block: nn.Module, branch: tuple[Op, ...] | None = None) -> Segment:
@@ -61,17 +63,13 @@ class _OABase(nn.Module):
         self.or_form = _check_choice("or_form", or_form, OR_FORMS)
         self.down_merge = _check_choice("down_merge", down_merge, DOWN_MERGES)
         out_planes = add_units(self, layers, in_planes, planes, stride, neuron, bottleneck=self.expansion > 1)
-        self._make_shortcut(layers, in_planes, out_planes, stride, neuron)
-
-    def _make_shortcut(self, layers: LayerKit, in_planes: int, out_planes: int, stride: int,
-                       neuron: NeuronFactory) -> None:
-        """``Conv1x1 - BN`` (current ADD) or ``Conv1x1 - BN - SN`` (``down_merge="or"``) on a shape change."""
-        self.downsample = None
-        if needs_projection(in_planes, out_planes, stride):
-            shortcut = [layers.conv1x1(in_planes, out_planes, stride), layers.norm(out_planes)]
-            if self.down_merge == "or":
-                shortcut.append(neuron())
-            self.downsample = nn.Sequential(*shortcut)
+        # on a shape change: Conv1x1 - BN (current ADD) or Conv1x1 - BN - SN (down_merge="or")
+        if self.down_merge == "or":
+            self.downsample = spiking_projection(layers, in_planes, out_planes, stride, neuron)
+        elif needs_projection(in_planes, out_planes, stride):
+            self.downsample = projection_shortcut(layers, in_planes, out_planes, stride)
+        else:
+            self.downsample = None
 
     def residual(self, x: torch.Tensor) -> torch.Tensor:  # pragma: no cover - every subclass writes it out
         raise NotImplementedError
@@ -112,7 +110,6 @@ class OABasicBlock(_OABase):
 
     Args:
         in_planes, planes, stride: as in torchvision's ``BasicBlock``.
-        neuron: zero-argument neuron factory.
         layers: layer kit (convolutions or, for ``[T, B, F]`` inputs, linear layers).
         or_form: OR variant for the identity merge: ``"poly"`` (``a+b-ab``), ``"max"``, ``"clamp"``.
         down_merge: ``"add"`` (current ADD, then one neuron) or ``"or"`` (spiking shortcut, OR).

@@ -22,7 +22,7 @@ from torch import nn
 
 from ..layers import CONV, LayerKit
 from ..ops import spike_and, spike_iand
-from .common import NeuronFactory, add_units, spiking_projection, zero_norm_
+from .common import NeuronFactory, _check_choice, add_units, spiking_projection, zero_norm_
 from .spec import BlockSpec, Segment, post_activation
 
 __all__ = ["SEW_CONNECTS", "sew_connect", "SEWBasicBlock", "SEWBottleneck"]
@@ -48,12 +48,6 @@ def _output_kind(connect: str) -> str:
     return "graded" if connect == "add" else "spikes"  # ADD sums two spike trains: 0, 1 or 2
 
 
-def _check_connect(connect: str) -> str:
-    if connect not in SEW_CONNECTS:
-        raise ValueError(f"connect must be one of {SEW_CONNECTS}, got {connect!r}")
-    return connect
-
-
 class _SEWBase(nn.Module):
     """What the SEW basic and bottleneck blocks share: ``connect``, the spiking shortcut, zero-init
     and the description. The merge neuron is ``sn{n_units}``."""
@@ -65,7 +59,7 @@ class _SEWBase(nn.Module):
     def __init__(self, in_planes: int, planes: int, stride: int = 1, *, neuron: NeuronFactory,
                  layers: LayerKit = CONV, connect: str = "add") -> None:
         super().__init__()
-        self.connect = _check_connect(connect)
+        self.connect = _check_choice("connect", connect, SEW_CONNECTS)
         out_planes = add_units(self, layers, in_planes, planes, stride, neuron, bottleneck=self.expansion > 1)
         self.downsample = spiking_projection(layers, in_planes, out_planes, stride, neuron)
 

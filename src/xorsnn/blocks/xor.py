@@ -51,8 +51,8 @@ import torch
 
 from ..layers import CONV, LayerKit
 from ..ops import XOR_FORMS, spike_and, spike_or, spike_xor
-from .common import NeuronFactory
-from .oa import OABasicBlock, OABottleneck, _check_choice, oa_segment
+from .common import NeuronFactory, _check_choice
+from .oa import OABasicBlock, OABottleneck, oa_segment
 from .spec import BlockSpec, Segment, post_activation
 
 __all__ = ["XOR_MODES", "XOR_PREVS", "XORBasicBlock", "XORBottleneck"]

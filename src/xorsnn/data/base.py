@@ -7,6 +7,7 @@ device once and does augmentation there (see :mod:`xorsnn.data.augment`).
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -47,17 +48,10 @@ class DatasetInfo:
     notes: str = ""
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "name": self.name,
-            "num_classes": self.num_classes,
-            "in_channels": self.in_channels,
-            "image_size": list(self.image_size),
-            "mean": list(self.mean),
-            "std": list(self.std),
-            "crop_padding": self.crop_padding,
-            "hflip": self.hflip,
-            "temporal": self.temporal,
-        }
+        """Every field but ``notes``, in field order, tuples as lists (JSON-ready)."""
+        values = dataclasses.asdict(self)
+        del values["notes"]
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in values.items()}
 
 
 @dataclass

@@ -70,10 +70,7 @@ def download_file(url: str, dest: Path, md5: str | None = None, progress: bool =
                 from tqdm.auto import tqdm
 
                 bar = tqdm(total=total, unit="B", unit_scale=True, desc=dest.name)
-            while True:
-                block = resp.read(1 << 16)
-                if not block:
-                    break
+            for block in iter(lambda: resp.read(1 << 16), b""):
                 out.write(block)
                 if bar is not None:
                     bar.update(len(block))

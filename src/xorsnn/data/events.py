@@ -9,6 +9,7 @@ and does not depend on any random seed.
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Any
 
@@ -110,8 +111,6 @@ def load_cifar10_dvs(root: str | Path, T: int, size: int | None = None, download
     base = tonic.datasets.CIFAR10DVS(save_to=str(root))
     labels = np.asarray(getattr(base, "targets", [base[i][1] for i in range(len(base))]))
     train_idx, test_idx = split_per_class(labels, 0.9)
-    info = CIFAR10_DVS_INFO
-    if size is not None:
-        info = DatasetInfo(**{**info.__dict__, "image_size": (size, size)})
+    info = CIFAR10_DVS_INFO if size is None else dataclasses.replace(CIFAR10_DVS_INFO, image_size=(size, size))
     return DataBundle(info, CIFAR10DVSFrames(base, train_idx, T, size, split_by),
                       CIFAR10DVSFrames(base, test_idx, T, size, split_by))

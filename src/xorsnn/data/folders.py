@@ -111,11 +111,9 @@ class PillowImageFolder(Dataset):
         return (x - m) / sd, label
 
 
-def _torchvision_folder(root: Path, image_size: int, train: bool, classes: list[str] | None = None) -> Dataset:
+def _torchvision_folder(root: Path, image_size: int, train: bool, *, classes: list[str]) -> Dataset:
+    """``torchvision.datasets.ImageFolder`` of ``root`` with ``classes``' mapping (checked by the caller)."""
     from torchvision import datasets, transforms
-
-    if classes is not None:
-        check_split_classes(classes, root)
 
     norm = transforms.Normalize(IMAGENET_MEAN, IMAGENET_STD)
     if train:
@@ -124,8 +122,6 @@ def _torchvision_folder(root: Path, image_size: int, train: bool, classes: list[
     else:
         tf = transforms.Compose([transforms.Resize(int(round(image_size / 0.875))), transforms.CenterCrop(image_size),
                                  transforms.ToTensor(), norm])
-    if classes is None:
-        return datasets.ImageFolder(str(root), transform=tf)
 
     class _FixedClasses(datasets.ImageFolder):  # train/'s mapping for every split
         def find_classes(self, directory: str) -> tuple[list[str], dict[str, int]]:
@@ -139,7 +135,6 @@ def load_image_folder(root: str | Path, image_size: int = 224, name: str = "imag
     """A class-folder dataset with ``train/`` and ``val/`` (or ``test/``) sub-folders.
 
     Args:
-        root: dataset root.
         image_size: square crop size (224 for ImageNet, 84 for miniImageNet).
         backend: ``"auto"`` (torchvision if installed), ``"torchvision"`` or ``"pillow"``.
     """
@@ -159,12 +154,9 @@ def load_image_folder(root: str | Path, image_size: int = 224, name: str = "imag
             use_tv = False
     classes = class_folders(train_dir)
     check_split_classes(classes, test_dir)  # before reading any image: refused up front
-    if use_tv:
-        train = _torchvision_folder(train_dir, image_size, True, classes)
-        test = _torchvision_folder(test_dir, image_size, False, classes)
-    else:
-        train = PillowImageFolder(train_dir, image_size, True, classes=classes)
-        test = PillowImageFolder(test_dir, image_size, False, classes=classes)
+    make = _torchvision_folder if use_tv else PillowImageFolder
+    train = make(train_dir, image_size, True, classes=classes)
+    test = make(test_dir, image_size, False, classes=classes)
     info = DatasetInfo(name=name, num_classes=len(classes), in_channels=3, image_size=(image_size, image_size),
                        mean=IMAGENET_MEAN, std=IMAGENET_STD, notes=f"class folders under {root}")
     return DataBundle(info, train, test)

@@ -56,13 +56,8 @@ class ArrayLoader:
     def __len__(self) -> int:
         if self.train:
             return max(1, self.num_samples // self.batch_size)
-        return math.ceil(self._shard_len() / self.batch_size)
-
-    def _shard_len(self) -> int:
-        n = self.labels.shape[0]
-        if self.train:
-            return self.num_samples
-        return len(range(self.rank, n, self.world_size))
+        shard = range(self.rank, self.labels.shape[0], self.world_size)  # evaluation: this rank's samples
+        return math.ceil(len(shard) / self.batch_size)
 
     def _indices(self) -> torch.Tensor:
         n = self.labels.shape[0]

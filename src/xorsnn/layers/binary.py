@@ -169,6 +169,9 @@ class BinaryWeightMixin:
             return None
         return self.weight.detach().abs().flatten(1).mean(1)
 
+    def extra_repr(self) -> str:
+        return super().extra_repr() + f", scale={self.scale!r}"  # type: ignore[misc]
+
 
 class BinaryConv2d(BinaryWeightMixin, TimeConv2d):
     """Binary-weight ``Conv2d`` on ``[T, B, C, H, W]`` (or ``[B, C, H, W]``); same arguments as ``nn.Conv2d``
@@ -186,9 +189,6 @@ class BinaryConv2d(BinaryWeightMixin, TimeConv2d):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return fold_time(self._forward_4d, x) if x.dim() == 5 else self._forward_4d(x)
 
-    def extra_repr(self) -> str:
-        return super().extra_repr() + f", scale={self.scale!r}"
-
 
 class BinaryLinear(BinaryWeightMixin, TimeLinear):
     """Binary-weight ``Linear`` on ``[..., F_in] -> [..., F_out]`` (e.g. ``[T, B, F]``); arguments as
@@ -200,9 +200,6 @@ class BinaryLinear(BinaryWeightMixin, TimeLinear):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return F.linear(x, self.binary_weight(), self.bias)
-
-    def extra_repr(self) -> str:
-        return super().extra_repr() + f", scale={self.scale!r}"
 
 
 def is_binary_layer(module: nn.Module) -> bool:

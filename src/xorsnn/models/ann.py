@@ -28,7 +28,7 @@ from torch import nn
 
 from ..neurons.lif import SpikingNeuron
 from .binary_weight import REVERB_RESNET19_LAYOUT, REVERB_RESNET20_LAYOUT
-from .registry import _CIFAR_6N2, register_alias, register_model
+from .registry import _CIFAR_6N2, cifar_6n2_layout, register_alias, register_model
 from .resnet import SpikingResNet
 
 __all__ = ["ANNResNet", "replace_neurons"]
@@ -80,17 +80,13 @@ def _register() -> None:
         **REVERB_RESNET19_LAYOUT,
     )
     for depth in _CIFAR_6N2:
-        n = (depth - 2) // 6
         register_model(
             f"ann_cifar_resnet{depth}",
             ANNResNet,
-            description=f"ANN (ReLU) CIFAR ResNet-{depth} (He et al. 6n+2, n={n}), widths 16/32/64: the ANN ceiling "
-            f"of the {depth}-layer spiking families",
+            description=f"ANN (ReLU) CIFAR ResNet-{depth} (He et al. 6n+2, n={(depth - 2) // 6}), widths 16/32/64: "
+            f"the ANN ceiling of the {depth}-layer spiking families",
             family="spiking",
-            layers=[n, n, n],
-            widths=[16, 32, 64],
-            stem="cifar",
-            num_classes=10,
+            **cifar_6n2_layout(depth),
         )
 
 

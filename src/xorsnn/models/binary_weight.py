@@ -27,15 +27,14 @@ stage 2 is ``weights="binary", binary_scale="magnitude"``. See ``docs/binary.md`
 
 from __future__ import annotations
 
-from .registry import register_model
+from .registry import register_model, resnet19_layout
 from .resnet import SpikingResNet
 
 __all__ = ["REVERB_RESNET20_LAYOUT", "REVERB_RESNET19_LAYOUT"]
 
 # The two ReverB layouts; the ANN teachers in ``ann.py`` reuse them so teacher and student match.
 REVERB_RESNET20_LAYOUT = {"family": "reverb", "layers": [2, 2, 2, 2], "stem": "cifar3", "num_classes": 10}
-REVERB_RESNET19_LAYOUT = {"family": "reverb", "layers": [3, 3, 2], "widths": [128, 256, 512], "stem": "cifar",
-                          "head_hidden": 256, "num_classes": 10, "avg_down": False}
+REVERB_RESNET19_LAYOUT = {"family": "reverb", **resnet19_layout(), "avg_down": False}
 
 
 def _register() -> None:

@@ -158,12 +158,8 @@ def _accepted_kwargs(builder: Callable[..., nn.Module]) -> set[str] | None:
     return None
 
 
-def _is_int(v: Any) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool)
-
-
 def _positive_int(v: Any) -> bool:
-    return _is_int(v) and v >= 1
+    return isinstance(v, int) and not isinstance(v, bool) and v >= 1
 
 
 def _size(v: Any) -> bool:
@@ -249,6 +245,17 @@ _IMAGENET = {
 _CIFAR_6N2 = (8, 14, 20, 32, 44, 56, 110, 482)
 
 
+def cifar_6n2_layout(depth: int) -> dict[str, Any]:
+    """He et al.'s CIFAR ResNet-``depth`` (``depth = 6n + 2``): 3x3 stem, ``[n, n, n]`` x 16/32/64, 10 classes."""
+    n = (depth - 2) // 6
+    return {"layers": [n, n, n], "widths": [16, 32, 64], "stem": "cifar", "num_classes": 10}
+
+
+def resnet19_layout() -> dict[str, Any]:
+    """The tdBN ResNet-19 of every ``*19`` model: 3x3 stem 128, ``[3, 3, 2]`` x 128/256/512, FC-256 head."""
+    return {"layers": [3, 3, 2], "widths": [128, 256, 512], "stem": "cifar", "head_hidden": 256, "num_classes": 10}
+
+
 def register_family_models(family: BlockFamily) -> list[str]:
     """Register ``family``'s networks at every standard layout (the tables in the module docstring;
     the bottleneck depths only for a family that has bottleneck blocks) under
@@ -257,19 +264,14 @@ def register_family_models(family: BlockFamily) -> list[str]:
     if not prefix:
         raise ValueError(f"family {name!r} has no model prefix")
     before = set(_MODELS)
-    _register_layouts(name, prefix, title, has_bottleneck=family.bottleneck is not None)
-    return sorted(set(_MODELS) - before)
-
-
-def _register_layouts(family: str, prefix: str, title: str, *, has_bottleneck: bool) -> None:
     for depth, (block, layers) in _IMAGENET.items():
-        if block == "bottleneck" and not has_bottleneck:
+        if block == "bottleneck" and family.bottleneck is None:
             continue
         register_model(
             f"{prefix}{depth}",
             SpikingResNet,
             description=f"{title}-{depth}, ImageNet layout (7x7 stem), {block} blocks {layers}",
-            family=family,
+            family=name,
             layers=layers,
             block=block,
             stem="imagenet",
@@ -279,7 +281,7 @@ def _register_layouts(family: str, prefix: str, title: str, *, has_bottleneck: b
         f"{prefix}18_cifar",
         SpikingResNet,
         description=f"{title}-18, CIFAR layout (3x3 stem, no max-pool), basic blocks [2,2,2,2]",
-        family=family,
+        family=name,
         layers=[2, 2, 2, 2],
         stem="cifar",
         num_classes=10,
@@ -288,25 +290,18 @@ def _register_layouts(family: str, prefix: str, title: str, *, has_bottleneck: b
         f"{prefix}19",
         SpikingResNet,
         description=f"{title}-19 (tdBN layout): 3x3 stem 128, [3,3,2] x 128/256/512, FC-256 head",
-        family=family,
-        layers=[3, 3, 2],
-        widths=[128, 256, 512],
-        stem="cifar",
-        head_hidden=256,
-        num_classes=10,
+        family=name,
+        **resnet19_layout(),
     )
     for depth in _CIFAR_6N2:
-        n = (depth - 2) // 6
         register_model(
             f"{prefix}{depth}",
             SpikingResNet,
-            description=f"{title}-{depth}, CIFAR 6n+2 family (n={n}), widths 16/32/64",
-            family=family,
-            layers=[n, n, n],
-            widths=[16, 32, 64],
-            stem="cifar",
-            num_classes=10,
+            description=f"{title}-{depth}, CIFAR 6n+2 family (n={(depth - 2) // 6}), widths 16/32/64",
+            family=name,
+            **cifar_6n2_layout(depth),
         )
+    return sorted(set(_MODELS) - before)
 
 
 for _family in FAMILIES.values():

@@ -84,6 +84,13 @@ def check_image_input(
         raise ValueError(f"{name} is empty: shape {tuple(x.shape)}")
 
 
+def check_positive_ints(**values: Any) -> None:
+    """``ValueError`` naming the first of ``values`` that is not a positive int (a bool is not one)."""
+    for name, value in values.items():
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise ValueError(f"{name} must be a positive int, got {value!r}")
+
+
 def as_size(input_size: int | Sequence[int] | None) -> tuple[int, int] | None:
     """``input_size`` (an int or an ``(H, W)`` pair, or ``None``) as ``(H, W)``; ``ValueError`` otherwise."""
     if input_size is None:
@@ -176,9 +183,8 @@ class SpikingResNet(nn.Module):
         self.input_size = as_size(input_size)
         self.stem_type = stem
 
-        neuron_spec = fam.neuron_spec(spikes, neuron)
-        make_sn = neuron_factory(neuron_spec)
-        self.neuron_spec = neuron_spec
+        self.neuron_spec = fam.neuron_spec(spikes, neuron)
+        make_sn = neuron_factory(self.neuron_spec)
         kwargs = {**fam.block_kwargs, **block_kwargs}
         if fam.bn_init_threshold:
             kwargs.setdefault("bn_init", make_sn().v_threshold)
@@ -249,25 +255,15 @@ class SpikingResNet(nn.Module):
         self.fc = nn.Linear(in_planes, num_classes)
 
     @staticmethod
-    def _check_args(
-        layers: Sequence[int],
-        widths: Sequence[int],
-        stem: str,
-        num_classes: int,
-        T: int,
-        in_channels: int,
-        dropout: float,
-        head_hidden: int | None,
-    ) -> None:
+    def _check_args(layers: Sequence[int], widths: Sequence[int], stem: str, num_classes: int, T: int,
+                    in_channels: int, dropout: float, head_hidden: int | None) -> None:
         if not layers or any(not isinstance(n, int) or n < 1 for n in layers):
             raise ValueError(f"layers must be a non-empty list of positive ints, got {list(layers)!r}")
         if len(widths) < len(layers) or any(int(w) < 1 for w in widths):
             raise ValueError(f"widths must give a positive width for each of the {len(layers)} stages, got {widths!r}")
         if stem not in STEMS:
             raise ValueError(f"stem must be one of {STEMS}, got {stem!r}")
-        for name, value in (("num_classes", num_classes), ("T", T), ("in_channels", in_channels)):
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ValueError(f"{name} must be a positive int, got {value!r}")
+        check_positive_ints(num_classes=num_classes, T=T, in_channels=in_channels)
         if not 0 <= dropout < 1:
             raise ValueError(f"dropout must be in [0, 1), got {dropout!r}")
         if head_hidden is not None and (not isinstance(head_hidden, int) or head_hidden < 1):

@@ -16,6 +16,7 @@ from ..blocks.families import BlockFamily, get_family
 from ..blocks.stage import ResidualStage
 from ..layers import LINEAR, TimeBatchNorm1d, TimeLinear, binarize_kit
 from ..neurons import neuron_factory
+from .resnet import check_positive_ints
 
 __all__ = ["DeepSNNStack"]
 
@@ -60,9 +61,7 @@ class DeepSNNStack(nn.Module):
         **block_kwargs: Any,
     ) -> None:
         super().__init__()
-        for name, value in (("n_features", n_features), ("n_blocks", n_blocks), ("T", T)):
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ValueError(f"{name} must be a positive int, got {value!r}")
+        check_positive_ints(n_features=n_features, n_blocks=n_blocks, T=T)
         fam = get_family(block)
         make_sn = neuron_factory(fam.neuron_spec(spikes, neuron))
         if weights not in ("float", "binary"):

@@ -58,6 +58,7 @@ from torch import nn
 
 from ...blocks.common import NeuronFactory
 from ...ops.axnor import ORDERS, axnor_attention, axnor_kv, axnor_scores, dot_matching_factor
+from ..resnet import check_positive_ints
 from .similarity import NORMALIZATIONS, SIMILARITIES, AXNORCoefficient
 from .tokens import TokenLinear
 
@@ -77,6 +78,9 @@ class SpikingAttention(nn.Module):
     """
 
     kind = "attention"
+    q: TokenLinear  # the projections to Q, K and V spikes, built by the subclasses
+    k: TokenLinear
+    v: TokenLinear
 
     def __init__(
         self,
@@ -89,9 +93,7 @@ class SpikingAttention(nn.Module):
         normalize: str,
     ) -> None:
         super().__init__()
-        for name, value in (("dim", dim), ("num_heads", num_heads)):
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ValueError(f"{name} must be a positive int, got {value!r}")
+        check_positive_ints(dim=dim, num_heads=num_heads)
         if dim % num_heads:
             raise ValueError(f"dim={dim} must be divisible by num_heads={num_heads}")
         if similarity not in SIMILARITIES:
@@ -170,12 +172,14 @@ class SpikingAttention(nn.Module):
             "a": None if a is None else a.detach().tolist(),
         }
 
-    # -- op counting (the extra-ops protocol of xorsnn.analysis) ------------------------------
-    def _capture(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> None:
-        """Keep the ``[T, B, h, N, d]`` spike operands for the op counter (only while counting)."""
+    def _qkv(self, s: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The Q, K, V spikes ``[T, B, h, N, d]`` of the tokens ``s``; kept for the op counter while counting."""
+        q, k, v = (self.split_heads(proj(s)) for proj in (self.q, self.k, self.v))
         if self.capture_op_operands:
             self._op_operands = (q.detach(), k.detach(), v.detach())
+        return q, k, v
 
+    # -- op counting (the extra-ops protocol of xorsnn.analysis) ------------------------------
     def pop_op_operands(self) -> tuple[torch.Tensor, ...] | None:
         """The ``(q, k, v)`` kept by the last forward while counting (``None`` if none), and forget them."""
         operands, self._op_operands = self._op_operands, None
@@ -246,10 +250,7 @@ class SpikingSelfAttention(SpikingAttention):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         self._check_input(x)
-        q = self.split_heads(self.q(x))
-        k = self.split_heads(self.k(x))
-        v = self.split_heads(self.v(x))
-        self._capture(q, k, v)
+        q, k, v = self._qkv(x)
         a = self.a_value()
         attn = self.attn_sn(self.merge_heads(self._attend(q, k, v, a)))
         self.last_tokens = x.shape[2]
@@ -309,11 +310,7 @@ class SpikeDrivenSelfAttention(SpikingAttention):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         self._check_input(x)
-        s = self.shortcut_sn(x)
-        q = self.split_heads(self.q(s))
-        k = self.split_heads(self.k(s))
-        v = self.split_heads(self.v(s))
-        self._capture(q, k, v)
+        q, k, v = self._qkv(self.shortcut_sn(x))
         a = self.a_value()
         kv = self._column_sums(k, v, a)
         mask = self.kv_sn(kv)

@@ -11,18 +11,12 @@ from torch import nn
 
 from ...neurons import merge_neuron_spec, neuron_factory
 from ..registry import register_model
-from ..resnet import as_size, check_image_input
+from ..resnet import as_size, check_image_input, check_positive_ints
 from .attention import SpikingAttention
 from .similarity import AXNOR_DEFAULTS, SIMILARITIES, AXNORCoefficient, make_coefficients
 from .tokens import ATTN_NEURON, SPIKFORMER_NEURON
 
 __all__ = ["SpikingTransformer"]
-
-
-def _positive_int(name: str, value: Any) -> int:
-    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-        raise ValueError(f"{name} must be a positive int, got {value!r}")
-    return value
 
 
 class EncoderBlock(nn.Module):
@@ -43,7 +37,7 @@ class SpikingTransformer(nn.Module):
     """Base class: validates the shared arguments and builds neurons and ``a`` coefficients.
 
     Subclasses build ``self.patch_embed`` (image -> tokens ``[T, B, N, C]``), ``self.blocks``
-    (``nn.ModuleList`` of encoder blocks), ``self.head_sn`` and ``self.fc``.
+    (``nn.ModuleList`` of encoder blocks), ``self.head_sn`` and ``self.fc`` with :meth:`_build`.
 
     Shared arguments (all keyword-only; a subclass sets the defaults of ``embed_dim``, ``depth``,
     ``num_heads`` and ``attn_scale`` and passes the others through):
@@ -92,9 +86,8 @@ class SpikingTransformer(nn.Module):
         attn_norm: str = "none",
     ) -> None:
         super().__init__()
-        for name, value in (("embed_dim", embed_dim), ("depth", depth), ("num_heads", num_heads),
-                            ("num_classes", num_classes), ("T", T), ("in_channels", in_channels)):
-            _positive_int(name, value)
+        check_positive_ints(embed_dim=embed_dim, depth=depth, num_heads=num_heads, num_classes=num_classes, T=T,
+                            in_channels=in_channels)
         if embed_dim % 8:
             raise ValueError(f"embed_dim must be divisible by 8 (patch embedding widths D/8..D), got {embed_dim}")
         if embed_dim % num_heads:
@@ -172,17 +165,40 @@ class SpikingTransformer(nn.Module):
                 out[name] = a.detach().tolist()
         return out
 
-    def _init_linear(self, modules: nn.Module) -> None:
-        """``N(0, 0.02²)`` weights and zero biases for the linear layers.
+    # -- construction (for subclasses) -------------------------------------------------------
+    def _build(self, patch_embed: type[nn.Module], attention: type[SpikingAttention], mlp: type[nn.Module], *,
+               head_neuron: bool, **attn_options: Any) -> None:
+        """Build, in this order (the order the weights are drawn in): ``patch_embed``; ``blocks``, one
+        :class:`EncoderBlock` of ``attention`` (with the layer's ``a`` coefficient and ``attn_options``)
+        and ``mlp`` (hidden width ``int(D * mlp_ratio)``) per layer; ``head_sn`` (a neuron if
+        ``head_neuron``, else the identity) and the classifier ``fc``."""
+        dim = self.embed_dim
+        self.patch_embed = patch_embed(self.in_channels, dim, pooling=self.pooling, neuron=self.make_sn)
+        self.blocks = nn.ModuleList(
+            EncoderBlock(
+                attention(dim, self.num_heads, neuron=self.make_sn, attn_neuron=self.make_attn_sn,
+                          scale=self.attn_scale, similarity=self.similarity, a_coef=coef, normalize=self.attn_norm,
+                          **attn_options),
+                mlp(dim, int(dim * self.mlp_ratio), neuron=self.make_sn),
+            )
+            for coef in self.layer_coefs
+        )
+        self.head_sn = self.make_sn() if head_neuron else nn.Identity()
+        self.fc = nn.Linear(dim, self.num_classes)
+
+    @staticmethod
+    def _init_normal(*modules: nn.Module, kinds: tuple[type[nn.Module], ...] = (nn.Linear,)) -> None:
+        """``N(0, 0.02²)`` weights and zero biases for the layers of ``kinds`` in ``modules``, in order.
 
         The official ``trunc_normal_(std=0.02)`` truncates at ±2, i.e. at 100 standard deviations, so
         it is the plain normal distribution (and the plain sampler is several times faster).
         """
-        for m in modules.modules():
-            if isinstance(m, nn.Linear):
-                nn.init.normal_(m.weight, std=0.02)
-                if m.bias is not None:
-                    nn.init.zeros_(m.bias)
+        for module in modules:
+            for m in module.modules():
+                if isinstance(m, kinds):
+                    nn.init.normal_(m.weight, std=0.02)
+                    if m.bias is not None:
+                        nn.init.zeros_(m.bias)
 
     def extra_repr(self) -> str:
         s = (f"embed_dim={self.embed_dim}, depth={self.depth}, heads={self.num_heads}, T={self.T}, "

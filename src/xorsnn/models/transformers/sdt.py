@@ -25,7 +25,7 @@ from torch import nn
 from ...blocks.common import NeuronFactory
 from ...layers import TimeBatchNorm2d, TimeConv2d
 from .attention import SpikeDrivenSelfAttention
-from .base import EncoderBlock, SpikingTransformer, register_transformer
+from .base import SpikingTransformer, register_transformer
 from .spikformer import _stem_unit, patch_units
 from .tokens import TokenLinear, to_tokens
 
@@ -85,25 +85,9 @@ class SpikeDrivenTransformer(SpikingTransformer):
         self, *, embed_dim: int = 512, depth: int = 2, num_heads: int = 8, attn_scale: float = 1.0, **kwargs: Any
     ) -> None:
         super().__init__(embed_dim=embed_dim, depth=depth, num_heads=num_heads, attn_scale=attn_scale, **kwargs)
-        self.patch_embed = MSPatchSplitting(self.in_channels, embed_dim, pooling=self.pooling, neuron=self.make_sn)
-        self.blocks = nn.ModuleList(
-            EncoderBlock(
-                SpikeDrivenSelfAttention(
-                    embed_dim, num_heads, neuron=self.make_sn, attn_neuron=self.make_attn_sn,
-                    scale=attn_scale, similarity=self.similarity, a_coef=coef, normalize=self.attn_norm,
-                ),
-                MSMLP(embed_dim, int(embed_dim * self.mlp_ratio), neuron=self.make_sn),
-            )
-            for coef in self.layer_coefs
-        )
-        self.head_sn = self.make_sn()
-        self.fc = nn.Linear(embed_dim, self.num_classes)
+        self._build(MSPatchSplitting, SpikeDrivenSelfAttention, MSMLP, head_neuron=True)
         # official init: every convolution (incl. the 1x1 "linears") trunc_normal(0.02); the head keeps torch's
-        for m in list(self.patch_embed.modules()) + list(self.blocks.modules()):
-            if isinstance(m, (nn.Conv2d, nn.Linear)):
-                nn.init.normal_(m.weight, std=0.02)  # = trunc_normal(±2): the cut is at 100 sigma
-                if m.bias is not None:
-                    nn.init.zeros_(m.bias)
+        self._init_normal(self.patch_embed, self.blocks, kinds=(nn.Conv2d, nn.Linear))
 
 
 # name: (depth, embed_dim, heads, pooling, num_classes, paper params, where)

@@ -23,6 +23,8 @@ import math
 import torch
 from torch import nn
 
+from ..resnet import check_positive_ints
+
 __all__ = [
     "SIMILARITIES",
     "GRANULARITIES",
@@ -56,8 +58,7 @@ class AXNORCoefficient(nn.Module):
         super().__init__()
         if isinstance(init, bool) or not isinstance(init, (int, float)) or not math.isfinite(init):
             raise ValueError(f"a must be a finite number, got {init!r}")
-        if not isinstance(num_values, int) or isinstance(num_values, bool) or num_values < 1:
-            raise ValueError(f"num_values must be a positive int, got {num_values!r}")
+        check_positive_ints(num_values=num_values)
         if not 0 < bound < 0.5:
             raise ValueError(f"bound must be in (0, 0.5), got {bound!r}")
         init = float(init)

@@ -23,7 +23,7 @@ from torch import nn
 from ...blocks.common import NeuronFactory
 from ...layers import TimeBatchNorm2d, TimeConv2d, TimeMaxPool2d
 from .attention import SpikingSelfAttention
-from .base import EncoderBlock, SpikingTransformer, register_transformer
+from .base import SpikingTransformer, register_transformer
 from .tokens import TokenLinear, to_tokens
 
 __all__ = ["SpikingPatchSplitting", "SpikingMLP", "Spikformer", "CONFIGS"]
@@ -31,10 +31,8 @@ __all__ = ["SpikingPatchSplitting", "SpikingMLP", "Spikformer", "CONFIGS"]
 
 def _stem_unit(conv: nn.Module, bn: nn.Module, x: torch.Tensor, T: int) -> torch.Tensor:
     """Conv-BN on a static image once, repeated over ``T``; or per step on a sequence ``[T, B, ...]``."""
-    if x.dim() == 4:
-        y = bn(conv(x))
-        return y.unsqueeze(0).expand(T, *y.shape)
-    return bn(conv(x))
+    y = bn(conv(x))
+    return y.unsqueeze(0).expand(T, *y.shape) if x.dim() == 4 else y
 
 
 def patch_units(in_channels: int, embed_dim: int, pooling: str) -> tuple[nn.ModuleList, nn.ModuleList, nn.ModuleList]:
@@ -55,7 +53,6 @@ class SpikingPatchSplitting(nn.Module):
         in_channels: image channels.
         embed_dim: output channels ``D``.
         pooling: 4 characters, ``"1"`` = max-pool after that unit (``"0011"`` CIFAR, ``"1111"`` ImageNet).
-        neuron: neuron factory.
 
     Shapes: ``[B, C, H, W]`` (static, repeated over ``T``) or ``[T, B, C, H, W]`` -> tokens
     ``[T, B, N, D]`` with ``N = H' W'``.
@@ -118,21 +115,9 @@ class Spikformer(SpikingTransformer):
     ) -> None:
         super().__init__(embed_dim=embed_dim, depth=depth, num_heads=num_heads, attn_scale=attn_scale, **kwargs)
         self.attn_order = attn_order
-        self.patch_embed = SpikingPatchSplitting(self.in_channels, embed_dim, pooling=self.pooling, neuron=self.make_sn)
-        self.blocks = nn.ModuleList(
-            EncoderBlock(
-                SpikingSelfAttention(
-                    embed_dim, num_heads, neuron=self.make_sn, attn_neuron=self.make_attn_sn,
-                    qkv_bias=bool(qkv_bias), scale=attn_scale, order=attn_order, similarity=self.similarity,
-                    a_coef=coef, normalize=self.attn_norm,
-                ),
-                SpikingMLP(embed_dim, int(embed_dim * self.mlp_ratio), neuron=self.make_sn),
-            )
-            for coef in self.layer_coefs
-        )
-        self.head_sn = nn.Identity()
-        self.fc = nn.Linear(embed_dim, self.num_classes)
-        self._init_linear(self)
+        self._build(SpikingPatchSplitting, SpikingSelfAttention, SpikingMLP, head_neuron=False,
+                    qkv_bias=bool(qkv_bias), order=attn_order)
+        self._init_normal(self)
 
 
 # name: (depth, embed_dim, heads, pooling, qkv_bias, num_classes, paper params, where)

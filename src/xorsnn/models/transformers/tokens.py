@@ -37,13 +37,8 @@ class TokenBatchNorm(nn.BatchNorm1d):
 
 
 class TokenLinear(nn.Module):
-    """``Linear -> BN [-> SN]`` on tokens ``[T, B, N, C_in] -> [T, B, N, C_out]``.
-
-    Args:
-        in_features, out_features: channel sizes.
-        bias: bias of the linear layer.
-        neuron: spiking neuron after the BN, or ``None`` for a real-valued output.
-    """
+    """``Linear -> BN [-> SN]`` on tokens ``[T, B, N, C_in] -> [T, B, N, C_out]``; with ``neuron=None``
+    the output is the real-valued BN output."""
 
     def __init__(self, in_features: int, out_features: int, *, bias: bool, neuron: SpikingNeuron | None):
         super().__init__()
