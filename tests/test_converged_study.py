@@ -89,14 +89,16 @@ def test_run_skip_park_restore_resume_render(cs, monkeypatch):
     assert (cs.RESULTS / "converged_tiny_curves.png").stat().st_size > 1000
 
 
-def test_the_fashion_mnist_preset_is_the_study_recipe():
-    """``xorsnn train --config fashion_mnist_oa14`` trains exactly the study's OA row (its header quotes it)."""
+@pytest.mark.parametrize(("preset_name", "tag"), [("fashion_mnist_oa14", "oa"), ("fashion_mnist_ms14", "ms")])
+def test_the_fashion_mnist_presets_are_the_study_recipe(preset_name, tag):
+    """``xorsnn train --config fashion_mnist_oa14`` / ``_ms14`` train exactly the study's OA / MS row (their
+    headers quote them)."""
     from xorsnn.cli import _config_from_args, build_parser
     from xorsnn.training import TrainConfig, load_config
 
     mod = _load()
-    argv = mod.train_command(mod.FASHION_MNIST, "oa", 0)[1:]
+    argv = mod.train_command(mod.FASHION_MNIST, tag, 0)[1:]
     study = _config_from_args(build_parser().parse_args(argv)).to_dict()
-    preset = TrainConfig.from_dict({**load_config("fashion_mnist_oa14"), "seed": 0}).to_dict()
+    preset = TrainConfig.from_dict({**load_config(preset_name), "seed": 0}).to_dict()
     ignore = {"out_dir", "progress", "device"}
     assert {k: v for k, v in study.items() if k not in ignore} == {k: v for k, v in preset.items() if k not in ignore}
