@@ -287,7 +287,9 @@ def test_ssa_record_is_the_map_that_multiplies_v(order, norm):
     assert rec["blocks.1.attn"] is r and not hasattr(attn, "last_record")  # no analysis state in the model
     with pytest.warns(FutureWarning, match="moved to xorsnn.analysis.record_attention"):
         from xorsnn.models import record_attention as old
-    assert old is record_attention
+    with pytest.warns(FutureWarning, match="transformers.AttentionRecord moved to xorsnn.analysis.AttentionRecord"):
+        from xorsnn.models.transformers import AttentionRecord as old_record
+    assert old is record_attention and old_record is type(r)
 
 
 @pytest.mark.parametrize("norm", ["none", "match_dot", "center"])

@@ -27,11 +27,7 @@ __all__ = [
 def __getattr__(name: str) -> object:
     """``xorsnn.models.record_attention``: moved to :mod:`xorsnn.analysis` (deprecated alias, one release)."""
     if name == "record_attention":
-        import warnings
+        from .transformers import moved_to_analysis
 
-        from ..analysis.attention_record import record_attention
-
-        warnings.warn("xorsnn.models.record_attention moved to xorsnn.analysis.record_attention; the old name "
-                      "goes in the next release", FutureWarning, stacklevel=2)
-        return record_attention
+        return moved_to_analysis("xorsnn.models", name)
     raise AttributeError(f"module 'xorsnn.models' has no attribute {name!r}")

@@ -32,3 +32,24 @@ __all__ = [
     "TokenBatchNorm",
     "TokenLinear",
 ]
+
+
+_MOVED = ("AttentionRecord", "record_attention")  # to xorsnn.analysis.attention_record (deprecated here)
+
+
+def moved_to_analysis(package: str, name: str) -> object:
+    """``name`` from :mod:`xorsnn.analysis.attention_record`, with a ``FutureWarning`` that ``package.name`` moved."""
+    import warnings
+
+    from ...analysis import attention_record
+
+    warnings.warn(f"{package}.{name} moved to xorsnn.analysis.{name}; the old name goes in the next release",
+                  FutureWarning, stacklevel=3)
+    return getattr(attention_record, name)
+
+
+def __getattr__(name: str) -> object:
+    """``AttentionRecord`` / ``record_attention``: moved to :mod:`xorsnn.analysis` (deprecated aliases, one release)."""
+    if name in _MOVED:
+        return moved_to_analysis("xorsnn.models.transformers", name)
+    raise AttributeError(f"module 'xorsnn.models.transformers' has no attribute {name!r}")
