@@ -120,14 +120,14 @@ def _input_kind(x: torch.Tensor) -> str:
     return counts.kind
 
 
-def _count(name: str, mod: nn.Module, x: torch.Tensor, y: torch.Tensor) -> OpRow | None:
+def _count(name: str, mod: nn.Module, x: torch.Tensor, y: torch.Tensor, full_precision: set[str]) -> OpRow | None:
+    """The row of one call of ``mod``; ``full_precision`` names the weight layers that are not exactly ±1."""
     if isinstance(mod, SYNAPTIC_TYPES):
-        w = effective_weight(mod)
         macs, executions = synaptic_macs(mod, x, y)
         events, dense = synaptic_events(mod, x), float(macs * executions)
         bias_adds = float(y.numel()) if mod.bias is not None else 0.0
         kind = _input_kind(x)
-        if bool(((w == 1) | (w == -1)).all()):
+        if name not in full_precision:
             return OpRow(name, "±1 weights", events + bias_adds, 0.0, "signed additions per synaptic event", kind)
         if kind == "binary":
             return OpRow(name, "full precision, spike input", events + bias_adds, 0.0, "SOP: one addition per event",
@@ -203,7 +203,7 @@ def op_report(model: nn.Module, x: torch.Tensor | Sequence[int], *, seed: int = 
         def hook(mod: nn.Module, args: tuple, out: torch.Tensor) -> None:
             if not args or not isinstance(args[0], torch.Tensor) or not isinstance(out, torch.Tensor):
                 return
-            row = _count(name, mod, args[0].detach(), out.detach())
+            row = _count(name, mod, args[0].detach(), out.detach(), not_pm1)
             if row is not None:
                 row.input_kind = row.input_kind or _input_kind(args[0].detach())
                 rows.append(row)
@@ -211,6 +211,7 @@ def op_report(model: nn.Module, x: torch.Tensor | Sequence[int], *, seed: int = 
         return hook
 
     full_precision = _full_precision_layers(model)
+    not_pm1 = set(full_precision)  # the ±1 test is made once per layer, not once per call
     for name, mod in model.named_modules():
         if not isinstance(mod, SpikingNeuron) and mod is not model:
             hooks.append(mod.register_forward_hook(make_hook(name)))
