@@ -7,7 +7,9 @@ processes hits all of them alike. Rows:
 * ``ann`` -- the ANN ceiling: the same ResNet-20 layout with ReLU
   (``ANNResNet("spiking", layers=[3,3,3], widths=[16,32,64], stem="cifar")``) on a batch of ``B*T`` images;
 * ``sew_resnet20`` / ``xoresnet20`` with every neuron on ``backend="torch"`` (torch ops, hand-written
-  BPTT) and on the fused CPU kernel (``backend="cpu"``; what ``"auto"`` picks when numba is installed);
+  BPTT) and on the fused CPU kernel (``backend="cpu"``; what ``"auto"`` picks when numba is installed;
+  XOResNet's OR merges then run inside the neuron kernels). The poly OR / XOR of ``xorsnn.ops`` run on
+  their own numba kernel in both rows (it is chosen by the tensors, not by the neuron backend);
 * ``spikingjelly_sew20`` -- SpikingJelly 2.0's multi-step ``LIFNode`` (tau=2, ATan, detach_reset,
   its ``torch`` backend) in an equivalent SEW-ResNet-20 (ADD), when ``spikingjelly`` is importable
   (``pip install --no-deps spikingjelly==2.0.0 loguru``).

@@ -1,7 +1,7 @@
 """Kernel launches of one training step on the fused CPU path (issue 13's launch budget).
 
 Counted with a dispatch mode: every aten op that computes (views, detaches and allocations
-excluded), plus one per fused neuron-kernel call. ``xoresnet20``, T = 4, B = 8, SGD + Nesterov
+excluded), plus one per fused-kernel call (neuron and OR / XOR kernels). ``xoresnet20``, T = 4, B = 8, SGD + Nesterov
 through the trainer's optimizer. The torch path issues ~2,500; the fused path must stay <= 300.
 """
 
@@ -13,6 +13,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 
 import xorsnn
 from xorsnn.neurons import backends
+from xorsnn.ops import logic
 from xorsnn.training.optim import make_optimizer
 
 _FREE = {"view", "_unsafe_view", "as_strided", "t", "transpose", "permute", "expand", "unsqueeze", "squeeze",
@@ -32,7 +33,8 @@ class _Count(TorchDispatchMode):
         return func(*args, **(kwargs or {}))
 
 
-def _step_launches(model: torch.nn.Module, monkeypatch: pytest.MonkeyPatch) -> tuple[int, int]:
+def _step_launches(model: torch.nn.Module, monkeypatch: pytest.MonkeyPatch) -> tuple[int, int, int]:
+    """``(aten ops, neuron-kernel calls, logic-kernel calls)`` of one training step."""
     opt = make_optimizer(model, "sgd", 0.1, 5e-4, 0.9, True)
     x, y = torch.rand(8, 3, 32, 32), torch.randint(0, 10, (8,))
 
@@ -43,24 +45,25 @@ def _step_launches(model: torch.nn.Module, monkeypatch: pytest.MonkeyPatch) -> t
         opt.step()
 
     step()  # warm-up: optimizer state, kernel compilation
-    kern = backends._kernels()
-    calls = collections.Counter()
-    for fn in ("forward", "backward"):
-        orig = getattr(kern, fn)
-        monkeypatch.setattr(kern, fn, lambda *a, _o=orig, _n=fn: (calls.update([_n]), _o(*a))[1])
+    calls: collections.Counter[str] = collections.Counter()
+    for kind, kern in (("neuron", backends._kernels()), ("logic", logic._kernels())):
+        for fn in ("forward", "backward"):
+            orig = getattr(kern, fn)
+            monkeypatch.setattr(kern, fn, lambda *a, _o=orig, _k=kind: (calls.update([_k]), _o(*a))[1])
     with _Count() as c:
         step()
-    return sum(c.ops.values()), sum(calls.values())
+    return sum(c.ops.values()), calls["neuron"], calls["logic"]
 
 
 def test_fused_training_step_launch_budget(monkeypatch):
     pytest.importorskip("numba")
     torch.manual_seed(0)
     model = xorsnn.create_model("xoresnet20", T=4, zero_init_residual=False)
-    aten, fused = _step_launches(model, monkeypatch)
+    aten, fused, merges = _step_launches(model, monkeypatch)
     neurons = sum(1 for m in model.modules() if isinstance(m, xorsnn.neurons.SpikingNeuron))
     assert fused == 2 * neurons  # one forward and one backward call per neuron layer
-    assert aten + fused <= 300, f"{aten} aten ops + {fused} fused calls per step"
+    assert merges == 2 * 4  # one XOR per active meta-residual, each way (the ORs run inside the neuron kernels)
+    assert aten + fused + merges <= 300, f"{aten} aten ops + {fused + merges} fused calls per step"
 
 
 def test_torch_path_issues_far_more_launches(monkeypatch):
@@ -68,5 +71,5 @@ def test_torch_path_issues_far_more_launches(monkeypatch):
     pytest.importorskip("numba")
     torch.manual_seed(0)
     model = xorsnn.create_model("xoresnet20", T=4, zero_init_residual=False, neuron={"backend": "torch"})
-    aten, fused = _step_launches(model, monkeypatch)
+    aten, fused, _ = _step_launches(model, monkeypatch)
     assert fused == 0 and aten > 1000

@@ -362,3 +362,62 @@ def test_triton_backend_refuses_a_cpu_tensor_outside_the_interpreter(monkeypatch
     monkeypatch.setenv("TRITON_INTERPRET", "0")
     with pytest.raises(ValueError, match=r"needs a CUDA tensor \(or TRITON_INTERPRET=1 for CPU tensors\)"):
         resolve_backend("triton", torch.randn(2, 3), LIF().dynamics)
+
+
+# -- the OR merge inside the kernel (OA / XOR identity blocks) -----------------------------------
+
+
+def _or_grads(x, s, g, fn):
+    x, s = x.detach().clone().requires_grad_(), s.detach().clone().requires_grad_()
+    out = fn(x, s)
+    return (out.detach(), *torch.autograd.grad((out * g).sum(), (x, s)))
+
+
+@needs_numba
+@pytest.mark.parametrize("surrogate", SURROGATE_SPECS, ids=lambda s: s["name"])
+@pytest.mark.parametrize("options", OPTIONS, ids=_opt_id)
+@pytest.mark.parametrize("T", [1, 2, 4, 8])
+def test_fused_or_merge_equals_neuron_then_or(T, options, surrogate):
+    """``or_with=s``: the output and dL/ds bitwise equal to ``s + O - s*O`` after the neuron, dL/dx bitwise equal
+    to the unmerged kernel's BPTT of that expression and within 1e-6 of the torch path's."""
+    d = _dyn(options, surrogate)
+    for i, (shape, binary) in enumerate(itertools.product(SHAPES, [True, False])):
+        x = _inputs(T, shape, seed=i)
+        s = torch.rand(x.shape, generator=torch.Generator().manual_seed(i))
+        s = (s > 0.5).float() if binary else s
+        g = torch.randn(x.shape)
+        merged = _or_grads(x, s, g, lambda x, s: multistep_fused_cpu(x, d, None, s)[0])
+        two_kernels = _or_grads(x, s, g, lambda x, s: (lambda o: s + o - s * o)(multistep_fused_cpu(x, d)[0]))
+        torch_path = _or_grads(x, s, g, lambda x, s: (lambda o: s + o - s * o)(multistep_bptt(x, d)[0]))
+        for a, b in zip(merged, two_kernels, strict=True):
+            assert torch.equal(a, b)
+        assert torch.equal(merged[0], torch_path[0]) and torch.equal(merged[2], torch_path[2])
+        torch.testing.assert_close(merged[1], torch_path[1], **FP32)
+
+
+@needs_numba
+def test_fused_or_merge_refuses_a_mismatched_operand():
+    d = _dyn({}, "atan")
+    x = _inputs(2, (3, 700))
+    with pytest.raises(ValueError, match="or_with must be a tensor of x's shape"):
+        multistep_fused_cpu(x, d, None, torch.zeros(2, 3, 699))
+    with pytest.raises(ValueError, match="or_with must be a tensor of x's shape"):
+        multistep_fused_cpu(x, d, None, torch.zeros(x.shape, dtype=torch.float64))
+
+
+@needs_numba
+def test_fire_or_merges_in_the_kernel_unless_the_spikes_are_observed():
+    """``SpikingNeuron.fire_or``: one fused call when nothing watches the neuron; with a forward hook the neuron
+    runs on its own (the hook sees its spikes) and the same values come out."""
+    neuron = LIF()
+    x = _inputs(2, (4, 16, 8, 8))
+    s = (torch.rand(x.shape) > 0.5).float()
+    seen = []
+    fused = neuron.fire_or(x, s)
+    assert not seen
+    handle = neuron.register_forward_hook(lambda m, i, o: seen.append(o))
+    observed = neuron.fire_or(x, s)
+    handle.remove()
+    assert len(seen) == 1 and torch.equal(fused, observed)
+    assert torch.equal(fused, s + seen[0] - s * seen[0])
+    assert torch.equal(neuron.fire_or(x, s, "max"), torch.maximum(s, neuron(x)))

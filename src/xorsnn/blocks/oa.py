@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 from ..layers import CONV, LayerKit
+from ..neurons import SpikingNeuron
 from ..ops import OR_FORMS, spike_or
 from .common import (
     NeuronFactory,
@@ -78,17 +79,26 @@ class _OABase(nn.Module):
         """The branch's last neuron: backbone spikes ``A = SN(current)``."""
         return getattr(self, f"sn{self.n_units}")(current)
 
+    def fire_or(self, current: torch.Tensor, spikes: torch.Tensor) -> torch.Tensor:
+        """``spike_or(spikes, self.fire(current), or_form)``, merged inside the neuron's fused kernel where it runs
+        (:meth:`~xorsnn.neurons.SpikingNeuron.fire_or`; a swapped-in module, e.g. an export's folded neuron,
+        runs on its own)."""
+        neuron = getattr(self, f"sn{self.n_units}")
+        if isinstance(neuron, SpikingNeuron):
+            return neuron.fire_or(current, spikes, self.or_form)
+        return spike_or(spikes, neuron(current), self.or_form)
+
     def merge(self, x: torch.Tensor, current: torch.Tensor, shortcut: torch.Tensor | None = None) -> torch.Tensor:
         """OA merge of the block input ``x`` with the backbone ``current``.
 
         ``shortcut``: the downsampling shortcut ``downsample(x)`` if the caller already computed it.
         """
         if self.downsample is None:
-            return spike_or(x, self.fire(current), self.or_form)
+            return self.fire_or(current, x)
         s = self.downsample(x) if shortcut is None else shortcut
         if self.down_merge == "add":
             return self.fire(current + s)
-        return spike_or(s, self.fire(current), self.or_form)
+        return self.fire_or(current, s)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.merge(x, self.residual(x))

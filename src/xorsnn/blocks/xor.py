@@ -143,7 +143,7 @@ class _XORMixin:
         if mode == "input":
             return self.merge(x, self.residual(self.meta_residual(x, x_prev)))  # type: ignore[attr-defined]
         if mode == "inner":
-            return spike_or(x, self.fire(self.inner_residual(x)), self.or_form)  # type: ignore[attr-defined]
+            return self.fire_or(self.inner_residual(x), x)  # type: ignore[attr-defined]
         a = self.fire(self.residual(x))  # type: ignore[attr-defined]
         if mode == "output":
             return spike_or(x, spike_and(a, spike_xor(x, a, self.xor_form)), self.or_form)

@@ -4,9 +4,14 @@ Layouts (C-contiguous, one dtype ``D`` = float32 or float64 throughout):
 
 * ``x``, ``out``, ``h_seq``, ``g_out``, ``grad_x``: ``[T, N]`` -- time-first, the neuron dims flattened;
 * ``v`` / ``grad_v``: ``[N]``, updated in place (initial -> final membrane; 0 -> ``dL/dV[-1]``);
-* ``consts`` ``[8]`` (dtype ``D``): ``k, c, b, v_threshold, v_reset, v_init, surrogate parameter, 0``;
+* ``consts`` ``[8]`` (dtype ``D``): ``k, c, b, v_threshold, v_reset, v_init, surrogate parameter, 1`` (the
+  ``1`` in ``D``: a literal ``1`` would promote float32 arithmetic to float64 in numba);
 * ``flags`` ``[12]`` (int64): ``use_c, use_k, k_is_one, use_b, hard_reset, real_valued,
-  detach_reset, threshold_grad, surrogate kernel_id, store_h, 0, 0``.
+  detach_reset, threshold_grad, surrogate kernel_id, store_h, merge_or, 0``;
+* ``s`` / ``grad_s``: ``[T, N]``, used only with ``merge_or``: the block input the spikes are
+  ORed with (``out = OR(s, O) = (s + O) - s*O``, the poly form of :func:`xorsnn.ops.spike_or`)
+  and its gradient ``g - g*O``; the spikes' gradient ``g - g*s`` then enters the BPTT. Without
+  ``merge_or`` they are ``[1, 1]`` placeholders.
 
 The forward performs the float operations of :func:`xorsnn.neurons.dynamics.single_step` /
 ``_MultiStepBPTT`` in the same order and precision (``h = c*x``, ``+ k*v``, ``+ b``; fire
@@ -54,6 +59,14 @@ def set_threads(n: int) -> None:
 
 
 @njit(inline="always", cache=True, fastmath=False, error_model="numpy")
+def _spike(h, vth, real, zero, one):  # type: ignore[no-untyped-def]
+    """The output of a neuron whose charged membrane is ``h``: ``1``/``0``, or ``h``/``0`` for real-valued spikes."""
+    if real:
+        return h if h >= vth else h * zero
+    return one if h >= vth else zero
+
+
+@njit(inline="always", cache=True, fastmath=False, error_model="numpy")
 def _step(xj, vj, k, c, b, vth, vreset, use_c, use_k, k_one, use_b, hard, real, zero, one):  # type: ignore[no-untyped-def]
     """One neuron, one step, in torch's float operations and order: returns ``(h, out, v_next)``."""
     h = xj * c if use_c else xj
@@ -62,25 +75,22 @@ def _step(xj, vj, k, c, b, vth, vreset, use_c, use_k, k_one, use_b, hard, real, 
     if use_b:
         h = h + b
     fire = h >= vth
-    if real:
-        o = h if fire else h * zero
-    else:
-        o = one if fire else zero
+    o = _spike(h, vth, real, zero, one)
     if hard:
         return h, o, (vreset if fire else h)
     return h, o, (h - vth if fire else h)
 
 
 @njit(inline="always", cache=True, fastmath=False, error_model="numpy")
-def _forward_chunk(x, v, consts, flags, out, h_seq, lo, hi):  # type: ignore[no-untyped-def]
+def _forward_chunk(x, v, consts, flags, out, h_seq, s, lo, hi):  # type: ignore[no-untyped-def]
     """Neurons ``lo:hi`` over all ``T`` steps (see :func:`neuron_forward`). The two inner loops
-    (with / without storing ``H``) are kept apart: a maybe-aliasing store stops LLVM vectorising."""
+    (with / without storing ``H``) are kept apart: a maybe-aliasing store stops LLVM vectorising;
+    the OR merge is a second pass over the chunk's step, still in L1."""
     t_n = x.shape[0]
     k, c, b, vth, vreset = consts[0], consts[1], consts[2], consts[3], consts[4]
     use_c, use_k, k_one, use_b = flags[0] != 0, flags[1] != 0, flags[2] != 0, flags[3] != 0
-    hard, real, store_h = flags[4] != 0, flags[5] != 0, flags[9] != 0
-    zero = consts[0] - consts[0]
-    one = zero + 1
+    hard, real, store_h, merge = flags[4] != 0, flags[5] != 0, flags[9] != 0, flags[10] != 0
+    zero, one = consts[0] - consts[0], consts[7]
     vc = v[lo:hi]
     for t in range(t_n):
         xt = x[t, lo:hi]
@@ -94,6 +104,10 @@ def _forward_chunk(x, v, consts, flags, out, h_seq, lo, hi):  # type: ignore[no-
             for j in range(hi - lo):
                 _, ot[j], vc[j] = _step(xt[j], vc[j], k, c, b, vth, vreset, use_c, use_k, k_one, use_b,
                                         hard, real, zero, one)
+        if merge:
+            st = s[t, lo:hi]
+            for j in range(hi - lo):
+                ot[j] = (st[j] + ot[j]) - st[j] * ot[j]
 
 
 @njit(inline="always", cache=True, fastmath=False, error_model="numpy")
@@ -121,20 +135,28 @@ def _grad_step(h, go, gv, sg, k, c, vth, vreset, use_c, hard, real, detach, tgra
 
 
 @njit(inline="always", cache=True, fastmath=False, error_model="numpy")
-def _backward_chunk(h_seq, g_out, consts, flags, grad_x, grad_v, lo, hi):  # type: ignore[no-untyped-def]
+def _backward_chunk(h_seq, g_out, consts, flags, grad_x, grad_v, s, grad_s, lo, hi):  # type: ignore[no-untyped-def]
     """Neurons ``lo:hi`` over all ``T`` steps, last to first (see :func:`neuron_backward`). One inner
-    loop per surrogate: a call chosen per element would keep LLVM from vectorising the loop."""
+    loop per surrogate: a call chosen per element would keep LLVM from vectorising the loop. With the
+    OR merge a first pass writes ``dL/ds`` and, into ``grad_x`` as scratch, the spikes' gradient."""
     t_n = h_seq.shape[0]
     k, c, vth, vreset, p = consts[0], consts[1], consts[3], consts[4], consts[6]
     use_c = flags[0] != 0
     hard, real, detach, tgrad = flags[4] != 0, flags[5] != 0, flags[6] != 0, flags[7] != 0
-    sid = flags[8]
-    zero = consts[0] - consts[0]
+    sid, merge = flags[8], flags[10] != 0
+    zero, one = consts[0] - consts[0], consts[7]
     gvc = grad_v[lo:hi]
     for t in range(t_n - 1, -1, -1):
         ht = h_seq[t, lo:hi]
         gt = g_out[t, lo:hi]
         gxt = grad_x[t, lo:hi]
+        if merge:  # OR(s, O): dL/ds = g - g*O, dL/dO = g - g*s (the autograd of (s + O) - s*O)
+            st, gst = s[t, lo:hi], grad_s[t, lo:hi]
+            for j in range(hi - lo):
+                gj = gt[j]
+                gst[j] = gj - gj * _spike(ht[j], vth, real, zero, one)
+                gxt[j] = gj - gj * st[j]
+            gt = gxt
         if sid == _ATAN:
             for j in range(hi - lo):
                 gxt[j], gvc[j] = _grad_step(ht[j], gt[j], gvc[j], _atan(ht[j] - vth, p), k, c, vth, vreset,
@@ -154,57 +176,61 @@ def _backward_chunk(h_seq, g_out, consts, flags, grad_x, grad_v, lo, hi):  # typ
 
 
 @njit(parallel=True, cache=True, fastmath=False, error_model="numpy")
-def neuron_forward(x, v, consts, flags, out, h_seq):  # type: ignore[no-untyped-def]
+def neuron_forward(x, v, consts, flags, out, h_seq, s):  # type: ignore[no-untyped-def]
     """All ``T`` steps of the neuron: ``x`` ``[T, N]`` -> ``out`` ``[T, N]``; ``v`` ``[N]`` in place.
 
-    With ``flags[9]`` (store_h) the charged membranes ``H`` also go to ``h_seq`` ``[T, N]``.
+    With ``flags[9]`` (store_h) the charged membranes ``H`` also go to ``h_seq`` ``[T, N]``; with
+    ``flags[10]`` (merge_or) ``out`` is ``OR(s, spikes)``.
     """
     m_n = x.shape[1]
     for ci in prange((m_n + CHUNK - 1) // CHUNK):
-        _forward_chunk(x, v, consts, flags, out, h_seq, ci * CHUNK, min(m_n, ci * CHUNK + CHUNK))
+        _forward_chunk(x, v, consts, flags, out, h_seq, s, ci * CHUNK, min(m_n, ci * CHUNK + CHUNK))
 
 
 @njit(parallel=True, cache=True, fastmath=False, error_model="numpy")
-def neuron_backward(h_seq, g_out, consts, flags, grad_x, grad_v):  # type: ignore[no-untyped-def]
+def neuron_backward(h_seq, g_out, consts, flags, grad_x, grad_v, s, grad_s):  # type: ignore[no-untyped-def]
     """BPTT over all ``T`` steps from the saved ``H`` ``[T, N]`` and ``dL/dO`` ``g_out`` ``[T, N]``.
 
     Writes ``dL/dX`` to ``grad_x`` ``[T, N]``; ``grad_v`` ``[N]`` enters as ``dL/dV[T-1]`` (zeros: the
     returned state is detached) and leaves as ``dL/dV[-1]`` (the gradient of the initial state).
+    With ``flags[10]`` (merge_or) ``g_out`` is the gradient of ``OR(s, spikes)`` and ``dL/ds`` goes to ``grad_s``.
     """
     m_n = h_seq.shape[1]
     for ci in prange((m_n + CHUNK - 1) // CHUNK):
-        _backward_chunk(h_seq, g_out, consts, flags, grad_x, grad_v, ci * CHUNK, min(m_n, ci * CHUNK + CHUNK))
+        _backward_chunk(h_seq, g_out, consts, flags, grad_x, grad_v, s, grad_s, ci * CHUNK,
+                        min(m_n, ci * CHUNK + CHUNK))
 
 
 @njit(cache=True, fastmath=False, error_model="numpy")
-def neuron_forward_serial(x, v, consts, flags, out, h_seq):  # type: ignore[no-untyped-def]
+def neuron_forward_serial(x, v, consts, flags, out, h_seq, s):  # type: ignore[no-untyped-def]
     """:func:`neuron_forward` on the calling thread, without the thread pool."""
     m_n = x.shape[1]
     for ci in range((m_n + CHUNK - 1) // CHUNK):
-        _forward_chunk(x, v, consts, flags, out, h_seq, ci * CHUNK, min(m_n, ci * CHUNK + CHUNK))
+        _forward_chunk(x, v, consts, flags, out, h_seq, s, ci * CHUNK, min(m_n, ci * CHUNK + CHUNK))
 
 
 @njit(cache=True, fastmath=False, error_model="numpy")
-def neuron_backward_serial(h_seq, g_out, consts, flags, grad_x, grad_v):  # type: ignore[no-untyped-def]
+def neuron_backward_serial(h_seq, g_out, consts, flags, grad_x, grad_v, s, grad_s):  # type: ignore[no-untyped-def]
     """:func:`neuron_backward` on the calling thread, without the thread pool."""
     m_n = h_seq.shape[1]
     for ci in range((m_n + CHUNK - 1) // CHUNK):
-        _backward_chunk(h_seq, g_out, consts, flags, grad_x, grad_v, ci * CHUNK, min(m_n, ci * CHUNK + CHUNK))
+        _backward_chunk(h_seq, g_out, consts, flags, grad_x, grad_v, s, grad_s, ci * CHUNK,
+                        min(m_n, ci * CHUNK + CHUNK))
 
 
-def forward(x, v, consts, flags, out, h_seq, threads: int) -> None:  # type: ignore[no-untyped-def]
+def forward(x, v, consts, flags, out, h_seq, s, threads: int) -> None:  # type: ignore[no-untyped-def]
     """:func:`neuron_forward` on ``threads`` threads (the serial build for one thread or one chunk)."""
     if threads <= 1 or x.shape[1] <= CHUNK:
-        neuron_forward_serial(x, v, consts, flags, out, h_seq)
+        neuron_forward_serial(x, v, consts, flags, out, h_seq, s)
         return
     set_threads(threads)
-    neuron_forward(x, v, consts, flags, out, h_seq)
+    neuron_forward(x, v, consts, flags, out, h_seq, s)
 
 
-def backward(h_seq, g_out, consts, flags, grad_x, grad_v, threads: int) -> None:  # type: ignore[no-untyped-def]
+def backward(h_seq, g_out, consts, flags, grad_x, grad_v, s, grad_s, threads: int) -> None:  # type: ignore[no-untyped-def]
     """:func:`neuron_backward` on ``threads`` threads (the serial build for one thread or one chunk)."""
     if threads <= 1 or h_seq.shape[1] <= CHUNK:
-        neuron_backward_serial(h_seq, g_out, consts, flags, grad_x, grad_v)
+        neuron_backward_serial(h_seq, g_out, consts, flags, grad_x, grad_v, s, grad_s)
         return
     set_threads(threads)
-    neuron_backward(h_seq, g_out, consts, flags, grad_x, grad_v)
+    neuron_backward(h_seq, g_out, consts, flags, grad_x, grad_v, s, grad_s)

@@ -197,16 +197,17 @@ def multistep(
 
 
 @functools.lru_cache(maxsize=256)
-def _kernel_args(d: NeuronDynamics, dtype: torch.dtype, store_h: bool) -> tuple[np.ndarray, np.ndarray]:
+def _kernel_args(d: NeuronDynamics, dtype: torch.dtype, store_h: bool, merge_or: bool = False
+                 ) -> tuple[np.ndarray, np.ndarray]:
     """``(consts, flags)`` arrays of :mod:`xorsnn.neurons._cpu_kernels` for ``d`` (cached; not to be written)."""
     np_dtype = np.float32 if dtype == torch.float32 else np.float64
     consts = np.array(
-        [d.k, d.c, d.b, d.v_threshold, d.v_reset, d.v_init, d.surrogate.param, 0.0], dtype=np_dtype
+        [d.k, d.c, d.b, d.v_threshold, d.v_reset, d.v_init, d.surrogate.param, 1.0], dtype=np_dtype
     )
     flags = np.array(
         [
             d.c != 1.0, d.k != 0.0, d.k == 1.0, d.b != 0.0, d.hard_reset, d.real_valued,
-            d.detach_reset, d.threshold_grad, d.surrogate.kernel_id, store_h, 0, 0,
+            d.detach_reset, d.threshold_grad, d.surrogate.kernel_id, store_h, merge_or, 0,
         ],
         dtype=np.int64,
     )
@@ -232,11 +233,12 @@ def _input_grads(ctx: Any, grad_x: torch.Tensor, grad_v: torch.Tensor) -> tuple[
 
 
 def _save_forward(ctx: Any, d: NeuronDynamics, x: torch.Tensor, v0: torch.Tensor | None, v: torch.Tensor,
-                  h_seq: torch.Tensor | None) -> torch.Tensor:
-    """What a fused forward keeps for its backward (``h_seq`` ``[T, N]`` when a gradient is needed);
-    returns the final membrane ``v`` ``[N]`` in ``x``'s state shape and dtype (non-differentiable)."""
+                  h_seq: torch.Tensor | None, s: torch.Tensor | None = None) -> torch.Tensor:
+    """What a fused forward keeps for its backward (``h_seq`` ``[T, N]`` when a gradient is needed, and the
+    OR operand ``s``); returns the final membrane ``v`` ``[N]`` in ``x``'s state shape and dtype
+    (non-differentiable)."""
     if h_seq is not None:
-        ctx.save_for_backward(h_seq)
+        ctx.save_for_backward(h_seq, *(() if s is None else (s,)))
     ctx.d = d
     ctx.x_shape, ctx.x_dtype = x.shape, x.dtype
     ctx.v0_dtype = None if v0 is None else v0.dtype
@@ -249,15 +251,19 @@ def _save_forward(ctx: Any, d: NeuronDynamics, x: torch.Tensor, v0: torch.Tensor
 def _saved_h(ctx: Any, grad_out: torch.Tensor | None) -> torch.Tensor | None:
     """The forward's ``h_seq`` ``[T, N]``, or ``None`` when the spikes did not reach the loss (gradients are
     not materialised, so ``grad_out`` is ``None``)."""
-    (h_seq,) = ctx.saved_tensors
-    return None if grad_out is None else h_seq
+    return None if grad_out is None else ctx.saved_tensors[0]
+
+
+_NO_MERGE = np.zeros((1, 1), dtype=np.float32)  # the kernels' placeholder for an absent OR operand (never read)
 
 
 class _FusedCPUNeuron(torch.autograd.Function):
-    """Whole-sequence neuron: one numba call forward, one backward (BPTT)."""
+    """Whole-sequence neuron: one numba call forward, one backward (BPTT). With a shortcut ``s`` the
+    output is ``OR(s, spikes)`` (poly form), merged inside the same kernel calls."""
 
     @staticmethod
-    def forward(ctx: Any, x: torch.Tensor, v0: torch.Tensor | None, d: NeuronDynamics):  # type: ignore[override]
+    def forward(ctx: Any, x: torch.Tensor, v0: torch.Tensor | None, d: NeuronDynamics,  # type: ignore[override]
+                s: torch.Tensor | None = None):
         kern = _kernels()
         assert kern is not None
         dtype = _compute_dtype(x.dtype)
@@ -269,32 +275,44 @@ class _FusedCPUNeuron(torch.autograd.Function):
             v = torch.from_numpy(np.full((n,), d.v_init, dtype=np_dtype))
         else:
             v = v0.detach().to(dtype).expand(state_shape).reshape(n).clone()
-        store_h = bool(ctx.needs_input_grad[0] or ctx.needs_input_grad[1])
+        store_h = bool(ctx.needs_input_grad[0] or ctx.needs_input_grad[1] or ctx.needs_input_grad[3])
         h_seq = torch.empty((t_n, n) if store_h else (1, 1), dtype=dtype)
         out = torch.empty((t_n, n), dtype=dtype)
-        consts, flags = _kernel_args(d, dtype, store_h)
-        kern.forward(xs.numpy(), v.numpy(), consts, flags, out.numpy(), h_seq.numpy(), torch.get_num_threads())
-        return out.view(x.shape).to(x.dtype), _save_forward(ctx, d, x, v0, v, h_seq if store_h else None)
+        ss = _NO_MERGE.astype(np_dtype, copy=False) if s is None else _flat(s, dtype, t_n).numpy()
+        consts, flags = _kernel_args(d, dtype, store_h, s is not None)
+        kern.forward(xs.numpy(), v.numpy(), consts, flags, out.numpy(), h_seq.numpy(), ss, torch.get_num_threads())
+        # s (the block input) costs no memory: the branch's first conv saves it anyway
+        return out.view(x.shape).to(x.dtype), _save_forward(ctx, d, x, v0, v, h_seq if store_h else None, s)
 
     @staticmethod
     @once_differentiable
     def backward(ctx: Any, grad_out: torch.Tensor, _grad_v: torch.Tensor | None):  # type: ignore[override]
         h_seq = _saved_h(ctx, grad_out)
         if h_seq is None:
-            return None, None, None
+            return None, None, None, None
         kern = _kernels()
         assert kern is not None
         t_n, n = h_seq.shape
         g = _flat(grad_out, h_seq.dtype, t_n)
         grad_x = torch.empty_like(h_seq)
-        grad_v = torch.from_numpy(np.zeros(n, dtype=np.float32 if h_seq.dtype == torch.float32 else np.float64))
-        consts, flags = _kernel_args(ctx.d, h_seq.dtype, True)
-        kern.backward(h_seq.numpy(), g.numpy(), consts, flags, grad_x.numpy(), grad_v.numpy(), torch.get_num_threads())
-        return _input_grads(ctx, grad_x, grad_v)
+        np_dtype = np.float32 if h_seq.dtype == torch.float32 else np.float64
+        grad_v = torch.from_numpy(np.zeros(n, dtype=np_dtype))
+        s = ctx.saved_tensors[1] if len(ctx.saved_tensors) > 1 else None
+        if s is None:
+            ss = gs = _NO_MERGE.astype(np_dtype, copy=False)
+        else:
+            ss, gs = _flat(s, h_seq.dtype, t_n).numpy(), np.empty((t_n, n), dtype=np_dtype)
+        consts, flags = _kernel_args(ctx.d, h_seq.dtype, True, s is not None)
+        kern.backward(h_seq.numpy(), g.numpy(), consts, flags, grad_x.numpy(), grad_v.numpy(), ss, gs,
+                      torch.get_num_threads())
+        grad_s = None
+        if s is not None and ctx.needs_input_grad[3]:
+            grad_s = torch.from_numpy(gs).view(s.shape).to(s.dtype)
+        return (*_input_grads(ctx, grad_x, grad_v), grad_s)
 
 
 def multistep_fused_cpu(
-    x: torch.Tensor, d: NeuronDynamics, v0: torch.Tensor | None = None
+    x: torch.Tensor, d: NeuronDynamics, v0: torch.Tensor | None = None, or_with: torch.Tensor | None = None
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Multi-step neuron as one fused numba kernel per direction (same function as the reference).
 
@@ -304,11 +322,20 @@ def multistep_fused_cpu(
         d: neuron constants (a surrogate with a kernel: see :func:`fused_cpu_supports`).
         v0: initial post-reset membrane ``[B, ...]`` (or broadcastable to it) or ``None``;
             gradients flow into ``v0``.
+        or_with: optional ``[T, B, ...]`` tensor (the shape and dtype of ``x``) the spikes are ORed with
+            inside the kernel: the output is then ``spike_or(or_with, spikes)`` (poly form, bitwise equal
+            to that expression and its gradients); gradients flow into ``or_with``.
 
     Returns:
         ``(out, v_T)``: outputs ``[T, B, ...]`` in ``x.dtype`` and the final membrane ``[B, ...]``
         (detached).
     """
+    if or_with is not None and (not isinstance(or_with, torch.Tensor) or or_with.shape != x.shape
+                                or or_with.dtype != x.dtype or or_with.device != x.device):
+        got = (f"{tuple(or_with.shape)} {or_with.dtype} on {or_with.device}" if isinstance(or_with, torch.Tensor)
+               else type(or_with).__name__)
+        raise ValueError(f"multistep_fused_cpu: or_with must be a tensor of x's shape, dtype and device "
+                         f"{tuple(x.shape)} {x.dtype} on {x.device}, got {got}")
     if x.device.type != "cpu":
         raise ValueError(f"multistep_fused_cpu: x must be a CPU tensor, got one on {x.device}")
     if not x.is_floating_point():
@@ -317,7 +344,7 @@ def multistep_fused_cpu(
         raise ValueError(f"multistep_fused_cpu: x must have shape [T, B, ...], got {tuple(x.shape)}")
     if not fused_cpu_supports(d):
         raise ValueError(f"multistep_fused_cpu: no kernel for surrogate {d.surrogate!r} (or numba missing)")
-    return _FusedCPUNeuron.apply(x, v0, d)
+    return _FusedCPUNeuron.apply(x, v0, d, or_with)
 
 
 # -- fused Triton kernel ------------------------------------------------------------------------

@@ -21,7 +21,8 @@ from typing import Any, Literal
 import torch
 from torch import nn
 
-from .backends import check_backend, multistep
+from ..ops.logic import spike_or
+from .backends import check_backend, multistep, multistep_fused_cpu, resolve_backend
 from .dynamics import NeuronDynamics, single_step
 from .surrogate import Surrogate, get_surrogate
 
@@ -32,6 +33,13 @@ _DYNAMICS_ATTRS = (
     "tau", "decay", "v_threshold", "v_reset", "reset", "decay_input", "detach_reset", "surrogate",
     "real_valued", "threshold_grad",
 )
+
+
+def _global_hooks() -> bool:
+    """Whether global module forward hooks are registered (they must see every neuron's spikes)."""
+    from torch.nn.modules import module as _module
+
+    return bool(_module._global_forward_hooks or _module._global_forward_pre_hooks)
 
 
 def _check_number(name: str, value: Any, *, positive: bool = False, allow_none: bool = False) -> None:
@@ -248,6 +256,31 @@ class SpikingNeuron(nn.Module):
         if self.stateful:
             self._state = v.detach()
         return out
+
+    def fire_or(self, x: torch.Tensor, shortcut: torch.Tensor, form: str = "poly") -> torch.Tensor:
+        """``spike_or(shortcut, self(x), form)``: the OR merge of a residual block after this neuron.
+
+        Where the fused CPU kernel runs (``backend`` resolving to ``"cpu"``, the ``"poly"`` form, a
+        non-stateful neuron, fp32/fp64 ``shortcut`` of ``x``'s shape and dtype) and nothing observes the spikes
+        (no forward hooks on this neuron, none global), the merge happens inside the neuron's kernel
+        calls, bitwise equal to the two-step computation; otherwise it is exactly that.
+
+        Args:
+            x: input currents ``[T, B, ...]``.
+            shortcut: the spikes merged with this neuron's ``[T, B, ...]``.
+            form: OR form (:data:`xorsnn.ops.OR_FORMS`).
+        """
+        if (
+            form == "poly"
+            and not self.stateful
+            and not (self._forward_hooks or self._forward_pre_hooks or _global_hooks())
+            and isinstance(x, torch.Tensor) and isinstance(shortcut, torch.Tensor)
+            and shortcut.shape == x.shape and shortcut.dtype == x.dtype and x.dim() >= 2
+            and x.dtype in (torch.float32, torch.float64)
+            and resolve_backend(self.backend, x, self.dynamics) == "cpu"
+        ):
+            return multistep_fused_cpu(x, self.dynamics, None, shortcut)[0]
+        return spike_or(shortcut, self(x), form)
 
     def step(self, x_t: torch.Tensor, v: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """Single time step with explicit state.

@@ -21,9 +21,13 @@ backbone spikes and ``S`` the identity, i.e. ``S * (1 - A)``.
 
 from __future__ import annotations
 
-from typing import Literal
+import functools
+from types import ModuleType
+from typing import Any, Literal
 
+import numpy as np
 import torch
+from torch.autograd.function import once_differentiable
 
 __all__ = [
     "OR_FORMS",
@@ -53,6 +57,79 @@ def _check_pair(fn: str, a: torch.Tensor, b: torch.Tensor) -> None:
         raise ValueError(
             f"{fn}: a and b must have the same shape, got {tuple(a.shape)} and {tuple(b.shape)}"
         )
+
+
+#: the fused CPU kernel runs OR / XOR ("poly" forms) from this many elements on (below, torch's ops)
+FUSED_LOGIC_MIN_NUMEL = 1024
+
+
+@functools.cache
+def _kernels() -> ModuleType | None:
+    """The numba logic kernels (:mod:`xorsnn.ops._cpu_logic`), or ``None`` without numba."""
+    try:
+        from . import _cpu_logic
+    except ImportError:
+        return None
+    return _cpu_logic
+
+
+def _fusable(a: torch.Tensor, b: torch.Tensor) -> bool:
+    """Whether ``OR`` / ``XOR`` of ``a`` and ``b`` runs on the fused CPU kernel: CPU, one fp32/fp64 dtype,
+    contiguous, at least :data:`FUSED_LOGIC_MIN_NUMEL` elements, numba importable, not under ``torch.compile``."""
+    return (
+        not torch.compiler.is_compiling()
+        and a.device.type == "cpu"
+        and b.device.type == "cpu"
+        and a.dtype == b.dtype
+        and a.dtype in (torch.float32, torch.float64)
+        and a.numel() >= FUSED_LOGIC_MIN_NUMEL
+        and a.is_contiguous()
+        and b.is_contiguous()
+        and _kernels() is not None
+    )
+
+
+class _FusedPoly(torch.autograd.Function):
+    """``OR`` (``a + b - a*b``) or ``XOR`` (``a + b - 2*a*b``) as one numba call forward and one backward,
+    bitwise equal to the torch expressions and their autograd gradients (see :mod:`xorsnn.ops._cpu_logic`)."""
+
+    @staticmethod
+    def forward(ctx: Any, a: torch.Tensor, b: torch.Tensor, name: str):  # type: ignore[override]
+        kern = _kernels()
+        assert kern is not None
+        op = kern.OR if name == "or" else kern.XOR
+        out = torch.from_numpy(np.empty(a.shape, dtype=np.float32 if a.dtype == torch.float32 else np.float64))
+        kern.forward(a.detach().view(-1).numpy(), b.detach().view(-1).numpy(), out.view(-1).numpy(), op,
+                     torch.get_num_threads())
+        ctx.save_for_backward(a, b)
+        ctx.op = op
+        return out
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx: Any, g: torch.Tensor):  # type: ignore[override]
+        kern = _kernels()
+        assert kern is not None
+        a, b = ctx.saved_tensors
+        want_a, want_b = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
+        g = g.contiguous()
+        ga = torch.empty_like(a) if want_a else a
+        gb = torch.empty_like(b) if want_b else b
+        kern.backward(a.view(-1).numpy(), b.view(-1).numpy(), g.view(-1).numpy(), ga.view(-1).numpy(),
+                      gb.view(-1).numpy(), ctx.op, want_a, want_b, torch.get_num_threads())
+        return (ga if want_a else None), (gb if want_b else None), None
+
+
+def _or_poly(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    if _fusable(a, b):
+        return _FusedPoly.apply(a, b, "or")
+    return a + b - a * b
+
+
+def _xor_poly(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    if _fusable(a, b):
+        return _FusedPoly.apply(a, b, "xor")
+    return a + b - 2 * a * b
 
 
 def spike_not(a: torch.Tensor) -> torch.Tensor:
@@ -108,7 +185,7 @@ def spike_or(a: torch.Tensor, b: torch.Tensor, form: OrForm = "poly") -> torch.T
     """
     _check_pair("spike_or", a, b)
     if form == "poly":
-        return a + b - a * b
+        return _or_poly(a, b)
     if form == "max":
         return torch.maximum(a, b)
     if form == "clamp":
@@ -135,7 +212,7 @@ def spike_xor(a: torch.Tensor, b: torch.Tensor, form: XorForm = "poly") -> torch
     """
     _check_pair("spike_xor", a, b)
     if form == "poly":
-        return a + b - 2 * a * b
+        return _xor_poly(a, b)
     if form == "abs":
         return (a - b).abs()
     raise ValueError(f"spike_xor: form must be one of {XOR_FORMS}, got {form!r}")
