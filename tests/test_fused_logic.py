@@ -73,7 +73,7 @@ def test_parallel_build_equals_serial(op):
         kern.forward(a, b, out, code, threads)
         kern.backward(a, b, g, ga, gb, code, True, True, threads)
         outs.append((out, ga, gb))
-    for x, y in zip(*outs):
+    for x, y in zip(*outs, strict=True):
         assert np.array_equal(x, y)
 
 
@@ -127,5 +127,5 @@ def test_xoresnet_step_identical_with_and_without_the_kernel(monkeypatch):
     (o1, g1), (o2, g2) = results
     assert "xor" in calls  # the first step ran the XORs on the kernel (the ORs run inside the neuron kernels)
     assert torch.equal(o1, o2)
-    for p, q in zip(g1, g2):
+    for p, q in zip(g1, g2, strict=True):
         torch.testing.assert_close(p, q, rtol=1e-5, atol=1e-6 * float(q.abs().max()))
