@@ -71,7 +71,7 @@ def test_parallel_build_equals_serial(op):
     for threads in (1, 2):
         out, ga, gb = np.empty_like(a), np.empty_like(a), np.empty_like(a)
         kern.forward(a, b, out, code, threads)
-        kern.backward(a, b, g, ga, gb, code, True, True, threads)
+        kern.backward(a, b, g, ga, gb, code, threads)
         outs.append((out, ga, gb))
     for x, y in zip(*outs, strict=True):
         assert np.array_equal(x, y)

@@ -403,6 +403,8 @@ def test_fused_or_merge_refuses_a_mismatched_operand():
         multistep_fused_cpu(x, d, None, torch.zeros(2, 3, 699))
     with pytest.raises(ValueError, match="or_with must be a tensor of x's shape"):
         multistep_fused_cpu(x, d, None, torch.zeros(x.shape, dtype=torch.float64))
+    with pytest.raises(ValueError, match="or_with needs float32 or float64"):
+        multistep_fused_cpu(x.bfloat16(), d, None, torch.zeros(x.shape, dtype=torch.bfloat16))
 
 
 @needs_numba

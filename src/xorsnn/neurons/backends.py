@@ -322,9 +322,9 @@ def multistep_fused_cpu(
         d: neuron constants (a surrogate with a kernel: see :func:`fused_cpu_supports`).
         v0: initial post-reset membrane ``[B, ...]`` (or broadcastable to it) or ``None``;
             gradients flow into ``v0``.
-        or_with: optional ``[T, B, ...]`` tensor (the shape and dtype of ``x``) the spikes are ORed with
-            inside the kernel: the output is then ``spike_or(or_with, spikes)`` (poly form, bitwise equal
-            to that expression and its gradients); gradients flow into ``or_with``.
+        or_with: optional ``[T, B, ...]`` tensor (the shape and dtype of ``x``, float32 / float64) the
+            spikes are ORed with inside the kernel: the output is then ``spike_or(or_with, spikes)`` (poly
+            form, bitwise equal to that expression and its gradients); gradients flow into ``or_with``.
 
     Returns:
         ``(out, v_T)``: outputs ``[T, B, ...]`` in ``x.dtype`` and the final membrane ``[B, ...]``
@@ -336,6 +336,9 @@ def multistep_fused_cpu(
                else type(or_with).__name__)
         raise ValueError(f"multistep_fused_cpu: or_with must be a tensor of x's shape, dtype and device "
                          f"{tuple(x.shape)} {x.dtype} on {x.device}, got {got}")
+    if or_with is not None and x.dtype not in _COMPUTE_DTYPES:
+        raise ValueError(f"multistep_fused_cpu: or_with needs float32 or float64 inputs (the merge is exact in "
+                         f"the input dtype), got {x.dtype}")
     if x.device.type != "cpu":
         raise ValueError(f"multistep_fused_cpu: x must be a CPU tensor, got one on {x.device}")
     if not x.is_floating_point():

@@ -46,22 +46,19 @@ def _forward_chunk(a, b, out, op, lo, hi):  # type: ignore[no-untyped-def]
 
 
 @njit(inline="always", cache=True, fastmath=False, error_model="numpy")
-def _backward_chunk(a, b, g, ga, gb, op, want_a, want_b, lo, hi):  # type: ignore[no-untyped-def]
+def _backward_chunk(a, b, g, ga, gb, op, lo, hi):  # type: ignore[no-untyped-def]
+    """Both gradients in one pass over ``g``."""
     if op == OR:
-        if want_a:
-            for j in range(lo, hi):
-                ga[j] = g[j] - g[j] * b[j]
-        if want_b:
-            for j in range(lo, hi):
-                gb[j] = g[j] - g[j] * a[j]
+        for j in range(lo, hi):
+            gj = g[j]
+            ga[j] = gj - gj * b[j]
+            gb[j] = gj - gj * a[j]
     else:
-        if want_a:
-            for j in range(lo, hi):
-                gbj = g[j] * b[j]
-                ga[j] = g[j] - (gbj + gbj)
-        if want_b:
-            for j in range(lo, hi):
-                gb[j] = g[j] - g[j] * (a[j] + a[j])
+        for j in range(lo, hi):
+            gj = g[j]
+            gbj = gj * b[j]
+            ga[j] = gj - (gbj + gbj)
+            gb[j] = gj - gj * (a[j] + a[j])
 
 
 @njit(parallel=True, cache=True, fastmath=False, error_model="numpy")
@@ -77,15 +74,15 @@ def _forward_serial(a, b, out, op):  # type: ignore[no-untyped-def]
 
 
 @njit(parallel=True, cache=True, fastmath=False, error_model="numpy")
-def _backward_parallel(a, b, g, ga, gb, op, want_a, want_b):  # type: ignore[no-untyped-def]
+def _backward_parallel(a, b, g, ga, gb, op):  # type: ignore[no-untyped-def]
     n = a.shape[0]
     for ci in prange((n + CHUNK - 1) // CHUNK):
-        _backward_chunk(a, b, g, ga, gb, op, want_a, want_b, ci * CHUNK, min(n, ci * CHUNK + CHUNK))
+        _backward_chunk(a, b, g, ga, gb, op, ci * CHUNK, min(n, ci * CHUNK + CHUNK))
 
 
 @njit(cache=True, fastmath=False, error_model="numpy")
-def _backward_serial(a, b, g, ga, gb, op, want_a, want_b):  # type: ignore[no-untyped-def]
-    _backward_chunk(a, b, g, ga, gb, op, want_a, want_b, 0, a.shape[0])
+def _backward_serial(a, b, g, ga, gb, op):  # type: ignore[no-untyped-def]
+    _backward_chunk(a, b, g, ga, gb, op, 0, a.shape[0])
 
 
 def forward(a, b, out, op: int, threads: int) -> None:  # type: ignore[no-untyped-def]
@@ -97,10 +94,10 @@ def forward(a, b, out, op: int, threads: int) -> None:  # type: ignore[no-untype
     _forward_parallel(a, b, out, op)
 
 
-def backward(a, b, g, ga, gb, op: int, want_a: bool, want_b: bool, threads: int) -> None:  # type: ignore[no-untyped-def]
-    """``ga``, ``gb`` (written where wanted) from ``g = dL/d out`` on ``threads`` threads."""
+def backward(a, b, g, ga, gb, op: int, threads: int) -> None:  # type: ignore[no-untyped-def]
+    """``ga``, ``gb`` from ``g = dL/d out`` on ``threads`` threads."""
     if threads <= 1 or a.shape[0] <= CHUNK:
-        _backward_serial(a, b, g, ga, gb, op, want_a, want_b)
+        _backward_serial(a, b, g, ga, gb, op)
         return
     set_threads(threads)
-    _backward_parallel(a, b, g, ga, gb, op, want_a, want_b)
+    _backward_parallel(a, b, g, ga, gb, op)

@@ -111,13 +111,11 @@ class _FusedPoly(torch.autograd.Function):
         kern = _kernels()
         assert kern is not None
         a, b = ctx.saved_tensors
-        want_a, want_b = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
         g = g.contiguous()
-        ga = torch.empty_like(a) if want_a else a
-        gb = torch.empty_like(b) if want_b else b
+        ga, gb = torch.empty_like(a), torch.empty_like(b)  # both in one pass (training wants both)
         kern.backward(a.view(-1).numpy(), b.view(-1).numpy(), g.view(-1).numpy(), ga.view(-1).numpy(),
-                      gb.view(-1).numpy(), ctx.op, want_a, want_b, torch.get_num_threads())
-        return (ga if want_a else None), (gb if want_b else None), None
+                      gb.view(-1).numpy(), ctx.op, torch.get_num_threads())
+        return (ga if ctx.needs_input_grad[0] else None), (gb if ctx.needs_input_grad[1] else None), None
 
 
 def _or_poly(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
