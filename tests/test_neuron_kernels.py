@@ -17,6 +17,7 @@ from xorsnn.neurons import (
     LIF,
     SURROGATES,
     RealSpikeLIF,
+    SpikingNeuron,
     get_surrogate,
     make_neuron,
     multistep,
@@ -423,3 +424,37 @@ def test_fire_or_merges_in_the_kernel_unless_the_spikes_are_observed():
     assert len(seen) == 1 and torch.equal(fused, observed)
     assert torch.equal(fused, s + seen[0] - s * seen[0])
     assert torch.equal(neuron.fire_or(x, s, "max"), torch.maximum(s, neuron(x)))
+
+
+@needs_numba
+@pytest.mark.parametrize("name, kwargs", [
+    ("oa_resnet14", {}),
+    ("xoresnet14", {"xor_prev": "shortcut"}),
+    ("xoresnet14", {"xor_mode": "inner"}),
+    ("orrc_resnet14", {}),
+])
+def test_blocks_merging_in_the_kernel_train_exactly_like_unmerged(name, kwargs, monkeypatch):
+    """A training step of an OA / XOR / ORRC network: with every neuron observed by a hook (so each OR runs after
+    its neuron, unmerged) the logits and every gradient are bitwise those of the merged-kernel run."""
+    from xorsnn import create_model
+    from xorsnn.neurons import lif
+
+    merged = []
+    fused = lif.multistep_fused_cpu
+    monkeypatch.setattr(lif, "multistep_fused_cpu", lambda *a: (merged.append(1), fused(*a))[1])
+    x = torch.rand(4, 1, 16, 16)
+    results = []
+    for observed in (False, True):
+        torch.manual_seed(0)
+        model = create_model(name, T=2, in_channels=1, zero_init_residual=False, **kwargs)
+        if observed:
+            for m in model.modules():
+                if isinstance(m, SpikingNeuron):
+                    m.register_forward_hook(lambda *_: None)
+        out = model(x)
+        out.square().sum().backward()
+        results.append((out.detach(), [p.grad for p in model.parameters()], len(merged)))
+    (o1, g1, n1), (o2, g2, n2) = results
+    assert n1 > 0 and n2 == n1  # the first run merged in the kernel, the observed one did not
+    assert torch.equal(o1, o2)
+    assert all(torch.equal(p, q) for p, q in zip(g1, g2, strict=True))
