@@ -30,6 +30,7 @@ on an oversubscribed machine a parallel launch can wait a whole scheduler slice 
 from __future__ import annotations
 
 import numba
+import numpy as np
 from numba import njit, prange
 
 from .surrogate import ATan, Rectangle, Sigmoid, Triangle
@@ -138,7 +139,9 @@ def _grad_step(h, go, gv, sg, k, c, vth, vreset, use_c, hard, real, detach, tgra
 def _backward_chunk(h_seq, g_out, consts, flags, grad_x, grad_v, s, grad_s, lo, hi):  # type: ignore[no-untyped-def]
     """Neurons ``lo:hi`` over all ``T`` steps, last to first (see :func:`neuron_backward`). One inner
     loop per surrogate: a call chosen per element would keep LLVM from vectorising the loop. With the
-    OR merge a first pass writes ``dL/ds`` and, into ``grad_x`` as scratch, the spikes' gradient."""
+    OR merge a first pass writes ``dL/ds`` and the spikes' gradient, into a chunk-sized scratch array
+    (not into ``grad_x``: a loop reading and writing one array fails LLVM's runtime alias check and runs
+    unvectorised)."""
     t_n = h_seq.shape[0]
     k, c, vth, vreset, p = consts[0], consts[1], consts[3], consts[4], consts[6]
     use_c = flags[0] != 0
@@ -146,6 +149,7 @@ def _backward_chunk(h_seq, g_out, consts, flags, grad_x, grad_v, s, grad_s, lo, 
     sid, merge = flags[8], flags[10] != 0
     zero, one = consts[0] - consts[0], consts[7]
     gvc = grad_v[lo:hi]
+    gm = np.empty_like(gvc) if merge else gvc
     for t in range(t_n - 1, -1, -1):
         ht = h_seq[t, lo:hi]
         gt = g_out[t, lo:hi]
@@ -155,8 +159,8 @@ def _backward_chunk(h_seq, g_out, consts, flags, grad_x, grad_v, s, grad_s, lo, 
             for j in range(hi - lo):
                 gj = gt[j]
                 gst[j] = gj - gj * _spike(ht[j], vth, real, zero, one)
-                gxt[j] = gj - gj * st[j]
-            gt = gxt
+                gm[j] = gj - gj * st[j]
+            gt = gm
         if sid == _ATAN:
             for j in range(hi - lo):
                 gxt[j], gvc[j] = _grad_step(ht[j], gt[j], gvc[j], _atan(ht[j] - vth, p), k, c, vth, vreset,
