@@ -10,6 +10,8 @@ processes hits all of them alike. Rows:
   BPTT) and on the fused CPU kernel (``backend="cpu"``; what ``"auto"`` picks when numba is installed;
   XOResNet's OR merges then run inside the neuron kernels). The poly OR / XOR of ``xorsnn.ops`` run on
   their own numba kernel in both rows (it is chosen by the tensors, not by the neuron backend);
+* with ``--merge-ablation``: ``xoresnet20`` on the fused neurons with its OR / XOR merges as separate
+  torch ops (what the fused path was before the merges moved into the kernels);
 * ``spikingjelly_sew20`` -- SpikingJelly 2.0's multi-step ``LIFNode`` (tau=2, ATan, detach_reset,
   its ``torch`` backend) in an equivalent SEW-ResNet-20 (ADD), when ``spikingjelly`` is importable
   (``pip install --no-deps spikingjelly==2.0.0 loguru``).
@@ -45,6 +47,7 @@ from torch import nn
 from xorsnn.models import create_model
 from xorsnn.models.ann import ANNResNet
 from xorsnn.neurons import SpikingNeuron, fused_cpu_available
+from xorsnn.ops import logic
 
 
 @dataclass
@@ -57,14 +60,30 @@ class Config:
     y: torch.Tensor
     reduce: Callable[[torch.Tensor], torch.Tensor]
     opt: torch.optim.Optimizer | None = None
+    unfused_merges: bool = False  # the ablation row: OR / XOR merges as torch ops after the neuron kernels
 
     def step(self) -> None:
         """One SGD training step."""
         assert self.opt is not None
-        self.opt.zero_grad(set_to_none=True)
-        loss = F.cross_entropy(self.reduce(self.model(self.x)), self.y)
-        loss.backward()
-        self.opt.step()
+        threshold = logic.FUSED_LOGIC_MIN_NUMEL
+        if self.unfused_merges:
+            logic.FUSED_LOGIC_MIN_NUMEL = 1 << 62  # the poly OR / XOR kernel off (a size nothing reaches)
+        try:
+            self.opt.zero_grad(set_to_none=True)
+            loss = F.cross_entropy(self.reduce(self.model(self.x)), self.y)
+            loss.backward()
+            self.opt.step()
+        finally:
+            logic.FUSED_LOGIC_MIN_NUMEL = threshold
+
+
+def _unfuse_merges(model: nn.Module) -> nn.Module:
+    """Observe every neuron with a no-op forward hook: an observed neuron runs on its own, so the OR after it
+    is a separate op (``SpikingNeuron.fire_or``); with :attr:`Config.unfused_merges` the OR / XOR are torch ops."""
+    for m in model.modules():
+        if isinstance(m, SpikingNeuron):
+            m.register_forward_hook(lambda *_: None)
+    return model
 
 
 def _set_backend(model: nn.Module, backend: str) -> nn.Module:
@@ -124,7 +143,7 @@ def _spikingjelly_sew20(T: int) -> nn.Module:
     return net
 
 
-def build_configs(T: int, B: int, size: int, with_sj: bool) -> list[Config]:
+def build_configs(T: int, B: int, size: int, with_sj: bool, merge_ablation: bool = False) -> list[Config]:
     """All rows of the table, each with its own fixed batch and SGD optimiser."""
     g = torch.Generator().manual_seed(0)
     img = torch.randn(B, 1, size, size, generator=g)
@@ -136,6 +155,10 @@ def build_configs(T: int, B: int, size: int, with_sj: bool) -> list[Config]:
     for arch in ("sew_resnet20", "xoresnet20"):
         for label, backend in backends:
             configs.append(Config(f"xorsnn {arch}, {label}", _xorsnn(arch, backend, T, size), img, y, mean_t))
+    if merge_ablation and fused_cpu_available():
+        model = _unfuse_merges(_xorsnn("xoresnet20", "cpu", T, size))
+        configs.append(Config("xorsnn xoresnet20, fused cpu, merges unfused (ablation)", model, img, y, mean_t,
+                              unfused_merges=True))
     if with_sj:
         configs.append(Config("spikingjelly 2.0 sew20 (torch)", _spikingjelly_sew20(T), img, y, mean_t))
     for c in configs:
@@ -202,6 +225,8 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=3, help="training steps per sample")
     p.add_argument("--warmup", type=int, default=2)
     p.add_argument("--no-spikingjelly", action="store_true")
+    p.add_argument("--merge-ablation", action="store_true",
+                   help="add xoresnet20 on the fused neurons with its OR / XOR merges as separate torch ops")
     p.add_argument("--note", default="", help="free text written under the table")
     p.add_argument("--out", default=None, help="default: benchmarks/results/train_step_<device>.md")
     args = p.parse_args()
@@ -215,7 +240,7 @@ def main() -> None:
         with_sj = not args.no_spikingjelly
     except ImportError:
         with_sj = False
-    configs = build_configs(args.T, args.batch, args.size, with_sj)
+    configs = build_configs(args.T, args.batch, args.size, with_sj, args.merge_ablation)
     times = measure(configs, args.repeats, args.steps, args.warmup)
     table = format_table(times, args.batch)
     print(table)
