@@ -9,6 +9,9 @@ block of ``BLOCK`` neurons, looping over ``T`` inside so that the membranes stay
 * :func:`neuron_backward_kernel`: BPTT from ``H`` and ``dL/dO`` -> ``dL/dX`` ``[T, N]`` fp32 and
   ``dL/dV[-1]`` ``[N]``; spikes and surrogate derivatives are recomputed from ``H``.
 
+With ``MERGE`` the output is ``OR(s, O) = (s + O) - s*O`` (``s`` ``[T, N]``, the block input of an OA /
+XOR identity block) and the backward also writes ``dL/ds = g - g*O`` (fp32), as the CPU kernel does.
+
 The forward performs the float operations of :func:`xorsnn.neurons.dynamics.charge` in the same
 order (``h = c*x``, ``+ k*v``, ``+ b``; fire ``h >= V_th``), and is launched with
 ``enable_fp_fusion=False`` so that no multiply-add is contracted into an FMA: spikes are bitwise
@@ -46,9 +49,10 @@ def _surrogate_derivative(x, p, SID: tl.constexpr):
 
 
 @triton.jit
-def neuron_forward_kernel(x_ptr, v_ptr, out_ptr, h_ptr, T, N, k, c, b, vth, vreset,
+def neuron_forward_kernel(x_ptr, v_ptr, out_ptr, h_ptr, s_ptr, T, N, k, c, b, vth, vreset,
                           USE_C: tl.constexpr, USE_K: tl.constexpr, K_ONE: tl.constexpr, USE_B: tl.constexpr,
-                          HARD: tl.constexpr, REAL: tl.constexpr, STORE_H: tl.constexpr, BLOCK: tl.constexpr):
+                          HARD: tl.constexpr, REAL: tl.constexpr, STORE_H: tl.constexpr, MERGE: tl.constexpr,
+                          BLOCK: tl.constexpr):
     """All ``T`` steps of ``BLOCK`` neurons (see the module docstring)."""
     offs = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
     mask = offs < N
@@ -65,6 +69,9 @@ def neuron_forward_kernel(x_ptr, v_ptr, out_ptr, h_ptr, T, N, k, c, b, vth, vres
             o = tl.where(fire, h, h * 0.0)
         else:
             o = tl.where(fire, 1.0, 0.0)
+        if MERGE:
+            sv = tl.load(s_ptr + t * N + offs, mask=mask, other=0.0).to(tl.float32)
+            o = (sv + o) - sv * o
         tl.store(out_ptr + t * N + offs, o.to(out_ptr.dtype.element_ty), mask=mask)
         if STORE_H:
             tl.store(h_ptr + t * N + offs, h, mask=mask)
@@ -76,9 +83,9 @@ def neuron_forward_kernel(x_ptr, v_ptr, out_ptr, h_ptr, T, N, k, c, b, vth, vres
 
 
 @triton.jit
-def neuron_backward_kernel(h_ptr, g_ptr, gx_ptr, gv_ptr, T, N, k, c, vth, vreset, p,
+def neuron_backward_kernel(h_ptr, g_ptr, gx_ptr, gv_ptr, s_ptr, gs_ptr, T, N, k, c, vth, vreset, p,
                            USE_C: tl.constexpr, HARD: tl.constexpr, REAL: tl.constexpr, DETACH: tl.constexpr,
-                           TGRAD: tl.constexpr, SID: tl.constexpr, BLOCK: tl.constexpr):
+                           TGRAD: tl.constexpr, SID: tl.constexpr, MERGE: tl.constexpr, BLOCK: tl.constexpr):
     """BPTT over all ``T`` steps, last to first (``_MultiStepBPTT.backward`` per element)."""
     offs = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
     mask = offs < N
@@ -88,6 +95,14 @@ def neuron_backward_kernel(h_ptr, g_ptr, gx_ptr, gv_ptr, T, N, k, c, vth, vreset
         h = tl.load(h_ptr + t * N + offs, mask=mask, other=0.0)
         go = tl.load(g_ptr + t * N + offs, mask=mask, other=0.0).to(tl.float32)
         fire = h >= vth
+        if MERGE:  # OR(s, O): dL/ds = g - g*O, dL/dO = g - g*s
+            sv = tl.load(s_ptr + t * N + offs, mask=mask, other=0.0).to(tl.float32)
+            if REAL:
+                o = tl.where(fire, h, h * 0.0)
+            else:
+                o = tl.where(fire, 1.0, 0.0)
+            tl.store(gs_ptr + t * N + offs, go - go * o, mask=mask)
+            go = go - go * sv
         sg = _surrogate_derivative(h - vth, p, SID)
         if REAL:  # O = H * S: dO/dS = H (the jump, optional), dO/dH = S
             gs = go * h if TGRAD else go * 0.0

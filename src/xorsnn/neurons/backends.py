@@ -311,6 +311,22 @@ class _FusedCPUNeuron(torch.autograd.Function):
         return (*_input_grads(ctx, grad_x, grad_v), grad_s)
 
 
+def _check_or_with(fn: str, x: torch.Tensor, or_with: Any, dtypes: tuple[torch.dtype, ...]) -> None:
+    """Refuse an ``or_with`` operand that is not a tensor of ``x``'s shape, dtype and device, or a dtype outside
+    ``dtypes`` (the merge is exact only where it is computed in the input dtype). One-line ``ValueError``."""
+    if or_with is None:
+        return
+    if not isinstance(or_with, torch.Tensor) or (or_with.shape, or_with.dtype, or_with.device) != (
+            x.shape, x.dtype, x.device):
+        got = (f"{tuple(or_with.shape)} {or_with.dtype} on {or_with.device}" if isinstance(or_with, torch.Tensor)
+               else type(or_with).__name__)
+        raise ValueError(f"{fn}: or_with must be a tensor of x's shape, dtype and device "
+                         f"{tuple(x.shape)} {x.dtype} on {x.device}, got {got}")
+    if x.dtype not in dtypes:
+        names = " or ".join(str(t).replace("torch.", "") for t in dtypes)
+        raise ValueError(f"{fn}: or_with needs {names} inputs (the merge is exact in the input dtype), got {x.dtype}")
+
+
 def multistep_fused_cpu(
     x: torch.Tensor, d: NeuronDynamics, v0: torch.Tensor | None = None, or_with: torch.Tensor | None = None
 ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -330,15 +346,7 @@ def multistep_fused_cpu(
         ``(out, v_T)``: outputs ``[T, B, ...]`` in ``x.dtype`` and the final membrane ``[B, ...]``
         (detached).
     """
-    if or_with is not None and (not isinstance(or_with, torch.Tensor) or or_with.shape != x.shape
-                                or or_with.dtype != x.dtype or or_with.device != x.device):
-        got = (f"{tuple(or_with.shape)} {or_with.dtype} on {or_with.device}" if isinstance(or_with, torch.Tensor)
-               else type(or_with).__name__)
-        raise ValueError(f"multistep_fused_cpu: or_with must be a tensor of x's shape, dtype and device "
-                         f"{tuple(x.shape)} {x.dtype} on {x.device}, got {got}")
-    if or_with is not None and x.dtype not in _COMPUTE_DTYPES:
-        raise ValueError(f"multistep_fused_cpu: or_with needs float32 or float64 inputs (the merge is exact in "
-                         f"the input dtype), got {x.dtype}")
+    _check_or_with("multistep_fused_cpu", x, or_with, _COMPUTE_DTYPES)
     if x.device.type != "cpu":
         raise ValueError(f"multistep_fused_cpu: x must be a CPU tensor, got one on {x.device}")
     if not x.is_floating_point():
@@ -359,10 +367,12 @@ def _triton_flags(d: NeuronDynamics) -> dict[str, Any]:
 
 
 class _FusedTritonNeuron(torch.autograd.Function):
-    """Whole-sequence neuron: one Triton launch forward, one backward (BPTT)."""
+    """Whole-sequence neuron: one Triton launch forward, one backward (BPTT); with ``s``, the output is
+    ``OR(s, spikes)`` merged in the same launches."""
 
     @staticmethod
-    def forward(ctx: Any, x: torch.Tensor, v0: torch.Tensor | None, d: NeuronDynamics):  # type: ignore[override]
+    def forward(ctx: Any, x: torch.Tensor, v0: torch.Tensor | None, d: NeuronDynamics,  # type: ignore[override]
+                s: torch.Tensor | None = None):
         kern = _triton_kernels()
         assert kern is not None
         t_n, state_shape = x.shape[0], x.shape[1:]
@@ -372,21 +382,22 @@ class _FusedTritonNeuron(torch.autograd.Function):
             v = torch.full((n,), d.v_init, dtype=torch.float32, device=x.device)
         else:
             v = v0.detach().to(torch.float32).expand(state_shape).reshape(n).clone()
-        store_h = bool(ctx.needs_input_grad[0] or ctx.needs_input_grad[1])
+        store_h = bool(ctx.needs_input_grad[0] or ctx.needs_input_grad[1] or ctx.needs_input_grad[3])
         h_seq = torch.empty((t_n, n) if store_h else (1,), dtype=torch.float32, device=x.device)
         out = torch.empty((t_n, n), dtype=x.dtype, device=x.device)
+        ss = xs if s is None else s.detach().contiguous().view(t_n, n)  # xs: a placeholder, never read
         grid = (max(1, -(-n // kern.BLOCK)),)
         kern.neuron_forward_kernel[grid](
-            xs, v, out, h_seq, t_n, n, d.k, d.c, d.b, d.v_threshold, d.v_reset, **_triton_flags(d),
-            STORE_H=store_h, BLOCK=kern.BLOCK, enable_fp_fusion=False)
-        return out.view(x.shape), _save_forward(ctx, d, x, v0, v, h_seq if store_h else None)
+            xs, v, out, h_seq, ss, t_n, n, d.k, d.c, d.b, d.v_threshold, d.v_reset, **_triton_flags(d),
+            STORE_H=store_h, MERGE=s is not None, BLOCK=kern.BLOCK, enable_fp_fusion=False)
+        return out.view(x.shape), _save_forward(ctx, d, x, v0, v, h_seq if store_h else None, s)
 
     @staticmethod
     @once_differentiable
     def backward(ctx: Any, grad_out: torch.Tensor, _grad_v: torch.Tensor | None):  # type: ignore[override]
         h_seq = _saved_h(ctx, grad_out)
         if h_seq is None:
-            return None, None, None
+            return None, None, None, None
         kern = _triton_kernels()
         assert kern is not None
         d: NeuronDynamics = ctx.d
@@ -394,17 +405,22 @@ class _FusedTritonNeuron(torch.autograd.Function):
         g = grad_out.detach().contiguous().view(t_n, n)
         grad_x = torch.empty_like(h_seq)
         grad_v = torch.zeros(n, dtype=torch.float32, device=h_seq.device)
+        s = ctx.saved_tensors[1] if len(ctx.saved_tensors) > 1 else None
+        ss = h_seq if s is None else s.detach().contiguous().view(t_n, n)  # h_seq: a placeholder, never read
+        gs = h_seq if s is None else torch.empty_like(h_seq)
         flags = _triton_flags(d)
         grid = (max(1, -(-n // kern.BLOCK)),)
         kern.neuron_backward_kernel[grid](
-            h_seq, g, grad_x, grad_v, t_n, n, d.k, d.c, d.v_threshold, d.v_reset, d.surrogate.param,
+            h_seq, g, grad_x, grad_v, ss, gs, t_n, n, d.k, d.c, d.v_threshold, d.v_reset, d.surrogate.param,
             USE_C=flags["USE_C"], HARD=flags["HARD"], REAL=flags["REAL"], DETACH=d.detach_reset,
-            TGRAD=d.threshold_grad, SID=d.surrogate.kernel_id, BLOCK=kern.BLOCK, enable_fp_fusion=False)
-        return _input_grads(ctx, grad_x, grad_v)
+            TGRAD=d.threshold_grad, SID=d.surrogate.kernel_id, MERGE=s is not None, BLOCK=kern.BLOCK,
+            enable_fp_fusion=False)
+        grad_s = gs.view(s.shape).to(s.dtype) if s is not None and ctx.needs_input_grad[3] else None
+        return (*_input_grads(ctx, grad_x, grad_v), grad_s)
 
 
 def multistep_triton(
-    x: torch.Tensor, d: NeuronDynamics, v0: torch.Tensor | None = None
+    x: torch.Tensor, d: NeuronDynamics, v0: torch.Tensor | None = None, or_with: torch.Tensor | None = None
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Multi-step neuron as one fused Triton kernel per direction (same function as the reference).
 
@@ -413,6 +429,8 @@ def multistep_triton(
             float32 / float16 / bfloat16 (integrated in fp32, ``H`` saved in fp32).
         d: neuron constants (a surrogate with a kernel).
         v0: initial post-reset membrane ``[B, ...]`` (or broadcastable) or ``None``; gradients flow into it.
+        or_with: optional float32 tensor of ``x``'s shape the spikes are ORed with inside the kernels (the
+            output is then ``spike_or(or_with, spikes)``, poly form, as :func:`multistep_fused_cpu`'s).
 
     Returns:
         ``(out, v_T)``: outputs ``[T, B, ...]`` in ``x.dtype`` and the final membrane ``[B, ...]`` (detached).
@@ -420,4 +438,5 @@ def multistep_triton(
     if x.dim() < 2:
         raise ValueError(f"multistep_triton: x must have shape [T, B, ...], got {tuple(x.shape)}")
     _check_triton(x, d)
-    return _FusedTritonNeuron.apply(x, v0, d)
+    _check_or_with("multistep_triton", x, or_with, (torch.float32,))
+    return _FusedTritonNeuron.apply(x, v0, d, or_with)

@@ -22,7 +22,7 @@ import torch
 from torch import nn
 
 from ..ops.logic import spike_or
-from .backends import check_backend, multistep, multistep_fused_cpu, resolve_backend
+from .backends import check_backend, multistep, multistep_fused_cpu, multistep_triton, resolve_backend
 from .dynamics import NeuronDynamics, single_step
 from .surrogate import Surrogate, get_surrogate
 
@@ -260,27 +260,41 @@ class SpikingNeuron(nn.Module):
     def fire_or(self, x: torch.Tensor, shortcut: torch.Tensor, form: str = "poly") -> torch.Tensor:
         """``spike_or(shortcut, self(x), form)``: the OR merge of a residual block after this neuron.
 
-        Where the fused CPU kernel runs (``backend`` resolving to ``"cpu"``, the ``"poly"`` form, a
-        non-stateful neuron, fp32/fp64 ``shortcut`` of ``x``'s shape and dtype) and nothing observes the spikes
-        (no forward hooks on this neuron, none global), the merge happens inside the neuron's kernel
-        calls, bitwise equal to the two-step computation; otherwise it is exactly that.
+        Where a fused kernel runs (``backend`` resolving to ``"cpu"`` with fp32/fp64 inputs, or to
+        ``"triton"`` with fp32 ones), the form is ``"poly"``, the neuron is not stateful, ``shortcut`` has
+        ``x``'s shape and dtype, and nothing observes the spikes (no forward hooks on this neuron, none
+        global), the merge happens inside the neuron's kernel calls, bitwise equal to the two-step
+        computation; otherwise it is exactly that.
 
         Args:
             x: input currents ``[T, B, ...]``.
             shortcut: the spikes merged with this neuron's ``[T, B, ...]``.
             form: OR form (:data:`xorsnn.ops.OR_FORMS`).
         """
-        if (
-            form == "poly"
-            and not self.stateful
-            and not (self._forward_hooks or self._forward_pre_hooks or _global_hooks())
-            and isinstance(x, torch.Tensor) and isinstance(shortcut, torch.Tensor)
-            and shortcut.shape == x.shape and shortcut.dtype == x.dtype and x.dim() >= 2
-            and x.dtype in (torch.float32, torch.float64)
-            and resolve_backend(self.backend, x, self.dynamics) == "cpu"
-        ):
+        kernel = self._merge_kernel(x, shortcut, form)
+        if kernel == "cpu":
             return multistep_fused_cpu(x, self.dynamics, None, shortcut)[0]
+        if kernel == "triton":
+            return multistep_triton(x, self.dynamics, None, shortcut)[0]
         return spike_or(shortcut, self(x), form)
+
+    def _merge_kernel(self, x: Any, shortcut: Any, form: str) -> str | None:
+        """The fused kernel :meth:`fire_or` merges in (``"cpu"`` / ``"triton"``), or ``None``."""
+        if (
+            form != "poly"
+            or self.stateful
+            or self._forward_hooks or self._forward_pre_hooks or _global_hooks()
+            or not (isinstance(x, torch.Tensor) and isinstance(shortcut, torch.Tensor))
+            or (shortcut.shape, shortcut.dtype, shortcut.device) != (x.shape, x.dtype, x.device)
+            or x.dim() < 2
+        ):
+            return None
+        impl = resolve_backend(self.backend, x, self.dynamics)
+        if impl == "cpu" and x.dtype in (torch.float32, torch.float64):
+            return "cpu"
+        if impl == "triton" and x.dtype == torch.float32:
+            return "triton"
+        return None
 
     def step(self, x_t: torch.Tensor, v: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """Single time step with explicit state.
