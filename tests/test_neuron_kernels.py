@@ -374,22 +374,28 @@ def _or_grads(x, s, g, fn):
     return (out.detach(), *torch.autograd.grad((out * g).sum(), (x, s)))
 
 
+_MERGE_EXPR = {"or": lambda s, o: s + o - s * o, "add": lambda s, o: o + s}
+
+
 @needs_numba
+@pytest.mark.parametrize("merge", ["or", "add"])
 @pytest.mark.parametrize("surrogate", SURROGATE_SPECS, ids=lambda s: s["name"])
 @pytest.mark.parametrize("options", OPTIONS, ids=_opt_id)
 @pytest.mark.parametrize("T", [1, 2, 4, 8])
-def test_fused_or_merge_equals_neuron_then_or(T, options, surrogate):
-    """``or_with=s``: the output and dL/ds bitwise equal to ``s + O - s*O`` after the neuron, dL/dx bitwise equal
-    to the unmerged kernel's BPTT of that expression and within 1e-6 of the torch path's."""
+def test_fused_merge_equals_neuron_then_merge(T, options, surrogate, merge):
+    """``shortcut=s``: the output and dL/ds bitwise equal to ``s + O - s*O`` (OR) / ``O + s`` (ADD) after the
+    neuron, dL/dx bitwise equal to the unmerged kernel's BPTT of that expression and within 1e-6 of the torch
+    path's."""
     d = _dyn(options, surrogate)
+    expr = _MERGE_EXPR[merge]
     for i, (shape, binary) in enumerate(itertools.product(SHAPES, [True, False])):
         x = _inputs(T, shape, seed=i)
         s = torch.rand(x.shape, generator=torch.Generator().manual_seed(i))
         s = (s > 0.5).float() if binary else s
         g = torch.randn(x.shape)
-        merged = _or_grads(x, s, g, lambda x, s: multistep_fused_cpu(x, d, None, s)[0])
-        two_kernels = _or_grads(x, s, g, lambda x, s: (lambda o: s + o - s * o)(multistep_fused_cpu(x, d)[0]))
-        torch_path = _or_grads(x, s, g, lambda x, s: (lambda o: s + o - s * o)(multistep_bptt(x, d)[0]))
+        merged = _or_grads(x, s, g, lambda x, s: multistep_fused_cpu(x, d, None, s, merge)[0])
+        two_kernels = _or_grads(x, s, g, lambda x, s: expr(s, multistep_fused_cpu(x, d)[0]))
+        torch_path = _or_grads(x, s, g, lambda x, s: expr(s, multistep_bptt(x, d)[0]))
         for a, b in zip(merged, two_kernels, strict=True):
             assert torch.equal(a, b)
         assert torch.equal(merged[0], torch_path[0]) and torch.equal(merged[2], torch_path[2])
@@ -397,15 +403,17 @@ def test_fused_or_merge_equals_neuron_then_or(T, options, surrogate):
 
 
 @needs_numba
-def test_fused_or_merge_refuses_a_mismatched_operand():
+def test_fused_merge_refuses_a_mismatched_operand():
     d = _dyn({}, "atan")
     x = _inputs(2, (3, 700))
-    with pytest.raises(ValueError, match="or_with must be a tensor of x's shape"):
+    with pytest.raises(ValueError, match="shortcut must be a tensor of x's shape"):
         multistep_fused_cpu(x, d, None, torch.zeros(2, 3, 699))
-    with pytest.raises(ValueError, match="or_with must be a tensor of x's shape"):
+    with pytest.raises(ValueError, match="shortcut must be a tensor of x's shape"):
         multistep_fused_cpu(x, d, None, torch.zeros(x.shape, dtype=torch.float64))
-    with pytest.raises(ValueError, match="or_with needs float32 or float64"):
+    with pytest.raises(ValueError, match="a shortcut needs float32 or float64"):
         multistep_fused_cpu(x.bfloat16(), d, None, torch.zeros(x.shape, dtype=torch.bfloat16))
+    with pytest.raises(ValueError, match="merge must be one of"):
+        multistep_fused_cpu(x, d, None, torch.zeros(x.shape), "xor")
 
 
 @needs_numba
@@ -424,6 +432,9 @@ def test_fire_or_merges_in_the_kernel_unless_the_spikes_are_observed():
     assert len(seen) == 1 and torch.equal(fused, observed)
     assert torch.equal(fused, s + seen[0] - s * seen[0])
     assert torch.equal(neuron.fire_or(x, s, "max"), torch.maximum(s, neuron(x)))
+    assert torch.equal(neuron.fire_add(x, s), neuron(x) + s)
+    assert neuron._merge_kernel(x, s) is multistep_fused_cpu
+    assert LIF(stateful=True)._merge_kernel(x, s) is None and LIF(backend="torch")._merge_kernel(x, s) is None
 
 
 @needs_numba
@@ -432,10 +443,12 @@ def test_fire_or_merges_in_the_kernel_unless_the_spikes_are_observed():
     ("xoresnet14", {"xor_prev": "shortcut"}),
     ("xoresnet14", {"xor_mode": "inner"}),
     ("orrc_resnet14", {}),
+    ("sew_resnet14", {"connect": "add"}),
+    ("sew_resnet14", {"connect": "iand"}),
 ])
 def test_blocks_merging_in_the_kernel_train_exactly_like_unmerged(name, kwargs, monkeypatch):
-    """A training step of an OA / XOR / ORRC network: with every neuron observed by a hook (so each OR runs after
-    its neuron, unmerged) the logits and every gradient are bitwise those of the merged-kernel run."""
+    """A training step of an OA / XOR / ORRC / SEW network: with every neuron observed by a hook (so each OR / ADD
+    runs after its neuron, unmerged) the logits and every gradient are bitwise those of the merged-kernel run."""
     from xorsnn import create_model
     from xorsnn.neurons import lif
 
@@ -455,6 +468,7 @@ def test_blocks_merging_in_the_kernel_train_exactly_like_unmerged(name, kwargs, 
         out.square().sum().backward()
         results.append((out.detach(), [p.grad for p in model.parameters()], len(merged)))
     (o1, g1, n1), (o2, g2, n2) = results
-    assert n1 > 0 and n2 == n1  # the first run merged in the kernel, the observed one did not
+    merges = n1 > 0 if kwargs.get("connect") != "iand" else n1 == 0  # SEW-IAND has no merge in the kernel
+    assert merges and n2 == n1  # the first run merged in the kernel, the observed one did not
     assert torch.equal(o1, o2)
     assert all(torch.equal(p, q) for p, q in zip(g1, g2, strict=True))

@@ -102,17 +102,19 @@ def test_backend_choice():
         resolve_backend("triton", x.double(), d)
 
 
+@pytest.mark.parametrize("merge", ["or", "add"])
 @pytest.mark.parametrize("name", list(NEURONS))
 @pytest.mark.parametrize("T", [1, 4])
-def test_or_merge_equals_neuron_then_or(name, T):
-    """``or_with``: the output and dL/ds bitwise equal to ``s + O - s*O`` after the neuron, dL/dx within 1e-6."""
+def test_merge_equals_neuron_then_merge(name, T, merge):
+    """``shortcut``: the output and dL/ds bitwise equal to ``s + O - s*O`` / ``O + s`` after the neuron, dL/dx
+    within 1e-6."""
     d = _dyn(name)
     torch.manual_seed(T)
     x = (torch.randn(T, 3, 5, 7) * 1.5 + 0.3).requires_grad_(True)
     s = (torch.rand(T, 3, 5, 7) > 0.5).float().requires_grad_(True)
     o_ref, _ = multistep_bptt(x, d)
-    ref = s + o_ref - s * o_ref
-    out, _ = multistep_triton(x, d, None, s)
+    ref = s + o_ref - s * o_ref if merge == "or" else o_ref + s
+    out, _ = multistep_triton(x, d, None, s, merge)
     assert torch.equal(out, ref)
     g = torch.randn_like(ref)
     gx_ref, gs_ref = torch.autograd.grad(ref, (x, s), g)
@@ -121,11 +123,11 @@ def test_or_merge_equals_neuron_then_or(name, T):
     torch.testing.assert_close(gx, gx_ref, rtol=1e-6, atol=1e-6)
 
 
-def test_fire_or_merges_in_the_triton_kernel():
+def test_fire_or_and_fire_add_merge_in_the_triton_kernel():
     neuron = LIF(backend="triton")
     x = torch.randn(2, 4, 300)
     s = (torch.rand(2, 4, 300) > 0.5).float()
-    assert neuron._merge_kernel(x, s, "poly") == "triton"
-    assert neuron._merge_kernel(x.half(), s.half(), "poly") is None  # merged only where exact: fp32
-    assert neuron._merge_kernel(x, s, "max") is None
+    assert neuron._merge_kernel(x, s) is multistep_triton
+    assert neuron._merge_kernel(x.half(), s.half()) is None  # merged only where exact: fp32
     assert torch.equal(neuron.fire_or(x, s), s + neuron(x) - s * neuron(x))
+    assert torch.equal(neuron.fire_add(x, s), neuron(x) + s)

@@ -21,6 +21,7 @@ import torch
 from torch import nn
 
 from ..layers import CONV, LayerKit
+from ..neurons import SpikingNeuron
 from ..ops import spike_and, spike_iand
 from .common import NeuronFactory, _check_choice, add_units, spiking_projection, zero_norm_
 from .spec import BlockSpec, Segment, post_activation
@@ -75,6 +76,14 @@ class _SEWBase(nn.Module):
         seg = Segment(post_activation(n), shortcut, self.connect, f"sn{n}")
         return BlockSpec("sew", (seg,), _output_kind(self.connect))
 
+    def merge(self, current: torch.Tensor, shortcut: torch.Tensor) -> torch.Tensor:
+        """``sew_connect(SN(current), shortcut)`` with the block's last neuron; an ADD is done inside the
+        neuron's fused kernel where one runs (:meth:`~xorsnn.neurons.SpikingNeuron.fire_add`)."""
+        sn = getattr(self, f"sn{self.n_units}")
+        if self.connect == "add" and isinstance(sn, SpikingNeuron):
+            return sn.fire_add(current, shortcut)
+        return sew_connect(sn(current), shortcut, self.connect)
+
     def extra_repr(self) -> str:
         return f"connect={self.connect!r}"
 
@@ -91,8 +100,7 @@ class SEWBasicBlock(_SEWBase):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         identity = x if self.downsample is None else self.downsample(x)
         out = self.sn1(self.bn1(self.conv1(x)))
-        out = self.sn2(self.bn2(self.conv2(out)))
-        return sew_connect(out, identity, self.connect)
+        return self.merge(self.bn2(self.conv2(out)), identity)  # sew_connect(sn2(.), identity)
 
 
 class SEWBottleneck(_SEWBase):
@@ -108,5 +116,4 @@ class SEWBottleneck(_SEWBase):
         identity = x if self.downsample is None else self.downsample(x)
         out = self.sn1(self.bn1(self.conv1(x)))
         out = self.sn2(self.bn2(self.conv2(out)))
-        out = self.sn3(self.bn3(self.conv3(out)))
-        return sew_connect(out, identity, self.connect)
+        return self.merge(self.bn3(self.conv3(out)), identity)  # sew_connect(sn3(.), identity)

@@ -7,11 +7,13 @@ Layouts (C-contiguous, one dtype ``D`` = float32 or float64 throughout):
 * ``consts`` ``[8]`` (dtype ``D``): ``k, c, b, v_threshold, v_reset, v_init, surrogate parameter, 1`` (the
   ``1`` in ``D``: a literal ``1`` would promote float32 arithmetic to float64 in numba);
 * ``flags`` ``[12]`` (int64): ``use_c, use_k, k_is_one, use_b, hard_reset, real_valued,
-  detach_reset, threshold_grad, surrogate kernel_id, store_h, merge_or, 0``;
-* ``s`` / ``grad_s``: ``[T, N]``, used only with ``merge_or``: the block input the spikes are
-  ORed with (``out = OR(s, O) = (s + O) - s*O``, the poly form of :func:`xorsnn.ops.spike_or`)
-  and its gradient ``g - g*O``; the spikes' gradient ``g - g*s`` then enters the BPTT. Without
-  ``merge_or`` they are ``[1, 1]`` placeholders.
+  detach_reset, threshold_grad, surrogate kernel_id, store_h, merge, 0``;
+* ``s`` / ``grad_s``: ``[T, N]``, used only with a ``merge``: the block input merged with the spikes
+  ``O``. ``merge`` 1 (:data:`MERGE_OR`): ``out = OR(s, O) = (s + O) - s*O`` (the poly form of
+  :func:`xorsnn.ops.spike_or`), its gradient ``g - g*O`` goes to ``grad_s`` and the spikes' gradient
+  ``g - g*s`` enters the BPTT; ``merge`` 2 (:data:`MERGE_ADD`, the forward only): ``out = O + s``
+  (SEW's ADD), whose backward is the plain one (both gradients are ``g``). Without a merge they are
+  ``[1, 1]`` placeholders.
 
 The forward performs the float operations of :func:`xorsnn.neurons.dynamics.single_step` /
 ``_MultiStepBPTT`` in the same order and precision (``h = c*x``, ``+ k*v``, ``+ b``; fire
@@ -35,8 +37,11 @@ from numba import njit, prange
 
 from .surrogate import ATan, Rectangle, Sigmoid, Triangle
 
-__all__ = ["forward", "backward", "neuron_forward", "neuron_backward", "neuron_forward_serial",
+__all__ = ["MERGE_OR", "MERGE_ADD", "forward", "backward", "neuron_forward", "neuron_backward", "neuron_forward_serial",
            "neuron_backward_serial", "set_threads", "KERNEL_SURROGATE_IDS", "CHUNK"]
+
+#: ``flags[10]``: the merge of the spikes with ``s`` done inside the kernels (0: none)
+MERGE_OR, MERGE_ADD = 1, 2
 
 #: neurons per parallel task: 4096 fp32 membranes (16 KiB) + the current step's inputs fit in L1/L2.
 CHUNK = 4096
@@ -90,7 +95,7 @@ def _forward_chunk(x, v, consts, flags, out, h_seq, s, lo, hi):  # type: ignore[
     t_n = x.shape[0]
     k, c, b, vth, vreset = consts[0], consts[1], consts[2], consts[3], consts[4]
     use_c, use_k, k_one, use_b = flags[0] != 0, flags[1] != 0, flags[2] != 0, flags[3] != 0
-    hard, real, store_h, merge = flags[4] != 0, flags[5] != 0, flags[9] != 0, flags[10] != 0
+    hard, real, store_h, merge = flags[4] != 0, flags[5] != 0, flags[9] != 0, flags[10]
     zero, one = consts[0] - consts[0], consts[7]
     vc = v[lo:hi]
     for t in range(t_n):
@@ -105,10 +110,14 @@ def _forward_chunk(x, v, consts, flags, out, h_seq, s, lo, hi):  # type: ignore[
             for j in range(hi - lo):
                 _, ot[j], vc[j] = _step(xt[j], vc[j], k, c, b, vth, vreset, use_c, use_k, k_one, use_b,
                                         hard, real, zero, one)
-        if merge:
+        if merge == MERGE_OR:
             st = s[t, lo:hi]
             for j in range(hi - lo):
                 ot[j] = (st[j] + ot[j]) - st[j] * ot[j]
+        elif merge == MERGE_ADD:
+            st = s[t, lo:hi]
+            for j in range(hi - lo):
+                ot[j] = ot[j] + st[j]
 
 
 @njit(inline="always", cache=True, fastmath=False, error_model="numpy")
@@ -146,7 +155,7 @@ def _backward_chunk(h_seq, g_out, consts, flags, grad_x, grad_v, s, grad_s, lo, 
     k, c, vth, vreset, p = consts[0], consts[1], consts[3], consts[4], consts[6]
     use_c = flags[0] != 0
     hard, real, detach, tgrad = flags[4] != 0, flags[5] != 0, flags[6] != 0, flags[7] != 0
-    sid, merge = flags[8], flags[10] != 0
+    sid, merge = flags[8], flags[10] == MERGE_OR  # an ADD's backward is the plain one
     zero, one = consts[0] - consts[0], consts[7]
     gvc = grad_v[lo:hi]
     gm = np.empty_like(gvc) if merge else gvc
@@ -184,7 +193,7 @@ def neuron_forward(x, v, consts, flags, out, h_seq, s):  # type: ignore[no-untyp
     """All ``T`` steps of the neuron: ``x`` ``[T, N]`` -> ``out`` ``[T, N]``; ``v`` ``[N]`` in place.
 
     With ``flags[9]`` (store_h) the charged membranes ``H`` also go to ``h_seq`` ``[T, N]``; with
-    ``flags[10]`` (merge_or) ``out`` is ``OR(s, spikes)``.
+    ``flags[10]`` (merge) ``out`` is ``OR(s, spikes)`` or ``spikes + s``.
     """
     m_n = x.shape[1]
     for ci in prange((m_n + CHUNK - 1) // CHUNK):
@@ -197,7 +206,7 @@ def neuron_backward(h_seq, g_out, consts, flags, grad_x, grad_v, s, grad_s):  # 
 
     Writes ``dL/dX`` to ``grad_x`` ``[T, N]``; ``grad_v`` ``[N]`` enters as ``dL/dV[T-1]`` (zeros: the
     returned state is detached) and leaves as ``dL/dV[-1]`` (the gradient of the initial state).
-    With ``flags[10]`` (merge_or) ``g_out`` is the gradient of ``OR(s, spikes)`` and ``dL/ds`` goes to ``grad_s``.
+    With ``flags[10] == MERGE_OR`` ``g_out`` is the gradient of ``OR(s, spikes)`` and ``dL/ds`` goes to ``grad_s``.
     """
     m_n = h_seq.shape[1]
     for ci in prange((m_n + CHUNK - 1) // CHUNK):

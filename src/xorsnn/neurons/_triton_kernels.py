@@ -9,8 +9,9 @@ block of ``BLOCK`` neurons, looping over ``T`` inside so that the membranes stay
 * :func:`neuron_backward_kernel`: BPTT from ``H`` and ``dL/dO`` -> ``dL/dX`` ``[T, N]`` fp32 and
   ``dL/dV[-1]`` ``[N]``; spikes and surrogate derivatives are recomputed from ``H``.
 
-With ``MERGE`` the output is ``OR(s, O) = (s + O) - s*O`` (``s`` ``[T, N]``, the block input of an OA /
-XOR identity block) and the backward also writes ``dL/ds = g - g*O`` (fp32), as the CPU kernel does.
+With ``MERGE`` 1 the output is ``OR(s, O) = (s + O) - s*O`` (``s`` ``[T, N]``, the block input of an OA /
+XOR identity block) and the backward also writes ``dL/ds = g - g*O`` (fp32); with ``MERGE`` 2 (forward
+only) it is ``O + s`` (SEW's ADD), as in the CPU kernel.
 
 The forward performs the float operations of :func:`xorsnn.neurons.dynamics.charge` in the same
 order (``h = c*x``, ``+ k*v``, ``+ b``; fire ``h >= V_th``), and is launched with
@@ -69,9 +70,11 @@ def neuron_forward_kernel(x_ptr, v_ptr, out_ptr, h_ptr, s_ptr, T, N, k, c, b, vt
             o = tl.where(fire, h, h * 0.0)
         else:
             o = tl.where(fire, 1.0, 0.0)
-        if MERGE:
+        if MERGE == 1:
             sv = tl.load(s_ptr + t * N + offs, mask=mask, other=0.0).to(tl.float32)
             o = (sv + o) - sv * o
+        elif MERGE == 2:
+            o = o + tl.load(s_ptr + t * N + offs, mask=mask, other=0.0).to(tl.float32)
         tl.store(out_ptr + t * N + offs, o.to(out_ptr.dtype.element_ty), mask=mask)
         if STORE_H:
             tl.store(h_ptr + t * N + offs, h, mask=mask)
@@ -95,7 +98,7 @@ def neuron_backward_kernel(h_ptr, g_ptr, gx_ptr, gv_ptr, s_ptr, gs_ptr, T, N, k,
         h = tl.load(h_ptr + t * N + offs, mask=mask, other=0.0)
         go = tl.load(g_ptr + t * N + offs, mask=mask, other=0.0).to(tl.float32)
         fire = h >= vth
-        if MERGE:  # OR(s, O): dL/ds = g - g*O, dL/dO = g - g*s
+        if MERGE == 1:  # OR(s, O): dL/ds = g - g*O, dL/dO = g - g*s
             sv = tl.load(s_ptr + t * N + offs, mask=mask, other=0.0).to(tl.float32)
             if REAL:
                 o = tl.where(fire, h, h * 0.0)

@@ -197,7 +197,7 @@ def multistep(
 
 
 @functools.lru_cache(maxsize=256)
-def _kernel_args(d: NeuronDynamics, dtype: torch.dtype, store_h: bool, merge_or: bool = False
+def _kernel_args(d: NeuronDynamics, dtype: torch.dtype, store_h: bool, merge: int = 0
                  ) -> tuple[np.ndarray, np.ndarray]:
     """``(consts, flags)`` arrays of :mod:`xorsnn.neurons._cpu_kernels` for ``d`` (cached; not to be written)."""
     np_dtype = np.float32 if dtype == torch.float32 else np.float64
@@ -207,7 +207,7 @@ def _kernel_args(d: NeuronDynamics, dtype: torch.dtype, store_h: bool, merge_or:
     flags = np.array(
         [
             d.c != 1.0, d.k != 0.0, d.k == 1.0, d.b != 0.0, d.hard_reset, d.real_valued,
-            d.detach_reset, d.threshold_grad, d.surrogate.kernel_id, store_h, merge_or, 0,
+            d.detach_reset, d.threshold_grad, d.surrogate.kernel_id, store_h, merge, 0,
         ],
         dtype=np.int64,
     )
@@ -254,16 +254,20 @@ def _saved_h(ctx: Any, grad_out: torch.Tensor | None) -> torch.Tensor | None:
     return None if grad_out is None else ctx.saved_tensors[0]
 
 
-_NO_MERGE = np.zeros((1, 1), dtype=np.float32)  # the kernels' placeholder for an absent OR operand (never read)
+_NO_MERGE = np.zeros((1, 1), dtype=np.float32)  # the kernels' placeholder for an absent merge operand (never read)
+
+#: the merges of the spikes ``O`` with a shortcut ``s`` the fused kernels do: ``"or"`` is
+#: ``spike_or(s, O)`` (poly form: ``s + O - s*O``), ``"add"`` is ``O + s`` (SEW's ADD)
+MERGES = {"or": 1, "add": 2}
 
 
 class _FusedCPUNeuron(torch.autograd.Function):
     """Whole-sequence neuron: one numba call forward, one backward (BPTT). With a shortcut ``s`` the
-    output is ``OR(s, spikes)`` (poly form), merged inside the same kernel calls."""
+    output is its ``merge`` (:data:`MERGES`) with the spikes, done inside the same kernel calls."""
 
     @staticmethod
     def forward(ctx: Any, x: torch.Tensor, v0: torch.Tensor | None, d: NeuronDynamics,  # type: ignore[override]
-                s: torch.Tensor | None = None):
+                s: torch.Tensor | None = None, merge: str = "or"):
         kern = _kernels()
         assert kern is not None
         dtype = _compute_dtype(x.dtype)
@@ -279,17 +283,19 @@ class _FusedCPUNeuron(torch.autograd.Function):
         h_seq = torch.empty((t_n, n) if store_h else (1, 1), dtype=dtype)
         out = torch.empty((t_n, n), dtype=dtype)
         ss = _NO_MERGE.astype(np_dtype, copy=False) if s is None else _flat(s, dtype, t_n).numpy()
-        consts, flags = _kernel_args(d, dtype, store_h, s is not None)
+        consts, flags = _kernel_args(d, dtype, store_h, 0 if s is None else MERGES[merge])
         kern.forward(xs.numpy(), v.numpy(), consts, flags, out.numpy(), h_seq.numpy(), ss, torch.get_num_threads())
-        # s (the block input) costs no memory: the branch's first conv saves it anyway
-        return out.view(x.shape).to(x.dtype), _save_forward(ctx, d, x, v0, v, h_seq if store_h else None, s)
+        ctx.merge = None if s is None else merge
+        # an OR's s (the block input) costs no memory: the branch's first conv saves it anyway
+        return out.view(x.shape).to(x.dtype), _save_forward(ctx, d, x, v0, v, h_seq if store_h else None,
+                                                             s if merge == "or" else None)
 
     @staticmethod
     @once_differentiable
     def backward(ctx: Any, grad_out: torch.Tensor, _grad_v: torch.Tensor | None):  # type: ignore[override]
         h_seq = _saved_h(ctx, grad_out)
         if h_seq is None:
-            return None, None, None, None
+            return None, None, None, None, None
         kern = _kernels()
         assert kern is not None
         t_n, n = h_seq.shape
@@ -302,33 +308,44 @@ class _FusedCPUNeuron(torch.autograd.Function):
             ss = gs = _NO_MERGE.astype(np_dtype, copy=False)
         else:
             ss, gs = _flat(s, h_seq.dtype, t_n).numpy(), np.empty((t_n, n), dtype=np_dtype)
-        consts, flags = _kernel_args(ctx.d, h_seq.dtype, True, s is not None)
+        consts, flags = _kernel_args(ctx.d, h_seq.dtype, True, 0 if s is None else MERGES["or"])
         kern.backward(h_seq.numpy(), g.numpy(), consts, flags, grad_x.numpy(), grad_v.numpy(), ss, gs,
                       torch.get_num_threads())
-        grad_s = None
-        if s is not None and ctx.needs_input_grad[3]:
-            grad_s = torch.from_numpy(gs).view(s.shape).to(s.dtype)
-        return (*_input_grads(ctx, grad_x, grad_v), grad_s)
+        return (*_input_grads(ctx, grad_x, grad_v), _shortcut_grad(ctx, grad_out, gs), None)
 
 
-def _check_or_with(fn: str, x: torch.Tensor, or_with: Any, dtypes: tuple[torch.dtype, ...]) -> None:
-    """Refuse an ``or_with`` operand that is not a tensor of ``x``'s shape, dtype and device, or a dtype outside
-    ``dtypes`` (the merge is exact only where it is computed in the input dtype). One-line ``ValueError``."""
-    if or_with is None:
+def _shortcut_grad(ctx: Any, grad_out: torch.Tensor, gs: Any) -> torch.Tensor | None:
+    """``dL/ds`` of a merged fused neuron: the kernel's ``gs`` for an OR, ``dL/d out`` itself for an ADD."""
+    if ctx.merge is None or not ctx.needs_input_grad[3]:
+        return None
+    if ctx.merge == "add":
+        return grad_out
+    grad = torch.from_numpy(gs) if isinstance(gs, np.ndarray) else gs
+    return grad.view(ctx.x_shape).to(ctx.x_dtype)
+
+
+def _check_shortcut(fn: str, x: torch.Tensor, shortcut: Any, merge: Any, dtypes: tuple[torch.dtype, ...]) -> None:
+    """Refuse a ``shortcut`` that is not a tensor of ``x``'s shape, dtype and device, a dtype outside ``dtypes``
+    (the merge is exact only where it is computed in the input dtype), or an unknown ``merge``."""
+    if shortcut is None:
         return
-    if not isinstance(or_with, torch.Tensor) or (or_with.shape, or_with.dtype, or_with.device) != (
+    if merge not in MERGES:
+        raise ValueError(f"{fn}: merge must be one of {tuple(MERGES)}, got {merge!r}")
+    if not isinstance(shortcut, torch.Tensor) or (shortcut.shape, shortcut.dtype, shortcut.device) != (
             x.shape, x.dtype, x.device):
-        got = (f"{tuple(or_with.shape)} {or_with.dtype} on {or_with.device}" if isinstance(or_with, torch.Tensor)
-               else type(or_with).__name__)
-        raise ValueError(f"{fn}: or_with must be a tensor of x's shape, dtype and device "
+        got = (f"{tuple(shortcut.shape)} {shortcut.dtype} on {shortcut.device}" if isinstance(shortcut, torch.Tensor)
+               else type(shortcut).__name__)
+        raise ValueError(f"{fn}: shortcut must be a tensor of x's shape, dtype and device "
                          f"{tuple(x.shape)} {x.dtype} on {x.device}, got {got}")
     if x.dtype not in dtypes:
         names = " or ".join(str(t).replace("torch.", "") for t in dtypes)
-        raise ValueError(f"{fn}: or_with needs {names} inputs (the merge is exact in the input dtype), got {x.dtype}")
+        raise ValueError(f"{fn}: a shortcut needs {names} inputs (the merge is exact in the input dtype), "
+                         f"got {x.dtype}")
 
 
 def multistep_fused_cpu(
-    x: torch.Tensor, d: NeuronDynamics, v0: torch.Tensor | None = None, or_with: torch.Tensor | None = None
+    x: torch.Tensor, d: NeuronDynamics, v0: torch.Tensor | None = None, shortcut: torch.Tensor | None = None,
+    merge: str = "or",
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Multi-step neuron as one fused numba kernel per direction (same function as the reference).
 
@@ -338,15 +355,17 @@ def multistep_fused_cpu(
         d: neuron constants (a surrogate with a kernel: see :func:`fused_cpu_supports`).
         v0: initial post-reset membrane ``[B, ...]`` (or broadcastable to it) or ``None``;
             gradients flow into ``v0``.
-        or_with: optional ``[T, B, ...]`` tensor (the shape and dtype of ``x``, float32 / float64) the
-            spikes are ORed with inside the kernel: the output is then ``spike_or(or_with, spikes)`` (poly
-            form, bitwise equal to that expression and its gradients); gradients flow into ``or_with``.
+        shortcut: optional ``[T, B, ...]`` tensor (the shape and dtype of ``x``, float32 / float64) merged
+            with the spikes inside the kernel: the output is then ``spike_or(shortcut, spikes)`` (poly form,
+            ``merge="or"``) or ``spikes + shortcut`` (``merge="add"``), bitwise equal to that expression and
+            its gradients; gradients flow into ``shortcut``.
+        merge: ``"or"`` or ``"add"`` (:data:`MERGES`).
 
     Returns:
         ``(out, v_T)``: outputs ``[T, B, ...]`` in ``x.dtype`` and the final membrane ``[B, ...]``
         (detached).
     """
-    _check_or_with("multistep_fused_cpu", x, or_with, _COMPUTE_DTYPES)
+    _check_shortcut("multistep_fused_cpu", x, shortcut, merge, _COMPUTE_DTYPES)
     if x.device.type != "cpu":
         raise ValueError(f"multistep_fused_cpu: x must be a CPU tensor, got one on {x.device}")
     if not x.is_floating_point():
@@ -355,7 +374,7 @@ def multistep_fused_cpu(
         raise ValueError(f"multistep_fused_cpu: x must have shape [T, B, ...], got {tuple(x.shape)}")
     if not fused_cpu_supports(d):
         raise ValueError(f"multistep_fused_cpu: no kernel for surrogate {d.surrogate!r} (or numba missing)")
-    return _FusedCPUNeuron.apply(x, v0, d, or_with)
+    return _FusedCPUNeuron.apply(x, v0, d, shortcut, merge)
 
 
 # -- fused Triton kernel ------------------------------------------------------------------------
@@ -368,11 +387,11 @@ def _triton_flags(d: NeuronDynamics) -> dict[str, Any]:
 
 class _FusedTritonNeuron(torch.autograd.Function):
     """Whole-sequence neuron: one Triton launch forward, one backward (BPTT); with ``s``, the output is
-    ``OR(s, spikes)`` merged in the same launches."""
+    its ``merge`` (:data:`MERGES`) with the spikes, done in the same launches."""
 
     @staticmethod
     def forward(ctx: Any, x: torch.Tensor, v0: torch.Tensor | None, d: NeuronDynamics,  # type: ignore[override]
-                s: torch.Tensor | None = None):
+                s: torch.Tensor | None = None, merge: str = "or"):
         kern = _triton_kernels()
         assert kern is not None
         t_n, state_shape = x.shape[0], x.shape[1:]
@@ -389,15 +408,17 @@ class _FusedTritonNeuron(torch.autograd.Function):
         grid = (max(1, -(-n // kern.BLOCK)),)
         kern.neuron_forward_kernel[grid](
             xs, v, out, h_seq, ss, t_n, n, d.k, d.c, d.b, d.v_threshold, d.v_reset, **_triton_flags(d),
-            STORE_H=store_h, MERGE=s is not None, BLOCK=kern.BLOCK, enable_fp_fusion=False)
-        return out.view(x.shape), _save_forward(ctx, d, x, v0, v, h_seq if store_h else None, s)
+            STORE_H=store_h, MERGE=0 if s is None else MERGES[merge], BLOCK=kern.BLOCK, enable_fp_fusion=False)
+        ctx.merge = None if s is None else merge
+        return out.view(x.shape), _save_forward(ctx, d, x, v0, v, h_seq if store_h else None,
+                                                s if merge == "or" else None)
 
     @staticmethod
     @once_differentiable
     def backward(ctx: Any, grad_out: torch.Tensor, _grad_v: torch.Tensor | None):  # type: ignore[override]
         h_seq = _saved_h(ctx, grad_out)
         if h_seq is None:
-            return None, None, None, None
+            return None, None, None, None, None
         kern = _triton_kernels()
         assert kern is not None
         d: NeuronDynamics = ctx.d
@@ -413,14 +434,14 @@ class _FusedTritonNeuron(torch.autograd.Function):
         kern.neuron_backward_kernel[grid](
             h_seq, g, grad_x, grad_v, ss, gs, t_n, n, d.k, d.c, d.v_threshold, d.v_reset, d.surrogate.param,
             USE_C=flags["USE_C"], HARD=flags["HARD"], REAL=flags["REAL"], DETACH=d.detach_reset,
-            TGRAD=d.threshold_grad, SID=d.surrogate.kernel_id, MERGE=s is not None, BLOCK=kern.BLOCK,
-            enable_fp_fusion=False)
-        grad_s = gs.view(s.shape).to(s.dtype) if s is not None and ctx.needs_input_grad[3] else None
-        return (*_input_grads(ctx, grad_x, grad_v), grad_s)
+            TGRAD=d.threshold_grad, SID=d.surrogate.kernel_id, MERGE=0 if s is None else MERGES["or"],
+            BLOCK=kern.BLOCK, enable_fp_fusion=False)
+        return (*_input_grads(ctx, grad_x, grad_v), _shortcut_grad(ctx, grad_out, gs), None)
 
 
 def multistep_triton(
-    x: torch.Tensor, d: NeuronDynamics, v0: torch.Tensor | None = None, or_with: torch.Tensor | None = None
+    x: torch.Tensor, d: NeuronDynamics, v0: torch.Tensor | None = None, shortcut: torch.Tensor | None = None,
+    merge: str = "or",
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Multi-step neuron as one fused Triton kernel per direction (same function as the reference).
 
@@ -429,8 +450,8 @@ def multistep_triton(
             float32 / float16 / bfloat16 (integrated in fp32, ``H`` saved in fp32).
         d: neuron constants (a surrogate with a kernel).
         v0: initial post-reset membrane ``[B, ...]`` (or broadcastable) or ``None``; gradients flow into it.
-        or_with: optional float32 tensor of ``x``'s shape the spikes are ORed with inside the kernels (the
-            output is then ``spike_or(or_with, spikes)``, poly form, as :func:`multistep_fused_cpu`'s).
+        shortcut, merge: an optional float32 tensor of ``x``'s shape merged with the spikes inside the kernels,
+            as :func:`multistep_fused_cpu`'s (``merge="or"``: ``spike_or(shortcut, spikes)``; ``"add"``).
 
     Returns:
         ``(out, v_T)``: outputs ``[T, B, ...]`` in ``x.dtype`` and the final membrane ``[B, ...]`` (detached).
@@ -438,5 +459,5 @@ def multistep_triton(
     if x.dim() < 2:
         raise ValueError(f"multistep_triton: x must have shape [T, B, ...], got {tuple(x.shape)}")
     _check_triton(x, d)
-    _check_or_with("multistep_triton", x, or_with, (torch.float32,))
-    return _FusedTritonNeuron.apply(x, v0, d, or_with)
+    _check_shortcut("multistep_triton", x, shortcut, merge, (torch.float32,))
+    return _FusedTritonNeuron.apply(x, v0, d, shortcut, merge)

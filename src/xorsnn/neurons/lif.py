@@ -260,29 +260,34 @@ class SpikingNeuron(nn.Module):
     def fire_or(self, x: torch.Tensor, shortcut: torch.Tensor, form: str = "poly") -> torch.Tensor:
         """``spike_or(shortcut, self(x), form)``: the OR merge of a residual block after this neuron.
 
-        Where a fused kernel runs (``backend`` resolving to ``"cpu"`` with fp32/fp64 inputs, or to
-        ``"triton"`` with fp32 ones), the form is ``"poly"``, the neuron is not stateful, ``shortcut`` has
-        ``x``'s shape and dtype, and nothing observes the spikes (no forward hooks on this neuron, none
-        global), the merge happens inside the neuron's kernel calls, bitwise equal to the two-step
-        computation; otherwise it is exactly that.
+        Done inside the neuron's fused kernel calls where one runs (see :meth:`_merge_kernel`; the
+        ``"poly"`` form only), bitwise equal to the two-step computation; otherwise it is exactly that.
 
         Args:
             x: input currents ``[T, B, ...]``.
             shortcut: the spikes merged with this neuron's ``[T, B, ...]``.
             form: OR form (:data:`xorsnn.ops.OR_FORMS`).
         """
-        kernel = self._merge_kernel(x, shortcut, form)
-        if kernel == "cpu":
-            return multistep_fused_cpu(x, self.dynamics, None, shortcut)[0]
-        if kernel == "triton":
-            return multistep_triton(x, self.dynamics, None, shortcut)[0]
-        return spike_or(shortcut, self(x), form)
+        kernel = self._merge_kernel(x, shortcut) if form == "poly" else None
+        if kernel is None:
+            return spike_or(shortcut, self(x), form)
+        return kernel(x, self.dynamics, None, shortcut, "or")[0]
 
-    def _merge_kernel(self, x: Any, shortcut: Any, form: str) -> str | None:
-        """The fused kernel :meth:`fire_or` merges in (``"cpu"`` / ``"triton"``), or ``None``."""
+    def fire_add(self, x: torch.Tensor, shortcut: torch.Tensor) -> torch.Tensor:
+        """``self(x) + shortcut``: SEW's ADD merge after this neuron, inside its fused kernel where one runs
+        (:meth:`_merge_kernel`), bitwise equal to the two-step computation. Shapes ``[T, B, ...]``."""
+        kernel = self._merge_kernel(x, shortcut)
+        if kernel is None:
+            return self(x) + shortcut
+        return kernel(x, self.dynamics, None, shortcut, "add")[0]
+
+    def _merge_kernel(self, x: Any, shortcut: Any) -> Any:
+        """The fused multi-step function a merge after this neuron runs in, or ``None``: the neuron's ``backend``
+        resolves to ``"cpu"`` (fp32/fp64 inputs) or ``"triton"`` (fp32), it is not stateful, ``shortcut`` has
+        ``x``'s shape, dtype and device, and nothing observes the spikes (no forward hooks on this neuron, none
+        global: a hook must see the neuron's own output)."""
         if (
-            form != "poly"
-            or self.stateful
+            self.stateful
             or self._forward_hooks or self._forward_pre_hooks or _global_hooks()
             or not (isinstance(x, torch.Tensor) and isinstance(shortcut, torch.Tensor))
             or (shortcut.shape, shortcut.dtype, shortcut.device) != (x.shape, x.dtype, x.device)
@@ -291,9 +296,9 @@ class SpikingNeuron(nn.Module):
             return None
         impl = resolve_backend(self.backend, x, self.dynamics)
         if impl == "cpu" and x.dtype in (torch.float32, torch.float64):
-            return "cpu"
+            return multistep_fused_cpu
         if impl == "triton" and x.dtype == torch.float32:
-            return "triton"
+            return multistep_triton
         return None
 
     def step(self, x_t: torch.Tensor, v: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
