@@ -20,6 +20,7 @@ from typing import Any, Literal
 
 import torch
 from torch import nn
+from torch.nn.modules import module as _module
 
 from ..ops.logic import spike_or
 from .backends import check_backend, multistep, multistep_fused_cpu, multistep_triton, resolve_backend
@@ -37,8 +38,6 @@ _DYNAMICS_ATTRS = (
 
 def _global_hooks() -> bool:
     """Whether global module forward hooks are registered (they must see every neuron's spikes)."""
-    from torch.nn.modules import module as _module
-
     return bool(_module._global_forward_hooks or _module._global_forward_pre_hooks)
 
 
