@@ -136,7 +136,7 @@ CIFAR10 = Study(
         "cosine to 0 over 40 epochs, batch 64, wd 5e-4, crop 4 + flip, zero_init_residual off."
     ),
     runs=(
-        RunSpec("xor", "xoresnet14", "XOResNet-14 (xor_prev=shortcut)", {**_NO_ZI, **_XOR, "xor_prev": "shortcut"}),
+        RunSpec("xor", "xoresnet14", "XOResNet-14 (xor_prev=input, the default)", {**_NO_ZI, **_XOR, "xor_prev": "input"}),
         RunSpec("ms", "ms_resnet14", "MS-ResNet-14", dict(_NO_ZI)),
         RunSpec("oa", "oa_resnet14", "OA-ResNet-14 (OR-ADD only)", dict(_NO_ZI)),
         RunSpec("sew", "sew_resnet14", "SEW-ResNet-14 (ADD)", {**_NO_ZI, "connect": "add"}),
