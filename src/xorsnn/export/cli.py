@@ -139,7 +139,8 @@ def add_export_parser(sub: Any) -> None:
     p.add_argument("--consumer", choices=("nir", "snntorch", "spikingjelly", "norse"), default="nir",
                    help="nir: the NIR specification (dt = 1, default); snntorch: a graph snnTorch's import_from_nir "
                         "runs with the same spikes; spikingjelly: the spec graph, refusing what its importer lacks; "
-                        "norse: feed-forward SNNs for Norse's from_nir(dt=1e-4) (docs/deploy.md)")
+                        "norse: for Norse's from_nir(dt=1e-4); residual networks load with "
+                        "xorsnn.export.norse_from_nir (docs/deploy.md)")
     p.add_argument("--which", choices=("BEST", "LAST"), default="BEST", help="checkpoint of a run directory")
     p.add_argument("--input-size", type=int, default=None,
                    help="image height = width used to trace shapes (default: the model's or its dataset's)")

@@ -33,7 +33,9 @@ max-pool of non-spike values, an avg-down shortcut whose input size is not a mul
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -47,7 +49,7 @@ from ..models.resnet import SpikingResNet
 from ..models.stack import DeepSNNStack
 from ..neurons import SpikingNeuron
 
-__all__ = ["to_nir", "export_nir", "neuron_to_nir_params", "CONSUMERS", "SNNTORCH_DT"]
+__all__ = ["to_nir", "export_nir", "norse_from_nir", "neuron_to_nir_params", "CONSUMERS", "SNNTORCH_DT"]
 
 _BN = nn.modules.batchnorm._BatchNorm
 
@@ -96,7 +98,7 @@ dims, ``Threshold`` / ``Scale`` / ``SumPool2d`` nodes), ``"snntorch"`` (what snn
 (the specification's graph, refusing what SpikingJelly's importer lacks: ``Threshold``, i.e. spike
 logic and max-pool; import it with ``import_from_nir(graph, dt=1.0)``) or ``"norse"`` (snnTorch's
 form -- dt = 1e-4, batched ``Flatten`` -- plus average pools as diagonal convolutions, for Norse's
-``from_nir(graph, dt=1e-4)``; feed-forward networks only)."""
+``from_nir(graph, dt=1e-4)``, or, for residual networks, :func:`norse_from_nir`)."""
 
 _BATCHED = ("snntorch", "norse")
 """Consumers whose importers build ``torch.nn`` layers on batched tensors with ``dt = 1e-4`` and have no
@@ -182,6 +184,8 @@ class _Builder:
         p = neuron_to_nir_params(neuron, name)
         if self.consumer in _BATCHED:
             self._batched_consumer_neuron_check(name, p)
+        if self.consumer == "norse" and p["r"] != 1.0:  # Norse's LIF has r = 1: scale the input current instead
+            x, p["r"] = self.scale(f"{name}.r", x, p["r"]), 1.0
         p["tau"] = p["tau"] * self.dt  # time constants in the graph's unit (dt = 1 step by default)
         full = {k: np.full(x.shape, v, dtype=np.float64) for k, v in p.items() if k != "kind"}
         if p["kind"] == "LIF":
@@ -201,9 +205,6 @@ class _Builder:
         if p["v_leak"] != 0.0 or p["v_reset"] != 0.0:
             raise ValueError(f"{name}: {consumer}'s importer supports v_leak = v_reset = 0 only "
                              f"(this neuron has v_reset={p['v_reset']:g})")
-        if consumer == "norse" and p["r"] != 1.0:
-            raise ValueError(f"{name}: Norse's importer assumes r = 1 (an input that decays with the membrane, "
-                             f"decay_input=True); this neuron has r = {p['r']:g}")
 
     def scale(self, name: str, x: _Sig, factor: float) -> _Sig:
         if self.consumer not in _BATCHED:
@@ -382,10 +383,10 @@ class _Builder:
             raise ValueError(
                 f"to_nir: {type(m).__name__} is not supported (SpikingResNet, DeepSNNStack or nn.Sequential)")
         if self.consumer == "norse" and not isinstance(m, nn.Sequential):
-            raise ValueError("consumer='norse': Norse 1.1's importer (nirtorch's legacy GraphExecutor) runs graphs "
-                             "with residual edges on the wrong inputs ('Multiple input nodes found'), so residual "
-                             "networks are not exported for it; export a feed-forward nn.Sequential SNN, or use "
-                             "consumer='snntorch' / 'spikingjelly'")
+            warnings.warn("consumer='norse' on a residual network: norse.torch.from_nir (nirtorch's legacy "
+                          "GraphExecutor) runs residual edges on the wrong inputs; load this graph with "
+                          "xorsnn.export.norse_from_nir(graph), which wires Norse's modules with "
+                          "nirtorch.nir_to_torch (docs/deploy.md)", UserWarning, stacklevel=3)
         self.add("input", self.nir.Input(input_type={"input": np.array(in_shape)}), [])
         x = _Sig(["input"], in_shape, False)
         if isinstance(m, SpikingResNet):
@@ -482,3 +483,29 @@ def export_nir(model: nn.Module, sample: torch.Tensor, path: str | Path, *, cons
     graph = to_nir(model, sample, consumer=consumer)
     _nir().write(str(path), graph)
     return graph
+
+
+def norse_from_nir(graph: Any, dt: float = SNNTORCH_DT) -> nn.Module:
+    """Norse's modules for a ``consumer="norse"`` graph, wired by ``nirtorch.nir_to_torch`` (needs ``norse``).
+
+    ``norse.torch.from_nir`` runs a graph through nirtorch's legacy ``GraphExecutor``, which orders the
+    nodes depth first and so runs a residual merge before the branch it has not reached yet (on the
+    previous step's value). ``nirtorch.nir_to_torch`` orders them topologically; every node is built by
+    Norse's own converter (``_import_norse_module``: LIF as ``LIFBoxCell``, convs, affines), not by
+    nirtorch's default map (nirtorch 2.6's default ``Affine`` drops the bias).
+
+    Returns:
+        a module called like Norse's: ``out, state = net(x, state)`` per step, ``x`` ``[B, ...]``,
+        ``state=None`` at the first step.
+    """
+    try:
+        import nirtorch
+        from norse.torch.utils.import_nir import _import_norse_module
+    except ImportError as exc:
+        raise ImportError("norse_from_nir needs norse and nirtorch: pip install norse") from exc
+    nir = _nir()
+    convert = partial(_import_norse_module, dt=dt, ignore_warnings=True)
+    types = (nir.LIF, nir.IF, nir.CubaLIF, nir.Affine, nir.Linear, nir.Conv2d, nir.Flatten, nir.SumPool2d)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        return nirtorch.nir_to_torch(graph, {t: convert for t in types})
