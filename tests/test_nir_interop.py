@@ -152,6 +152,77 @@ def test_reads_graphs_written_by_spikingjelly(neuron_kind):
     assert not torch.equal(wrong, ref.double()) or float(ref.sum()) == 0
 
 
+def test_reads_graphs_written_by_snntorch():
+    """A graph from snnTorch 1.0's ``export_to_nir`` runs in xorsnn's simulator with ``dt=1e-4`` and gives
+    snnTorch's output spikes exactly -- for what NIR can state: ``Leaky`` with ``reset_mechanism="zero"``
+    and ``reset_delay=False`` (NIR's LIF resets at once, to ``v_reset``), per-neuron ``beta`` / ``threshold``
+    tensors and ``ignore_dims=[0]`` (with scalar parameters or a batched sample snnTorch's exporter fails in
+    ``NIRGraph.infer_types`` before a graph exists)."""
+    snn = pytest.importorskip("snntorch")
+    from snntorch import utils as snn_utils
+    from snntorch.export_nir import export_to_nir
+
+    torch.manual_seed(0)
+    kw = {"init_hidden": True, "reset_mechanism": "zero", "reset_delay": False}
+    net = nn.Sequential(nn.Conv2d(1, 2, 3, padding=1),
+                        snn.Leaky(beta=torch.full((2, 8, 8), 0.9), threshold=torch.ones(2, 8, 8), **kw),
+                        nn.AvgPool2d(2), nn.Flatten(), nn.Linear(32, 3),
+                        snn.Leaky(beta=torch.full((3,), 0.8), threshold=torch.full((3,), 0.1), output=True, **kw))
+    net[4].weight.data.abs_()
+    graph = export_to_nir(net, torch.rand(1, 1, 8, 8), ignore_dims=[0])
+    x = torch.rand(10, 5, 1, 8, 8) * 3
+    snn_utils.reset(net)
+    with torch.no_grad():
+        ref = torch.stack([net(x_t)[0] for x_t in x])
+    out, rec = simulate(graph, x.double(), dt=1e-4, record=True)
+    assert 0 < float(ref.mean()) < 1 and 0 < float(rec["1"].mean()) < 1  # both layers fire
+    assert torch.equal(out, ref.double())
+
+
+def test_reads_graphs_written_by_norse_with_dt_squared():
+    """Norse 1.1's ``to_nir(net, x, dt)`` writes a ``LIFBoxCell`` as a NIR LIF with ``tau = dt / tau_mem_inv``
+    (the time constant times ``dt``), so NIR's ``dt / tau`` per step is Norse's ``dt * tau_mem_inv`` only when
+    the graph is stepped with ``dt**2``: read that way, xorsnn's simulator gives Norse's spikes exactly (and
+    with ``dt`` itself, other spikes). Norse's ``LIFCell`` is written as a ``CubaLIF``, refused by name."""
+    norse = pytest.importorskip("norse.torch")
+    from norse.torch.module.lif_box import LIFBoxCell, LIFBoxParameters
+    from norse.torch.utils.export_nir import to_nir as norse_to_nir
+
+    dt = 1e-3
+    torch.manual_seed(0)
+    l1, l2 = nn.Linear(4, 6), nn.Linear(6, 3)
+    l1.weight.data.abs_()
+    l2.weight.data.abs_()
+    n1 = LIFBoxCell(LIFBoxParameters(tau_mem_inv=torch.tensor(200.0), v_th=torch.tensor(0.3)), dt=dt)
+    n2 = LIFBoxCell(LIFBoxParameters(tau_mem_inv=torch.tensor(100.0), v_th=torch.tensor(0.1)), dt=dt)
+    net = norse.SequentialState(l1, n1, l2, n2)
+    x = torch.rand(30, 5, 4) * 1.5
+    with torch.no_grad():
+        ref = _run_stateful_steps(net, x)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        graph = norse_to_nir(net, x[0, :1], dt=dt)
+    out, rec = simulate(graph, x.double(), dt=dt**2, record=True)
+    assert all(0.05 < float(v.mean()) < 0.95 for v in rec.values())  # both layers fire, neither saturates
+    assert torch.equal(out, ref.double())
+    wrong, _ = simulate(graph, x.double(), dt=dt)
+    assert not torch.equal(wrong, ref.double())
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        cuba = norse_to_nir(norse.SequentialState(nn.Linear(4, 3), norse.LIFCell()), x[0, :1], dt=dt)
+    with pytest.raises(ValueError, match="CubaLIF is not supported"):
+        simulate(cuba, x.double(), dt=dt**2)
+
+
+def _run_stateful_steps(net, x):
+    """``net(x[t], state)`` over the steps of ``x`` ``[T, B, ...]`` (any number of steps)."""
+    state, outs = None, []
+    for x_t in x:
+        out, state = net(x_t, state)
+        outs.append(out)
+    return torch.stack(outs)
+
+
 def test_simulate_refuses_a_bad_dt():
     graph = to_nir(_model("spiking", {}), torch.rand(1, 1, 8, 8))
     with pytest.raises(ValueError, match="dt must be a positive number"):
