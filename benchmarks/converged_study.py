@@ -136,7 +136,8 @@ CIFAR10 = Study(
         "cosine to 0 over 40 epochs, batch 64, wd 5e-4, crop 4 + flip, zero_init_residual off."
     ),
     runs=(
-        RunSpec("xor", "xoresnet14", "XOResNet-14 (xor_prev=input, the default)", {**_NO_ZI, **_XOR, "xor_prev": "input"}),
+        RunSpec("xor", "xoresnet14", "XOResNet-14 (xor_prev=input, the default)",
+                {**_NO_ZI, **_XOR, "xor_prev": "input"}),
         RunSpec("ms", "ms_resnet14", "MS-ResNet-14", dict(_NO_ZI)),
         RunSpec("oa", "oa_resnet14", "OA-ResNet-14 (OR-ADD only)", dict(_NO_ZI)),
         RunSpec("sew", "sew_resnet14", "SEW-ResNet-14 (ADD)", {**_NO_ZI, "connect": "add"}),
@@ -292,9 +293,11 @@ def render_markdown(study: Study, rows: dict[str, dict[str, Any]], machine: dict
         study.note,
         "",
         f"Machine: {machine.get('cpu')} CPU, {machine.get('cpu_count')} cores; Python {machine.get('python')}, "
-        f"torch {machine.get('torch')}, xorsnn {machine.get('xorsnn')}, numba {machine.get('numba')}. One run at a "
-        "time under a CPU lock; `threads` is the run's torch thread count (wall times at 1 thread are about "
-        "1.9x those at 2). Rendered by `python benchmarks/converged_study.py render --study "
+        f"torch {machine.get('torch')}, xorsnn {machine.get('xorsnn')}, numba {machine.get('numba')}. Runs at 1 "
+        "thread, usually two at a time (two lanes, one CPU lock each), so the wall times include sharing the machine; "
+        "`threads` is the run's torch thread count. Alone, an MS-ResNet-14 Fashion-MNIST epoch took ~5 min at 1 thread "
+        "and 2.8-3.9 min at 2 threads (one training process, measured 2026-12-02; the VM's speed varies). "
+        "Rendered by `python benchmarks/converged_study.py render --study "
         f"{study.name}`; each run's command is in the second table (add `--resume` to continue one).",
         "",
         "**final** = test accuracy after the last epoch (mean ± sample s.d. over seeds, range); "
