@@ -50,6 +50,29 @@ def test_export_nir_roundtrip(tmp_path, capsys):
     assert (got - ref).abs().max() < 1e-9
 
 
+def test_export_for_norse_warns_in_one_line_and_reads_back(tmp_path, capsys):
+    """A residual network exported for Norse: the CLI prints xorsnn's warning as one ``xorsnn export:
+    warning:`` line naming the loader (not Python's file:line form), and the file passes ``nir.read``'s
+    type check (the batched Flatten counts its dims from the end)."""
+    nir = pytest.importorskip("nir")
+    import subprocess
+    import sys
+    import warnings
+
+    run, _ = _checkpoint(tmp_path)
+    out = tmp_path / "model.nir"
+    proc = subprocess.run([sys.executable, "-m", "xorsnn", "-q", "export", "--format", "nir", "--consumer", "norse",
+                           str(run), str(out)], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert "xorsnn export: warning: consumer='norse' on a residual network" in proc.stderr
+    assert "norse_from_nir" in proc.stderr and "UserWarning" not in proc.stderr and ".py:" not in proc.stderr
+    assert nir.read(str(out)).metadata["consumer"] == "norse"
+    with warnings.catch_warnings():  # in process: the CLI restores Python's formatter when it returns
+        warnings.simplefilter("ignore")
+        assert main(["-q", "export", "--format", "nir", "--consumer", "norse", str(run), str(out)]) == 0
+    assert warnings.formatwarning.__module__ == "warnings"
+
+
 def test_export_nir_refuses_or_blocks_that_cannot_be_lowered(tmp_path, capsys):
     pytest.importorskip("nir")
     run, _ = _checkpoint(tmp_path, "xoresnet20", spikes="real")

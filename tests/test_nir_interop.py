@@ -77,6 +77,28 @@ def test_snntorch_runs_the_export_with_the_same_logits(family, kw):
     assert (sim - ref.double()).abs().max() <= 1e-5
 
 
+FILE_CASES = [(c, f) for c in ("nir", "snntorch", "spikingjelly", "norse") for f in ("spiking", "ms", "oa")
+              if (c, f) != ("spikingjelly", "oa")]  # SpikingJelly has no Threshold node: refused by name
+
+
+@pytest.mark.filterwarnings("ignore:consumer='norse' on a residual network")
+@pytest.mark.parametrize("consumer,family", FILE_CASES, ids=[f"{c}-{f}" for c, f in FILE_CASES])
+def test_every_consumer_graph_reads_back_from_a_file(tmp_path, consumer, family):
+    """``export_nir`` files pass NIR's own type check in ``nir.read`` (the batched consumers' ``Flatten``
+    counts its dims from the end, so its types agree without the batch) and simulate to xorsnn's logits."""
+    nir = pytest.importorskip("nir")
+    from xorsnn.export import export_nir
+
+    model = _model(family, {})
+    x = torch.rand(4, 1, 8, 8)
+    with torch.no_grad():
+        ref = model(x)
+    export_nir(model, x[:1], tmp_path / "g.nir", consumer=consumer)
+    graph = nir.read(tmp_path / "g.nir")  # type_check=True
+    sim, _ = simulate(graph, x.double().unsqueeze(0).expand(T, *x.shape))
+    assert (sim - ref.double()).abs().max() <= 1e-5
+
+
 def test_the_default_graph_is_what_snntorch_mis_reads():
     """Why the consumer option exists: the specification's graph (dt = 1, batch-free Flatten) fails there."""
     model = _model("sew", {})

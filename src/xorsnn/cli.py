@@ -8,6 +8,7 @@ from :class:`xorsnn.training.TrainConfig` (every field is a flag with its help t
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import difflib
 import json
@@ -18,7 +19,8 @@ import time
 import traceback
 import types
 import typing
-from collections.abc import Sequence
+import warnings
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +29,8 @@ from .cli_common import add_checkpoint_arguments, check_positive
 __all__ = ["main", "build_parser"]
 
 log = logging.getLogger("xorsnn")
+
+_PACKAGE_DIR = str(Path(__file__).resolve().parent)  # warnings raised from here print as one line
 
 
 # -- helpers ---------------------------------------------------------------------------------------
@@ -461,7 +465,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO, format="%(message)s")
     debug = args.debug or os.environ.get("XORSNN_DEBUG", "").strip() not in ("", "0")
     try:
-        return int(args.func(args) or 0)
+        with _terminal_warnings(args.command, debug):
+            return int(args.func(args) or 0)
     except BrokenPipeError:  # `xorsnn list | head`: the reader left; stop quietly, as Unix tools do
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 141
@@ -470,6 +475,28 @@ def main(argv: Sequence[str] | None = None) -> int:
             traceback.print_exc()
         print(f"xorsnn {args.command}: error: {_one_line(exc, debug)}", file=sys.stderr)
         return 2
+
+
+@contextlib.contextmanager
+def _terminal_warnings(command: str, debug: bool) -> Iterator[None]:
+    """xorsnn's own warnings as ``xorsnn COMMAND: warning: MESSAGE`` lines (not Python's ``file:line`` form
+    with the source line below it) while a command runs; ``--debug`` keeps Python's form."""
+    if debug:
+        yield
+        return
+    previous = warnings.formatwarning
+
+    def one_line(message: Warning | str, category: type[Warning], filename: str, lineno: int,
+                 line: str | None = None) -> str:
+        if not filename.startswith(_PACKAGE_DIR):
+            return previous(message, category, filename, lineno, line)
+        return f"xorsnn {command}: warning: {' '.join(str(message).split())}\n"
+
+    warnings.formatwarning = one_line
+    try:
+        yield
+    finally:
+        warnings.formatwarning = previous
 
 
 def _one_line(exc: BaseException, debug: bool = False) -> str:

@@ -425,9 +425,11 @@ class _Builder:
         return x if m.fc is None else self.weight_layer("fc", m.fc, None, x)
 
     def _flatten(self, name: str, x: _Sig) -> _Sig:
-        """``[C, H, W] -> [C*H*W]``. NIR counts ``start_dim`` in the batch-free shape (0); snnTorch's
-        importer builds ``torch.nn.Flatten(start_dim)`` on batched tensors, so it needs 1."""
-        start = 1 if self.consumer in _BATCHED else 0
+        """``[C, H, W] -> [C*H*W]``. NIR counts ``start_dim`` in the batch-free shape (0); snnTorch's and
+        Norse's importers build ``torch.nn.Flatten(start_dim)`` on batched tensors, so for them the dims are
+        counted from the end (``-3``: the same dims with or without a batch, so the graph still passes NIR's
+        type check when read back from a file)."""
+        start = -len(x.shape) if self.consumer in _BATCHED else 0
         self.add(name, self.nir.Flatten(input_type={"input": np.array(x.shape)}, start_dim=start), x)
         return _Sig([name], (int(np.prod(x.shape)),), x.binary)
 

@@ -131,9 +131,10 @@ def _stateless(name: str, node: Any, u: torch.Tensor, batched_flatten: bool = Fa
         return F.avg_pool2d(u, _pair(node.kernel_size), _pair(node.stride), _pair(node.padding))
     if isinstance(node, nir.SumPool2d):
         return F.avg_pool2d(u, _pair(node.kernel_size), _pair(node.stride), _pair(node.padding), divisor_override=1)
-    if isinstance(node, nir.Flatten):  # NIR counts dims without the batch; a graph for snnTorch with it
-        lead = 0 if batched_flatten else 1
-        return u.flatten(lead + int(node.start_dim), -1 if node.end_dim == -1 else lead + int(node.end_dim))
+    if isinstance(node, nir.Flatten):  # NIR counts dims without the batch (a graph for snnTorch with it);
+        lead = 0 if batched_flatten else 1  # negative dims count from the end either way
+        start, end = int(node.start_dim), int(node.end_dim)
+        return u.flatten(start if start < 0 else lead + start, end if end < 0 else lead + end)
     raise ValueError(f"simulate: node {name!r} of type {type(node).__name__} is not supported")
 
 
