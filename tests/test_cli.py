@@ -135,6 +135,29 @@ def test_misspelled_flags_get_the_closest_flag(capsys):
     assert "did you mean" not in capsys.readouterr().err  # nothing close: no guess
 
 
+def test_misspelled_subcommands_and_choices_get_the_closest_one(capsys):
+    for argv, hint in ((["trian"], "did you mean 'train'?"), (["export", "--format", "nri", "a", "b"],
+                                                               "did you mean 'nir'?")):
+        with pytest.raises(SystemExit) as exc:
+            main(argv)
+        err = capsys.readouterr().err
+        assert exc.value.code == 2 and "invalid choice" in err and hint in err and len(err.strip().splitlines()) == 1
+    with pytest.raises(SystemExit):
+        main(["zzzzzz"])
+    assert "did you mean" not in capsys.readouterr().err
+
+
+def test_train_names_an_unknown_model_before_touching_data_or_disk(tmp_path, monkeypatch, capsys):
+    """The default dataset (CIFAR-10) is absent here: the model's name is still what the error is about,
+    and no run directory is made."""
+    monkeypatch.setenv("XORSNN_DATA", str(tmp_path / "nodata"))
+    out = tmp_path / "run"
+    assert main(["-q", "train", "--model", "xoresnet2", "--out-dir", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "unknown model 'xoresnet2'" in err and "xoresnet20" in err and "missing file" not in err
+    assert not out.exists()
+
+
 def test_progress_bars_only_on_a_terminal_without_quiet(monkeypatch):
     from xorsnn.cli import _config_from_args
 

@@ -14,6 +14,7 @@ import difflib
 import json
 import logging
 import os
+import re
 import sys
 import time
 import traceback
@@ -361,7 +362,7 @@ class _Parser(argparse.ArgumentParser):
     """argparse with one-line errors (exit code 2), like every other xorsnn error: the usage text is in ``--help``."""
 
     def error(self, message: str) -> typing.NoReturn:
-        self.exit(2, f"{self.prog}: error: {' '.join(message.split())} (see {self.prog} --help)\n")
+        self.exit(2, f"{self.prog}: error: {_with_suggestion(' '.join(message.split()))} (see {self.prog} --help)\n")
 
     def parse_args(  # type: ignore[override]
         self, args: Sequence[str] | None = None, namespace: Any = None
@@ -370,6 +371,19 @@ class _Parser(argparse.ArgumentParser):
         if extras:
             self.error(_unrecognized(self, ns, extras))
         return ns
+
+
+_INVALID_CHOICE = re.compile(r"invalid choice: '([^']*)' \(choose from (.*)\)")
+
+
+def _with_suggestion(message: str) -> str:
+    """argparse's ``invalid choice: 'trian' (choose from 'train', ...)`` with the closest choice named."""
+    m = _INVALID_CHOICE.search(message)
+    if not m:
+        return message
+    choices = re.findall(r"'([^']*)'", m.group(2))
+    close = difflib.get_close_matches(m.group(1), choices, n=1, cutoff=0.6)
+    return f"{message}; did you mean {close[0]!r}?" if close else message
 
 
 def _unrecognized(parser: argparse.ArgumentParser, ns: argparse.Namespace, extras: list[str]) -> str:

@@ -28,7 +28,7 @@ import torch
 from torch import nn
 
 from ..data import ArrayLoader, BatchAugment, DataBundle, ImageArrays, load_dataset
-from ..models import create_model
+from ..models import create_model, model_info
 from ..online import OnlineStepResult, sltt_step_losses
 from .checkpoint import load_state, load_weights, resolve_resumable, save_checkpoint, unwrap_model
 from .config import TrainConfig, resume_mismatches
@@ -524,6 +524,7 @@ def train(cfg: TrainConfig, data: DataBundle | None = None) -> TrainResult:
         data: an already-loaded dataset (skips :func:`xorsnn.data.load_dataset`).
     """
     cfg.validate()
+    model_info(cfg.model)  # an unknown name fails here, before a directory is made or data is read
     t_start = time.perf_counter()
     ctx = setup_distributed(cfg.device)
     try:
