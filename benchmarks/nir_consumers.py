@@ -19,6 +19,7 @@ import argparse
 import contextlib
 import importlib.metadata
 import io
+import os
 import platform
 import shlex
 import sys
@@ -41,7 +42,7 @@ CHUNK = 500
 
 def test_set(data_dir: str | None) -> tuple[torch.Tensor, torch.Tensor]:
     """The 10,000 official test images ``[N, 1, 28, 28]`` (normalised as in training) and labels ``[N]``."""
-    data = load_dataset("fashion_mnist", data_dir)
+    data = load_dataset("fashion_mnist", data_dir or os.environ.get("XORSNN_DATA") or "data")
     return normalize(data.test.images.float() / 255.0, data.info.mean, data.info.std), data.test.labels
 
 
@@ -103,7 +104,7 @@ def measure(run: str, x: torch.Tensor, y: torch.Tensor) -> list[dict]:
                     preds[name].append(f(xb, ref.shape[0]).mean(0).argmax(-1))
     p = {k: torch.cat(v) for k, v in preds.items()}
     wall = time.perf_counter() - t0
-    return [{"run": run, "model": meta.get("config", {}).get("model", "?"), "consumer": k,
+    return [{"run": run, "model": meta.get("model", "?"), "consumer": k,
              "acc": float((v == y).float().mean()) * 100, "same": int((v == p["xorsnn"]).sum()), "n": len(y),
              "wall_s": wall} for k, v in p.items()]
 
@@ -121,7 +122,7 @@ def _versions() -> str:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("runs", nargs="+", help="run directories of Fashion-MNIST checkpoints")
-    p.add_argument("--data-dir", default=None)
+    p.add_argument("--data-dir", default=None, help="dataset directory (default: $XORSNN_DATA, else ./data)")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--out", default=str(RESULTS / "nir_consumers_fashion_mnist.md"))
     args = p.parse_args(argv)
