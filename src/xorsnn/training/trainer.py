@@ -17,6 +17,7 @@ import platform
 import random
 import sys
 import time
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
@@ -524,7 +525,9 @@ def train(cfg: TrainConfig, data: DataBundle | None = None) -> TrainResult:
         data: an already-loaded dataset (skips :func:`xorsnn.data.load_dataset`).
     """
     cfg.validate()
-    model_info(cfg.model)  # an unknown name fails here, before a directory is made or data is read
+    with warnings.catch_warnings():  # a deprecated alias warns once, where the model is built
+        warnings.simplefilter("ignore", FutureWarning)
+        model_info(cfg.model)  # an unknown name fails here, before a directory is made or data is read
     t_start = time.perf_counter()
     ctx = setup_distributed(cfg.device)
     try:
