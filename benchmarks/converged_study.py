@@ -339,6 +339,8 @@ def render_markdown(study: Study, rows: dict[str, dict[str, Any]], machine: dict
 
 
 def render_curves(study: Study, rows: dict[str, dict[str, Any]], path: Path) -> bool:
+    """Test accuracy per epoch, one line per seed: all epochs (left) and the last five, zoomed (right),
+    where the converged rows differ by tenths of a point."""
     try:
         import matplotlib
 
@@ -346,24 +348,33 @@ def render_curves(study: Study, rows: dict[str, dict[str, Any]], path: Path) -> 
         import matplotlib.pyplot as plt
     except ImportError:
         return False
-    fig, ax = plt.subplots(figsize=(8, 5), dpi=120)
+    fig, (ax, zoom) = plt.subplots(1, 2, figsize=(12, 5), dpi=120, gridspec_kw={"width_ratios": [3, 2]})
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     tags = [s.tag for s in study.runs if any(r["tag"] == s.tag for r in rows.values())]
+    first = max(1, study.epochs - 4)
     for i, tag in enumerate(tags):
         for r in sorted((r for r in rows.values() if r["tag"] == tag), key=lambda r: r["seed"]):
             ep = [c["epoch"] for c in r["curve"]]
             acc = [100 * c["test_acc"] for c in r["curve"]]
-            ax.plot(ep, acc, color=colors[i % len(colors)], lw=1.4, alpha=0.9,
-                    label=study.spec(tag).label if r["seed"] == min(x["seed"] for x in rows.values()
-                                                                       if x["tag"] == tag) else None)
-    ax.set_xlabel("epoch")
-    ax.set_ylabel("test accuracy % (full test set)")
-    ax.set_title(f"{study.name}: test accuracy per epoch (one line per seed)")
-    ax.xaxis.get_major_locator().set_params(integer=True)
+            label = study.spec(tag).label if r["seed"] == min(x["seed"] for x in rows.values()
+                                                               if x["tag"] == tag) else None
+            ax.plot(ep, acc, color=colors[i % len(colors)], lw=1.4, alpha=0.9, label=label)
+            late = [(e, a) for e, a in zip(ep, acc, strict=True) if e >= first]
+            if late:
+                zoom.plot(*zip(*late, strict=True), color=colors[i % len(colors)], lw=1.4, alpha=0.9, marker=".")
     accs = [100 * c["test_acc"] for r in rows.values() for c in r["curve"]]
-    if accs:
-        ax.set_ylim(max(min(accs) - 1, 0), min(max(accs) + 1, 100))
-    ax.grid(alpha=0.3)
+    late_accs = [100 * c["test_acc"] for r in rows.values() for c in r["curve"] if c["epoch"] >= first]
+    for a, title, values in ((ax, f"{study.name}: test accuracy per epoch (one line per seed)", accs),
+                             (zoom, f"epochs {first}-{study.epochs}, zoomed", late_accs)):
+        a.set_xlabel("epoch")
+        a.set_ylabel("test accuracy % (full test set)")
+        a.set_title(title, fontsize=10)
+        a.xaxis.get_major_locator().set_params(integer=True)
+        if values:
+            pad = 0.2 if a is zoom else 1.0
+            a.set_ylim(max(min(values) - pad, 0), min(max(values) + pad, 100))
+        a.grid(alpha=0.3)
+    zoom.set_xlim(first - 0.3, study.epochs + 0.3)
     ax.legend(fontsize=8, loc="lower right")
     fig.tight_layout()
     fig.savefig(path)
