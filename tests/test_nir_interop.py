@@ -394,6 +394,13 @@ def test_norse_runs_residual_graphs_through_norse_from_nir(family, kw):
     assert (out - ref).abs().max() <= 1e-5  # measured: 0.0
 
 
+def test_norse_from_nir_rejects_bad_input():
+    with pytest.raises(ValueError, match="dt must be a positive finite number"):
+        norse_from_nir(to_nir(_norse_plain(), torch.rand(1, 1, 1, 28, 28), consumer="norse"), dt=0.0)
+    with pytest.raises(ValueError, match="graph must be a nir.NIRGraph"):
+        norse_from_nir("model.nir")
+
+
 def test_nirtorch_default_map_drops_the_affine_bias():
     """Why :func:`norse_from_nir` builds every node with Norse's converter: nirtorch 2.6's default ``Affine``
     map leaves the bias at its random initialisation, so ``nir_to_torch`` with only the neurons mapped gives

@@ -33,6 +33,7 @@ max-pool of non-spike values, an avg-down shortcut whose input size is not a mul
 
 from __future__ import annotations
 
+import math
 import warnings
 from dataclasses import dataclass
 from functools import partial
@@ -500,12 +501,17 @@ def norse_from_nir(graph: Any, dt: float = SNNTORCH_DT) -> nn.Module:
         a module called like Norse's: ``out, state = net(x, state)`` per step, ``x`` ``[B, ...]``,
         ``state=None`` at the first step.
     """
+    if not (isinstance(dt, (int, float)) and dt > 0 and math.isfinite(dt)):
+        raise ValueError(f"norse_from_nir: dt must be a positive finite number of seconds, got {dt!r}")
+    nir = _nir()
+    if not isinstance(graph, nir.NIRGraph):
+        raise ValueError(f"norse_from_nir: graph must be a nir.NIRGraph (to_nir(...) or nir.read(path)), "
+                         f"got {type(graph).__name__}")
     try:
         import nirtorch
         from norse.torch.utils.import_nir import _import_norse_module
     except ImportError as exc:
         raise ImportError("norse_from_nir needs norse and nirtorch: pip install norse") from exc
-    nir = _nir()
     convert = partial(_import_norse_module, dt=dt, ignore_warnings=True)
     types = (nir.LIF, nir.IF, nir.CubaLIF, nir.Affine, nir.Linear, nir.Conv2d, nir.Flatten, nir.SumPool2d)
     with warnings.catch_warnings():
