@@ -408,11 +408,33 @@ def _has_checkpoint(d: Path) -> bool:
     return (d / "checkpoints" / "LAST").exists()
 
 
+def check_parked(d: Path) -> None:
+    """Raise ``SystemExit`` naming ``d`` unless its ``LAST`` checkpoint is intact (weights and state, checksums)."""
+    from xorsnn.training.checkpoint import CheckpointError, resolve_checkpoint, verify_checkpoint
+
+    try:
+        verify_checkpoint(resolve_checkpoint(d, "LAST"))
+    except CheckpointError as exc:
+        raise SystemExit(f"parked run {_rel(d)} is not resumable: {exc}; delete it to restart the run "
+                         "from epoch 0") from None
+
+
+def git_ignored(paths: list[Path], repo: Path = ROOT) -> list[Path]:
+    """Those of ``paths`` (files in ``repo``) that git would leave out of a commit."""
+    rels = [str(p.relative_to(repo)) for p in paths if p.is_relative_to(repo)]
+    if not rels:
+        return []
+    out = subprocess.run(["git", "check-ignore", "--stdin"], cwd=repo, input="\n".join(rels), text=True,
+                         capture_output=True)
+    return [repo / line for line in out.stdout.splitlines() if line]
+
+
 def restore_inflight(study: Study, tag: str, seed: int) -> bool:
     """Copy a parked run back into ``runs/`` (when its run directory is missing); ``True`` if restored."""
     src, dst = INFLIGHT / study.name / run_id(tag, seed), run_dir(study, tag, seed)
     if not src.exists() or _has_checkpoint(dst):
         return False
+    check_parked(src)
     shutil.copytree(src, dst, dirs_exist_ok=True)
     return True
 
@@ -539,6 +561,10 @@ def cmd_park(args: argparse.Namespace) -> int:
         for name in ("metrics.csv", "config.yaml"):
             if (d / name).exists():
                 shutil.copy2(d / name, dest / name)
+        check_parked(dest)
+        lost = git_ignored(sorted(p for p in dest.rglob("*") if p.is_file()))
+        if lost:  # a commit would drop them and the next session could not resume (the weights, once)
+            raise SystemExit(f"park: git ignores {', '.join(_rel(p) for p in lost)}; add a '!' rule to .gitignore")
         update(study, tag, seed, args.threads)
         print(f"parked {rid} at {last} -> {_rel(dest)}")
     return 0

@@ -73,6 +73,12 @@ def test_run_skip_park_restore_resume_render(cs, monkeypatch):
     parked = cs.INFLIGHT / "tiny" / "oa_s0"
     assert (parked / "checkpoints" / "LAST").read_text().strip() == "epoch_0001"
     first_epoch = json.loads(json.dumps(cs.load_results(study2)["oa_s0"]["curve"][0]))
+    # what park writes is what the repository keeps: the same files under benchmarks/inflight pass .gitignore
+    files = [p.relative_to(cs.INFLIGHT) for p in parked.rglob("*") if p.is_file()]
+    assert any(f.name == "model.safetensors" for f in files) and any(f.name == "state.pt" for f in files)
+    if (REPO / ".git").exists():
+        assert cs.git_ignored([REPO / "benchmarks" / "inflight" / f for f in files]) == []
+        assert cs.git_ignored([REPO / "runs" / "x" / "model.safetensors"]) != []  # the check can fail
     shutil.rmtree(cs.RUNS)
 
     assert cs.main(args + ["--only", "oa"]) == 0  # restored from inflight and resumed
@@ -102,3 +108,20 @@ def test_the_fashion_mnist_presets_are_the_study_recipe(preset_name, tag):
     preset = TrainConfig.from_dict({**load_config(preset_name), "seed": 0}).to_dict()
     ignore = {"out_dir", "progress", "device"}
     assert {k: v for k, v in study.items() if k not in ignore} == {k: v for k, v in preset.items() if k not in ignore}
+
+
+def test_an_incomplete_parked_run_is_refused_by_name(cs, tmp_path):
+    """A parked run without its weights (what a commit that dropped ``*.safetensors`` left) stops the study
+    with a message naming it, instead of a failed ``--resume`` inside the child."""
+    from xorsnn.models import create_model
+    from xorsnn.training.checkpoint import save_checkpoint
+
+    study = _study(cs, 2)
+    parked = cs.INFLIGHT / "tiny" / "oa_s0"
+    model = create_model("oa_resnet8", num_classes=10, in_channels=1)
+    ckpt = save_checkpoint(parked, model, {}, {"model": "oa_resnet8"}, epoch=1)
+    cs.check_parked(parked)  # intact: accepted
+    (ckpt.directory / "model.safetensors").unlink()
+    with pytest.raises(SystemExit, match="parked run .*oa_s0 is not resumable: .*delete it to restart"):
+        cs.restore_inflight(study, "oa", 0)
+    assert not cs.run_dir(study, "oa", 0).exists()
