@@ -37,24 +37,28 @@ CHUNK = 16384
 
 @njit(inline="always", cache=True, fastmath=False, error_model="numpy")
 def _forward_chunk(a, b, out, op, lo, hi):  # type: ignore[no-untyped-def]
+    """Elements ``lo:hi``, through slices: indexing the whole arrays inside a ``prange`` body keeps LLVM
+    from vectorising the loop (the parallel build ran 8x slower than the serial one on one thread)."""
+    a, b, out = a[lo:hi], b[lo:hi], out[lo:hi]
     if op == OR:
-        for j in range(lo, hi):
+        for j in range(hi - lo):
             out[j] = (a[j] + b[j]) - a[j] * b[j]
     else:
-        for j in range(lo, hi):
+        for j in range(hi - lo):
             out[j] = (a[j] + b[j]) - (a[j] + a[j]) * b[j]
 
 
 @njit(inline="always", cache=True, fastmath=False, error_model="numpy")
 def _backward_chunk(a, b, g, ga, gb, op, lo, hi):  # type: ignore[no-untyped-def]
-    """Both gradients in one pass over ``g``."""
+    """Both gradients in one pass over ``g`` (elements ``lo:hi``, through slices as in :func:`_forward_chunk`)."""
+    a, b, g, ga, gb = a[lo:hi], b[lo:hi], g[lo:hi], ga[lo:hi], gb[lo:hi]
     if op == OR:
-        for j in range(lo, hi):
+        for j in range(hi - lo):
             gj = g[j]
             ga[j] = gj - gj * b[j]
             gb[j] = gj - gj * a[j]
     else:
-        for j in range(lo, hi):
+        for j in range(hi - lo):
             gj = g[j]
             gbj = gj * b[j]
             ga[j] = gj - (gbj + gbj)
