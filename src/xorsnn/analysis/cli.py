@@ -25,7 +25,7 @@ from typing import Any
 
 from ..cli_common import add_checkpoint_arguments
 
-__all__ = ["add_analyze_parser", "run_analyze", "checkpoint_batches", "checkpoint_test_loader", "default_raster_layer"]
+__all__ = ["add_analyze_parser", "run_analyze", "checkpoint_batches", "checkpoint_test_loader"]
 
 
 def add_analyze_parser(sub: Any) -> argparse.ArgumentParser:
@@ -61,13 +61,6 @@ def add_analyze_parser(sub: Any) -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print the report as JSON instead of markdown")
     p.set_defaults(func=run_analyze)
     return p
-
-
-def default_raster_layer(model: Any) -> str | None:
-    """Name of the first spiking-neuron module of ``model`` (``None`` if it has none)."""
-    from ..neurons import SpikingNeuron
-
-    return next((n for n, m in model.named_modules() if isinstance(m, SpikingNeuron)), None)
 
 
 def _raster_channel(value: str) -> int | str | None:

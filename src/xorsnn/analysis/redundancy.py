@@ -72,10 +72,6 @@ class BlockAnatomy:
     novelty: bool = False
     note: str = ""
 
-    @property
-    def spike_merge(self) -> bool:
-        return self.backbone is not None
-
 
 _NOTES = {
     "current_add": "backbone and shortcut merge as currents before one neuron (SN(F(x) + shortcut)): no spike overlap",

@@ -42,6 +42,7 @@ import torch
 from torch import nn
 
 from ..ops import spike_and, spike_iand, spike_or, spike_xor
+from .common import _check_choice as _check
 
 __all__ = [
     "OP_KINDS",
@@ -67,11 +68,6 @@ LOGIC_MERGES = ("and", "iand", "or", "xor", "or_select")
 """Merges that are Boolean logic on spikes (exact only on binary spikes)."""
 SHORTCUTS = ("identity", "projection", "spiking_projection")
 HANDOFFS = ("input", "shortcut")
-
-
-def _check(name: str, value: str, valid: tuple[str, ...]) -> None:
-    if value not in valid:
-        raise ValueError(f"{name} must be one of {valid}, got {value!r}")
 
 
 @dataclass(frozen=True)

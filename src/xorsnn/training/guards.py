@@ -11,7 +11,7 @@ from collections.abc import Iterable
 import torch
 from torch import nn
 
-__all__ = ["NonFiniteStateError", "named_state", "first_non_finite", "non_finite_flag", "check_finite_state"]
+__all__ = ["NonFiniteStateError", "named_state", "first_non_finite", "non_finite_flag"]
 
 
 class NonFiniteStateError(FloatingPointError):
@@ -43,16 +43,3 @@ def first_non_finite(named: Iterable[tuple[str, torch.Tensor]]) -> str | None:
         if t.numel() and not bool(torch.isfinite(t.detach()).all()):
             return name
     return None  # pragma: no cover - the fused flag and the per-tensor scan agree
-
-
-def check_finite_state(model: nn.Module, where: str) -> None:
-    """Raise :class:`NonFiniteStateError` naming the first non-finite parameter/buffer of ``model``."""
-    named = named_state(model)
-    bad = first_non_finite(named)
-    if bad is not None:
-        count = sum(1 for _, t in named if t.numel() and not bool(torch.isfinite(t.detach()).all()))
-        raise NonFiniteStateError(
-            f"non-finite model state {where}: {count} tensor(s) hold NaN/inf, the first is {bad!r}; no checkpoint "
-            "was written for it (LAST still points at the last good one); lower the learning rate, enable "
-            "--grad-clip, or check the input data"
-        )
