@@ -21,6 +21,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from .._checks import check_choice
 from .energy import GRADED_COSTS, get_convention
 from .firing import FiringMonitor
 from .gradients import BlockGradStats, accumulate_gradients, mean_output_ce
@@ -141,8 +142,7 @@ def _check_analyze_args(model: Any, headline: str, graded_cost: str, gradients: 
     if not isinstance(model, nn.Module):
         raise ValueError(f"model must be an nn.Module, got {type(model).__name__}")
     key = get_convention(headline).key
-    if graded_cost not in GRADED_COSTS:
-        raise ValueError(f"headline_graded_cost must be one of {GRADED_COSTS}, got {graded_cost!r}")
+    check_choice("headline_graded_cost", graded_cost, GRADED_COSTS)
     if gradients not in ("auto", True, False):
         raise ValueError(f"gradients must be 'auto', True or False, got {gradients!r}")
     if T is not None and (not isinstance(T, int) or isinstance(T, bool) or T < 1):

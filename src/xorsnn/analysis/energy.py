@@ -28,6 +28,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
+from .._checks import check_choice
 from .optable import OpTable
 
 __all__ = [
@@ -165,8 +166,7 @@ def energy_from_counts(
         graded_cost: ``"mac"`` or ``"ac"``.
     """
     conv = get_convention(convention)
-    if graded_cost not in GRADED_COSTS:
-        raise ValueError(f"graded_cost must be one of {GRADED_COSTS}, got {graded_cost!r}")
+    check_choice("graded_cost", graded_cost, GRADED_COSTS)
     e_graded = conv.e_mac if graded_cost == "mac" else conv.e_sop
     for name, value in (("dense_macs", dense_macs), ("sops", sops), ("graded_sops", graded_sops)):
         if value < 0:

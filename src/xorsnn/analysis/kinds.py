@@ -24,6 +24,8 @@ from dataclasses import dataclass
 
 import torch
 
+from .._checks import check_choice
+
 __all__ = ["KINDS", "ValueCounts", "worst_kind"]
 
 KINDS = ("binary", "graded", "real")
@@ -33,8 +35,7 @@ KINDS = ("binary", "graded", "real")
 def worst_kind(*kinds: str) -> str:
     """The most expensive of ``kinds`` (``"binary" < "graded" < "real"``)."""
     for kind in kinds:
-        if kind not in KINDS:
-            raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
+        check_choice("kind", kind, KINDS)
     return max(kinds, key=KINDS.index) if kinds else "binary"
 
 

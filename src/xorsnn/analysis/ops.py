@@ -58,6 +58,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from .._checks import check_choice
 from .kinds import KINDS, ValueCounts
 
 __all__ = [
@@ -101,8 +102,7 @@ class OpRecord:
             raise ValueError(f"OpRecord {self.name!r}: rate must be in [0, 1], got {self.rate!r}")
         if int(self.step_samples) < 1:
             raise ValueError(f"OpRecord {self.name!r}: step_samples must be >= 1, got {self.step_samples!r}")
-        if self.kind not in KINDS:
-            raise ValueError(f"OpRecord {self.name!r}: kind must be one of {KINDS}, got {self.kind!r}")
+        check_choice(f"OpRecord {self.name!r}: kind", self.kind, KINDS)
 
     @classmethod
     def from_events(

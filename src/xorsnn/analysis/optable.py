@@ -24,6 +24,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, replace
 
+from .._checks import check_choice
 from .kinds import KINDS
 
 __all__ = ["LayerOps", "OpTable"]
@@ -44,8 +45,7 @@ class LayerOps:
     max_abs: float = 1.0
 
     def __post_init__(self) -> None:
-        if self.kind not in KINDS:
-            raise ValueError(f"LayerOps {self.name!r}: kind must be one of {KINDS}, got {self.kind!r}")
+        check_choice(f"LayerOps {self.name!r}: kind", self.kind, KINDS)
         if not 0.0 <= self.rate <= 1.0:
             raise ValueError(f"LayerOps {self.name!r}: rate must be in [0, 1], got {self.rate!r}")
         if self.macs < 0 or self.steps < 0:
@@ -98,8 +98,7 @@ class OpTable:
 
     def sops_of(self, kind: str) -> float:
         """SOPs of the non-dense rows whose input is ``kind``."""
-        if kind not in KINDS:
-            raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
+        check_choice("kind", kind, KINDS)
         return sum(r.sops for r in self.rows if r.kind == kind)
 
     @property

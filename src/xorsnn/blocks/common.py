@@ -18,12 +18,6 @@ NeuronFactory = Callable[[], SpikingNeuron]
 """A zero-argument callable returning a fresh neuron module (see :func:`xorsnn.neurons.neuron_factory`)."""
 
 
-def _check_choice(name: str, value: str, valid: tuple[str, ...]) -> str:
-    if value not in valid:
-        raise ValueError(f"{name} must be one of {valid}, got {value!r}")
-    return value
-
-
 def add_units(
     block: nn.Module, layers: LayerKit, in_planes: int, planes: int, stride: int, neuron: NeuronFactory,
     *, bottleneck: bool, pre_activation: bool = False,

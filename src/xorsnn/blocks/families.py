@@ -39,6 +39,7 @@ from typing import Any
 
 from torch import nn
 
+from .._checks import check_choice
 from ..neurons import merge_neuron_spec
 from .ms import MSBasicBlock, MSBottleneck
 from .multishortcut import MultiShortcutBasicBlock
@@ -119,8 +120,7 @@ class BlockFamily:
         ``"real"`` keeps the family's neuron and sets ``real_valued=True`` (plus ``real_neuron``).
         Raises ``ValueError`` for an unknown ``spikes`` or overrides that contradict it.
         """
-        if spikes not in SPIKES:
-            raise ValueError(f"spikes must be one of {SPIKES}, got {spikes!r}")
+        check_choice("spikes", spikes, SPIKES)
         spec = dict(self.neuron)
         if spikes == "real":
             spec = merge_neuron_spec(spec, {**self.real_neuron, "real_valued": True})

@@ -18,12 +18,12 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from .._checks import check_choice
 from ..layers import CONV, LayerKit
 from ..neurons import SpikingNeuron
 from ..ops import OR_FORMS, spike_or
 from .common import (
     NeuronFactory,
-    _check_choice,
     add_units,
     needs_projection,
     projection_shortcut,
@@ -61,8 +61,8 @@ class _OABase(nn.Module):
     def __init__(self, in_planes: int, planes: int, stride: int = 1, *, neuron: NeuronFactory,
                  layers: LayerKit = CONV, or_form: str = "poly", down_merge: str = "add") -> None:
         super().__init__()
-        self.or_form = _check_choice("or_form", or_form, OR_FORMS)
-        self.down_merge = _check_choice("down_merge", down_merge, DOWN_MERGES)
+        self.or_form = check_choice("or_form", or_form, OR_FORMS)
+        self.down_merge = check_choice("down_merge", down_merge, DOWN_MERGES)
         out_planes = add_units(self, layers, in_planes, planes, stride, neuron, bottleneck=self.expansion > 1)
         # on a shape change: Conv1x1 - BN (current ADD) or Conv1x1 - BN - SN (down_merge="or")
         if self.down_merge == "or":

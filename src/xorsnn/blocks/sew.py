@@ -20,10 +20,11 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from .._checks import check_choice
 from ..layers import CONV, LayerKit
 from ..neurons import SpikingNeuron
 from ..ops import spike_and, spike_iand
-from .common import NeuronFactory, _check_choice, add_units, spiking_projection, zero_norm_
+from .common import NeuronFactory, add_units, spiking_projection, zero_norm_
 from .spec import BlockSpec, Segment, post_activation
 
 __all__ = ["SEW_CONNECTS", "sew_connect", "SEWBasicBlock", "SEWBottleneck"]
@@ -60,7 +61,7 @@ class _SEWBase(nn.Module):
     def __init__(self, in_planes: int, planes: int, stride: int = 1, *, neuron: NeuronFactory,
                  layers: LayerKit = CONV, connect: str = "add") -> None:
         super().__init__()
-        self.connect = _check_choice("connect", connect, SEW_CONNECTS)
+        self.connect = check_choice("connect", connect, SEW_CONNECTS)
         out_planes = add_units(self, layers, in_planes, planes, stride, neuron, bottleneck=self.expansion > 1)
         self.downsample = spiking_projection(layers, in_planes, out_planes, stride, neuron)
 

@@ -41,8 +41,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from .._checks import check_choice as _check
 from ..ops import spike_and, spike_iand, spike_or, spike_xor
-from .common import _check_choice as _check
 
 __all__ = [
     "OP_KINDS",

@@ -49,9 +49,10 @@ from __future__ import annotations
 
 import torch
 
+from .._checks import check_choice
 from ..layers import CONV, LayerKit
 from ..ops import XOR_FORMS, spike_and, spike_or, spike_xor
-from .common import NeuronFactory, _check_choice
+from .common import NeuronFactory
 from .oa import OABasicBlock, OABottleneck, oa_segment
 from .spec import BlockSpec, Segment, post_activation
 
@@ -83,9 +84,9 @@ class _XORMixin:
         super().__init__(  # type: ignore[call-arg]
             in_planes, planes, stride, neuron=neuron, layers=layers, or_form=or_form, down_merge=down_merge
         )
-        self.xor_mode = _check_choice("xor_mode", xor_mode, XOR_MODES)
-        self.xor_form = _check_choice("xor_form", xor_form, XOR_FORMS)
-        self.xor_prev = _check_choice("xor_prev", xor_prev, XOR_PREVS)
+        self.xor_mode = check_choice("xor_mode", xor_mode, XOR_MODES)
+        self.xor_form = check_choice("xor_form", xor_form, XOR_FORMS)
+        self.xor_prev = check_choice("xor_prev", xor_prev, XOR_PREVS)
         if xor_prev != "input" and xor_mode != "input":
             raise ValueError(
                 f"xor_prev={xor_prev!r} selects the previous stream of xor_mode='input' and has no effect with "

@@ -24,6 +24,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from .._checks import check_choice
+
 __all__ = ["BENCH_ARCHS", "BenchRow", "bench_model", "bench_infer", "bench_trained", "bench_rows", "format_results",
            "machine_info"]
 
@@ -61,8 +63,7 @@ def bench_model(arch: str = "resnet18", T: int = 4, seed: int = 0) -> nn.Module:
     from ..models import SpikingResNet
 
     torch.manual_seed(seed)
-    if arch not in BENCH_ARCHS:
-        raise ValueError(f"arch must be one of {tuple(BENCH_ARCHS)}, got {arch!r}")
+    check_choice("arch", arch, tuple(BENCH_ARCHS))
     family, layers, widths = BENCH_ARCHS[arch]
     m = SpikingResNet(family, layers, widths=widths, stem="cifar", num_classes=10, T=T, weights="binary")
     calibrate_bn(m, torch.randn(32, 3, 32, 32))

@@ -16,6 +16,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from .._checks import check_choice
 from ..neurons.dynamics import NeuronDynamics, charge
 
 __all__ = ["FoldedNeuron", "ChannelAffine", "INPUT_KINDS"]
@@ -133,8 +134,7 @@ class ChannelAffine(nn.Module):
 
     def __init__(self, scale: torch.Tensor | None, shift: torch.Tensor | None, input_kind: str) -> None:
         super().__init__()
-        if input_kind not in INPUT_KINDS:
-            raise ValueError(f"input_kind must be one of {INPUT_KINDS}, got {input_kind!r}")
+        check_choice("input_kind", input_kind, INPUT_KINDS)
         if scale is None and shift is None:
             raise ValueError("ChannelAffine needs a scale, a shift or both")
         self.register_buffer("scale", None if scale is None else scale.clone())

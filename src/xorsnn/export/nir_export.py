@@ -44,6 +44,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from .._checks import check_choice
 from ..blocks.spec import Segment, require_spec
 from ..layers import effective_weight
 from ..models.resnet import SpikingResNet
@@ -467,8 +468,7 @@ def to_nir(model: nn.Module, sample: torch.Tensor, *, consumer: str = "nir") -> 
     """
     if not isinstance(model, nn.Module):
         raise ValueError(f"to_nir: model must be an nn.Module, got {type(model).__name__}")
-    if consumer not in CONSUMERS:
-        raise ValueError(f"to_nir: consumer must be one of {CONSUMERS}, got {consumer!r}")
+    check_choice("to_nir: consumer", consumer, CONSUMERS)
     if not any(isinstance(m, SpikingNeuron) for m in model.modules()):
         raise ValueError(f"to_nir: {type(model).__name__} has no spiking neurons (an ANN?); NIR export is for SNNs")
     was_training = model.training

@@ -39,6 +39,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from .._checks import check_choice
 from .kits import ConvLayers, LayerKit, LinearLayers
 from .time import TimeBatchNorm1d, TimeBatchNorm2d, TimeConv2d, TimeLinear, fold_time
 
@@ -88,8 +89,7 @@ def sign_ste(w: torch.Tensor) -> torch.Tensor:
 
 
 def _check_scale(scale: str) -> str:
-    if scale not in BINARY_SCALES:
-        raise ValueError(f"binary scale must be one of {BINARY_SCALES}, got {scale!r}")
+    check_choice("binary scale", scale, BINARY_SCALES)
     return scale
 
 

@@ -34,6 +34,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from .._checks import check_choice
 from ..blocks.families import BlockFamily, get_family
 from ..blocks.stage import ResidualStage
 from ..layers import CONV, LayerKit, TimeAdaptiveAvgPool2d, TimeAvgPool2d, TimeMaxPool2d, binarize_kit
@@ -165,10 +166,8 @@ class SpikingResNet(nn.Module):
         fam = get_family(family)
         block_cls = fam.block(block)
         self._check_args(layers, widths, stem, num_classes, T, in_channels, dropout, head_hidden)
-        if weights not in WEIGHTS:
-            raise ValueError(f"weights must be one of {WEIGHTS}, got {weights!r}")
-        if binary_scale not in BINARY_SCALES:
-            raise ValueError(f"binary_scale must be one of {BINARY_SCALES}, got {binary_scale!r}")
+        check_choice("weights", weights, WEIGHTS)
+        check_choice("binary_scale", binary_scale, BINARY_SCALES)
         if weights == "float" and binary_scale != "none":
             raise ValueError(f"binary_scale={binary_scale!r} needs weights='binary'")
         if weights == "binary":
@@ -261,8 +260,7 @@ class SpikingResNet(nn.Module):
             raise ValueError(f"layers must be a non-empty list of positive ints, got {list(layers)!r}")
         if len(widths) < len(layers) or any(int(w) < 1 for w in widths):
             raise ValueError(f"widths must give a positive width for each of the {len(layers)} stages, got {widths!r}")
-        if stem not in STEMS:
-            raise ValueError(f"stem must be one of {STEMS}, got {stem!r}")
+        check_choice("stem", stem, STEMS)
         check_positive_ints(num_classes=num_classes, T=T, in_channels=in_channels)
         if not 0 <= dropout < 1:
             raise ValueError(f"dropout must be in [0, 1), got {dropout!r}")

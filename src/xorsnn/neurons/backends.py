@@ -35,6 +35,7 @@ import numpy as np
 import torch
 from torch.autograd.function import once_differentiable
 
+from .._checks import check_choice
 from .dynamics import NeuronDynamics, multistep_autograd, multistep_bptt
 
 __all__ = [
@@ -117,8 +118,7 @@ def _check_triton(x: torch.Tensor, d: NeuronDynamics) -> None:
 
 def check_backend(backend: Any) -> str:
     """Validate a ``backend=`` argument; returns it. Raises a one-line ``ValueError``."""
-    if backend not in BACKENDS:
-        raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
+    check_choice("backend", backend, BACKENDS)
     if backend == "triton" and not triton_available():
         raise ValueError("backend='triton' needs triton: pip install triton")
     if backend == "cpu" and not fused_cpu_available():
@@ -329,8 +329,7 @@ def _check_shortcut(fn: str, x: torch.Tensor, shortcut: Any, merge: Any, dtypes:
     (the merge is exact only where it is computed in the input dtype), or an unknown ``merge``."""
     if shortcut is None:
         return
-    if merge not in MERGES:
-        raise ValueError(f"{fn}: merge must be one of {tuple(MERGES)}, got {merge!r}")
+    check_choice(f"{fn}: merge", merge, tuple(MERGES))
     if not isinstance(shortcut, torch.Tensor) or (shortcut.shape, shortcut.dtype, shortcut.device) != (
             x.shape, x.dtype, x.device):
         got = (f"{tuple(shortcut.shape)} {shortcut.dtype} on {shortcut.device}" if isinstance(shortcut, torch.Tensor)

@@ -42,6 +42,8 @@ from typing import Literal
 
 import torch
 
+from .._checks import check_choice
+
 __all__ = ["ORDERS", "axnor_scores", "axnor_attention", "axnor_kv", "dot_matching_factor"]
 
 ORDERS = ("kv_first", "qk_first")
@@ -153,8 +155,7 @@ def axnor_attention(
         raise ValueError(f"{fn}: q and k need the same feature size d, got {q.shape[-1]} and {k.shape[-1]}")
     if k.shape[-2] != v.shape[-2]:
         raise ValueError(f"{fn}: k and v need the same number of tokens M, got {k.shape[-2]} and {v.shape[-2]}")
-    if order not in ORDERS:
-        raise ValueError(f"{fn}: order must be one of {ORDERS}, got {order!r}")
+    check_choice(f"{fn}: order", order, ORDERS)
     if order == "qk_first":
         out = axnor_scores(q, k, a) @ v
     else:

@@ -7,6 +7,8 @@ import math
 import torch
 from torch import nn
 
+from .._checks import check_choice
+
 __all__ = ["param_groups", "make_optimizer", "make_scheduler", "OPTIMIZERS", "SCHEDULES"]
 
 OPTIMIZERS = ("sgd", "adamw")
@@ -46,8 +48,7 @@ def make_scheduler(optimizer: torch.optim.Optimizer, name: str, total_steps: int
                    min_lr_ratio: float = 0.0) -> torch.optim.lr_scheduler.LambdaLR:
     """Per-step schedule: linear warm-up from 0, then ``cosine`` decay to ``min_lr_ratio``, a ``onecycle``
     triangle (up for 30 % then linearly down to 0, after the warm-up is ignored), or ``constant``."""
-    if name not in SCHEDULES:
-        raise ValueError(f"schedule must be one of {SCHEDULES}, got {name!r}")
+    check_choice("schedule", name, SCHEDULES)
     total_steps = max(1, total_steps)
     warmup_steps = min(max(0, warmup_steps), total_steps)
 

@@ -56,6 +56,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from ..._checks import check_choice
 from ...blocks.common import NeuronFactory
 from ...ops.axnor import ORDERS, axnor_attention, axnor_kv, axnor_scores, dot_matching_factor
 from ..resnet import check_positive_ints
@@ -96,16 +97,14 @@ class SpikingAttention(nn.Module):
         check_positive_ints(dim=dim, num_heads=num_heads)
         if dim % num_heads:
             raise ValueError(f"dim={dim} must be divisible by num_heads={num_heads}")
-        if similarity not in SIMILARITIES:
-            raise ValueError(f"similarity must be one of {SIMILARITIES}, got {similarity!r}")
+        check_choice("similarity", similarity, SIMILARITIES)
         if similarity == "axnor" and not isinstance(a_coef, AXNORCoefficient):
             raise ValueError("similarity='axnor' needs an AXNORCoefficient a_coef")
         if similarity == "dot" and a_coef is not None:
             raise ValueError("a_coef only applies to similarity='axnor'")
         if a_coef is not None and a_coef.num_values not in (1, num_heads):
             raise ValueError(f"a_coef holds {a_coef.num_values} values; expected 1 or num_heads={num_heads}")
-        if normalize not in NORMALIZATIONS:
-            raise ValueError(f"attention normalisation must be one of {NORMALIZATIONS}, got {normalize!r}")
+        check_choice("attention normalisation", normalize, NORMALIZATIONS)
         if normalize != "none" and similarity != "axnor":
             raise ValueError(f"attention normalisation {normalize!r} only applies to similarity='axnor'")
         if isinstance(scale, bool) or not isinstance(scale, (int, float)) or not math.isfinite(scale) or scale <= 0:
@@ -225,8 +224,7 @@ class SpikingSelfAttention(SpikingAttention):
         normalize: str = "none",
     ) -> None:
         super().__init__(dim, num_heads, similarity=similarity, a_coef=a_coef, scale=scale, normalize=normalize)
-        if order not in ORDERS:
-            raise ValueError(f"attention order must be one of {ORDERS}, got {order!r}")
+        check_choice("attention order", order, ORDERS)
         self.order = order
         self.q = TokenLinear(dim, dim, bias=qkv_bias, neuron=neuron())
         self.k = TokenLinear(dim, dim, bias=qkv_bias, neuron=neuron())

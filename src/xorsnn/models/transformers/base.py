@@ -9,6 +9,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from ..._checks import check_choice
 from ...neurons import merge_neuron_spec, neuron_factory
 from ..registry import register_model
 from ..resnet import as_size, check_image_input, check_positive_ints
@@ -97,8 +98,7 @@ class SpikingTransformer(nn.Module):
             raise ValueError(f"mlp_ratio must be a finite number > 0, got {mlp_ratio!r}")
         if not isinstance(pooling, str) or len(pooling) != 4 or set(pooling) - {"0", "1"}:
             raise ValueError(f"pooling must be 4 characters of '0'/'1' (e.g. '0011' or '1111'), got {pooling!r}")
-        if similarity not in SIMILARITIES:
-            raise ValueError(f"similarity must be one of {SIMILARITIES}, got {similarity!r}")
+        check_choice("similarity", similarity, SIMILARITIES)
         given = {k: v for k, v in (("a", a), ("a_learnable", a_learnable), ("a_granularity", a_granularity))
                  if v is not None}
         if similarity == "dot" and given:

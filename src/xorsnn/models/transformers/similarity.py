@@ -23,6 +23,7 @@ import math
 import torch
 from torch import nn
 
+from ..._checks import check_choice
 from ..resnet import check_positive_ints
 
 __all__ = [
@@ -100,8 +101,7 @@ def make_coefficients(
         ``(shared, per_layer)``: ``shared`` is the global module (``None`` otherwise) and
         ``per_layer[i]`` the module of layer ``i``.
     """
-    if granularity not in GRANULARITIES:
-        raise ValueError(f"a_granularity must be one of {GRANULARITIES}, got {granularity!r}")
+    check_choice("a_granularity", granularity, GRANULARITIES)
     if granularity == "global":
         shared = AXNORCoefficient(a, learnable=learnable, num_values=1)
         return shared, [shared] * num_layers
