@@ -140,6 +140,11 @@ def test_refusals_name_the_block():
     odd = SpikingResNet("reverb", [1, 1], widths=[8, 8], stem="cifar", num_classes=2, T=1, in_channels=1)
     with pytest.raises(ValueError, match=r"stages\.1\.0\.downsample\.0: average pool"):
         to_nir(odd, torch.randn(1, 1, 7, 7))  # 7x7 with ceil_mode avg-down: no NIR equivalent
+    no_stats = SpikingResNet("spiking", [1], widths=[8], stem="cifar", num_classes=2, T=1, in_channels=1).eval()
+    bn = no_stats.stem_bn  # as if built with track_running_stats=False
+    bn.track_running_stats, bn.running_mean, bn.running_var = False, None, None
+    with pytest.raises(ValueError, match=r"stem.*without running statistics cannot be folded"):
+        to_nir(no_stats, x)
 
 
 @pytest.mark.parametrize("family", ["spiking", "sew", "ms", "oa", "xor"])

@@ -50,6 +50,7 @@ from ..layers import effective_weight
 from ..models.resnet import SpikingResNet
 from ..models.stack import DeepSNNStack
 from ..neurons import SpikingNeuron
+from .reparam import bn_affine
 
 __all__ = ["to_nir", "export_nir", "norse_from_nir", "neuron_to_nir_params", "CONSUMERS", "SNNTORCH_DT"]
 
@@ -162,13 +163,9 @@ class _Builder:
         w = effective_weight(layer).double()
         b = layer.bias.detach().double() if layer.bias is not None else torch.zeros(w.shape[0], dtype=torch.float64)
         if bn is not None:
-            if not isinstance(bn, _BN) or bn.running_var is None:
-                raise ValueError(f"{name}: BatchNorm without running statistics cannot be folded")
-            s = (bn.weight.detach().double() if bn.weight is not None else 1.0) / torch.sqrt(
-                bn.running_var.double() + bn.eps)
-            shift = bn.bias.detach().double() if bn.bias is not None else 0.0
+            s, shift = bn_affine(bn, name)
             w = w * s.view((-1,) + (1,) * (w.dim() - 1))
-            b = (b - bn.running_mean.double()) * s + shift
+            b = s * b + shift
         if isinstance(layer, nn.Conv2d):
             if layer.padding_mode != "zeros" or isinstance(layer.padding, str):
                 raise ValueError(f"{name}: only numeric zero padding can be exported")

@@ -115,8 +115,8 @@ def _is_one(v: torch.Tensor) -> bool:
     return bool((v == 1).all())
 
 
-def _bn_affine(bn: nn.Module, name: str) -> tuple[torch.Tensor, torch.Tensor]:
-    """Eval-mode BN as ``s ⊙ z + b`` (float64)."""
+def bn_affine(bn: nn.Module, name: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """Eval-mode BN as ``s ⊙ z + b`` (float64): the one BN folding of re-parameterisation and NIR export."""
     if not isinstance(bn, _BN):
         raise ValueError(f"{name}: expected a BatchNorm layer, got {type(bn).__name__}")
     if bn.running_mean is None or bn.running_var is None:
@@ -133,7 +133,7 @@ def _take_bn(bn_slot: _Slot | None, n: int) -> tuple[torch.Tensor, torch.Tensor]
     """The BN after a weight layer as ``s ⊙ z + b`` (``1``, ``0`` without one); the BN leaves the model."""
     if bn_slot is None:
         return _ones(n), torch.zeros(n, dtype=torch.float64)
-    s, b = _bn_affine(bn_slot.get(), bn_slot.name)
+    s, b = bn_affine(bn_slot.get(), bn_slot.name)
     bn_slot.set(nn.Identity())
     return s, b
 
@@ -421,7 +421,7 @@ class _Folder:
         """An identity shortcut summed into the merge neuron must carry the branch current's scale."""
         _, conv_name, bn_name = last
         conv, bn = getattr(blk, conv_name), getattr(blk, bn_name)  # type: ignore[arg-type]
-        s, _ = _bn_affine(bn, f"{name}.{bn_name}")
+        s, _ = bn_affine(bn, f"{name}.{bn_name}")
         m = conv.output_scale() if is_binary_layer(conv) else None
         u = (s * (1 if m is None else m.double().cpu())).abs()
         if not bool((u > 0).all()):
