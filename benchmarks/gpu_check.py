@@ -16,7 +16,9 @@ what it measured (``gpu_check.json`` + ``gpu_check.md``):
    training step, fp32 / tf32 / bf16, CIFAR stem (B=128, T=4, 32x32) and ImageNet stem (B=32, T=4,
    224x224): SEW-/XOResNet-/MS-ResNet-18 beside the ANN ceiling (the same ResNet-18 with ReLU on
    B*T images) and SpikingJelly 2.0's SEW-ResNet-18 when it is importable.
-5. ``time_to_accuracy``: CIFAR-10 (``--data-dir``, official pickles; ``prepare_data.py`` lays them
+5. ``cuda_graphs``: XOResNet-18 (CIFAR layout, B=128, T=4, bf16) eager vs ``torch.compile(mode="reduce-overhead")``:
+   ms/step, compile seconds, and inductor's CUDA-graph counters (any reason graphs were skipped).
+6. ``time_to_accuracy``: CIFAR-10 (``--data-dir``, official pickles; ``prepare_data.py`` lays them
    out) trained for ``--tta-seconds`` with XOResNet-18 (CIFAR layout, T=2, bf16 on CUDA), then the
    full test set.
 
@@ -233,7 +235,54 @@ def train_step_table(device: torch.device, layouts: dict[str, tuple[int, int, in
     return rows
 
 
-# -- stage 5: time to accuracy -----------------------------------------------------------------------
+# -- stage 5: CUDA graphs ----------------------------------------------------------------------------
+def cuda_graphs(device: torch.device, quick: bool, deadline: float) -> dict[str, Any]:
+    """XOResNet-18 (CIFAR layout) training step, eager vs ``torch.compile(mode="reduce-overhead")`` (CUDA graphs),
+    bf16 on CUDA: ms/step (CUDA events, median of 3 x 5 steps), the warm-up (compile) seconds, and inductor's
+    counters, which name any reason CUDA graphs were skipped. The CPU dry run compiles with dynamo's ``eager``
+    backend at tiny shapes (CUDA graphs are CUDA-only), so that CI runs every line but the device's."""
+    if time.time() + (5 if quick else 150) > deadline:
+        return {"skipped": "not enough of the time budget left"}
+    cuda = device.type == "cuda"
+    B, T, size = (128, 4, 32) if not quick else (2, 2, 16)
+    compile_kwargs: dict[str, Any] = {"mode": "reduce-overhead"} if cuda else {"backend": "eager"}
+    timer = Timer(device)
+    res: dict[str, Any] = {"B": B, "T": T, "size": size, "compile": compile_kwargs}
+    x = torch.randn(B, 3, size, size, device=device)
+    y = torch.randint(0, 10, (B,), device=device)
+    for label in ("eager", "compiled"):
+        torch._dynamo.reset()
+        model = xorsnn.create_model("xoresnet18_cifar", T=T, num_classes=10).to(device).train()
+        run = model if label == "eager" else torch.compile(model, **compile_kwargs)
+        opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, foreach=True)
+
+        def step(run: Any = run, opt: torch.optim.Optimizer = opt, graphs: bool = label != "eager") -> None:
+            if graphs:
+                torch.compiler.cudagraph_mark_step_begin()
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cuda):
+                loss = F.cross_entropy(run(x).mean(0).float(), y)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+
+        try:
+            t0 = time.time()
+            for _ in range(3):
+                step()
+            if cuda:
+                torch.cuda.synchronize(device)
+            warm = time.time() - t0
+            ms = 1000 * statistics.median(timer(step, 1 if quick else 5) for _ in range(1 if quick else 3))
+            res[label] = {"ms_per_step": ms, "warmup_s": warm}
+        except Exception as exc:  # a failure here is a result: record it and go on
+            res[label] = {"error": f"{type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''}"}
+    counters = torch._dynamo.utils.counters
+    res["inductor_counters"] = {k: v for k, v in counters.get("inductor", {}).items() if "cudagraph" in k}
+    torch._dynamo.reset()
+    return res
+
+
+# -- stage 6: time to accuracy -----------------------------------------------------------------------
 def time_to_accuracy(device: torch.device, data_dir: str | None, seconds: float, quick: bool) -> dict[str, Any]:
     from xorsnn.data import load_dataset
 
@@ -301,6 +350,8 @@ def render(report: dict[str, Any]) -> str:
             lines.append(f"| {r['layout']} | {r['B']} | {r['T']} | {r['precision']} | {r['model']} | "
                          f"{r['ms_per_step']:.1f} | {r['img_per_s']:.0f} | {r['x_ann']:.2f} | {peak} |")
         lines.append("")
+    if "cuda_graphs" in report:
+        lines += ["## CUDA graphs (XOResNet-18, CIFAR layout)", "", f"`{json.dumps(report['cuda_graphs'])}`", ""]
     if "time_to_accuracy" in report:
         t = report["time_to_accuracy"]
         lines += ["## Time to accuracy", "", f"{t['model']} on {t['dataset']}: {100 * t['test_acc']:.2f} % test "
@@ -358,6 +409,8 @@ def main(argv: list[str] | None = None) -> int:
         repeats, steps = 5, 3
     report["train_step"] = train_step_table(device, layouts, precisions, repeats, steps, deadline)
     save("train_step")
+    report["cuda_graphs"] = cuda_graphs(device, args.quick, deadline)
+    save("cuda_graphs")
     if time.time() + args.tta_seconds < deadline + args.tta_seconds:  # always attempt; the budget is soft
         report["time_to_accuracy"] = time_to_accuracy(device, args.data_dir, 3.0 if args.quick else args.tta_seconds,
                                                       args.quick)

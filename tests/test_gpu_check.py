@@ -25,7 +25,10 @@ def test_gpu_check_cpu_dry_run(tmp_path):
     spec.loader.exec_module(mod)
     assert mod.main(["--device", "cpu", "--quick", "--skip-tests", "--out", str(tmp_path)]) == 0
     report = json.loads((tmp_path / "gpu_check_cpu_dryrun.json").read_text())
-    assert report["done"] == ["env", "correctness", "train_step", "time_to_accuracy"]
+    assert report["done"] == ["env", "correctness", "train_step", "cuda_graphs", "time_to_accuracy"]
+    graphs = report["cuda_graphs"]
+    assert graphs["compile"] == {"backend": "eager"} and graphs["eager"]["ms_per_step"] > 0
+    assert graphs["compiled"]["ms_per_step"] > 0, graphs  # the compiled training step ran (no "error")
     assert all(r["spikes_equal"] and r["grad_max_err"] < 1e-5 for r in report["neurons"])
     assert report["model"]["fp32_max_err_vs_cpu"] == 0.0 and report["model"]["bf16_finite"]
     models = {r["model"] for r in report["train_step"]}
@@ -66,3 +69,27 @@ def test_model_on_cuda_matches_cpu_and_trains_in_bf16():
         loss = torch.nn.functional.cross_entropy(model(x.cuda()).mean(0).float(), torch.arange(4).cuda())
     loss.backward()
     assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
+
+
+@pytest.mark.gpu
+@cuda
+def test_training_steps_replay_as_cuda_graphs_without_skips():
+    """``torch.compile(mode="reduce-overhead")`` (``--compile-mode reduce-overhead``) of an XOResNet training step:
+    inductor records no reason to skip CUDA graphs, and the loss matches eager."""
+    from torch._dynamo.utils import counters
+
+    torch._dynamo.reset()
+    counters.clear()
+    torch.manual_seed(0)
+    model = xorsnn.create_model("xoresnet8", T=2, zero_init_residual=False, xor_prev="shortcut").cuda().train()
+    x, y = torch.rand(8, 3, 32, 32, device="cuda"), torch.randint(0, 10, (8,), device="cuda")
+    eager = torch.nn.functional.cross_entropy(model(x).mean(0), y).item()
+    run = torch.compile(model, mode="reduce-overhead")
+    for _ in range(3):
+        torch.compiler.cudagraph_mark_step_begin()
+        loss = torch.nn.functional.cross_entropy(run(x).mean(0), y)
+        loss.backward()
+    skips = {k: v for k, v in counters["inductor"].items() if "skip" in k}
+    assert not any(skips.values()), skips
+    assert abs(loss.item() - eager) < 1e-3
+    torch._dynamo.reset()

@@ -86,3 +86,40 @@ def test_model_traces_without_graph_breaks():
     explanation = torch._dynamo.explain(model)(torch.rand(2, 1, 16, 16))
     assert explanation.graph_break_count == 0, explanation.break_reasons
     torch._dynamo.reset()
+
+
+@pytest.mark.parametrize("mode", ["default", "reduce-overhead"])
+def test_compile_mode_reaches_torch_compile_and_cuda_graph_modes_mark_each_step(mode, tmp_path, monkeypatch, caplog):
+    """``--compile-mode`` is passed to ``torch.compile``; in a CUDA-graph mode every training and evaluation step
+    starts with ``cudagraph_mark_step_begin`` (what lets CUDA-graph trees reuse their output memory), and on a
+    CPU the run says that CUDA graphs are CUDA-only. Compiled here with dynamo's ``eager`` backend (fast)."""
+    pytest.importorskip("sklearn")
+    real_compile, modes, marks = torch.compile, [], []
+
+    def fake_compile(model, mode=None, **kwargs):
+        modes.append(mode)
+        return real_compile(model, backend="eager")
+
+    monkeypatch.setattr(torch, "compile", fake_compile)
+    monkeypatch.setattr(torch.compiler, "cudagraph_mark_step_begin", lambda: marks.append(1))
+    cfg = TrainConfig(model="xoresnet8", dataset="digits", T=2, epochs=1, batch_size=64, train_subset=256,
+                      test_subset=64, optimizer="adamw", lr=0.005, augment=False, device="cpu", compile=True,
+                      compile_mode=mode, progress=False, out_dir=str(tmp_path / "run"))
+    torch._dynamo.reset()
+    with caplog.at_level(logging.WARNING, logger="xorsnn.train"):
+        result = train(cfg)
+    torch._dynamo.reset()
+    assert result.final_test_acc > 0.0
+    warned = any("CUDA graphs are CUDA-only" in r.message for r in caplog.records)
+    if mode == "default":
+        assert modes == [None] and marks == [] and not warned
+    else:
+        assert modes == ["reduce-overhead"] and warned
+        assert len(marks) == 256 // 64 + 1  # 4 training steps + 1 test batch
+
+
+def test_compile_mode_without_compile_is_refused():
+    with pytest.raises(ValueError, match="compile_mode='reduce-overhead' takes effect only with compile=true"):
+        TrainConfig(model="xoresnet8", dataset="digits", compile_mode="reduce-overhead").validate()
+    with pytest.raises(ValueError, match="compile_mode must be one of"):
+        TrainConfig(model="xoresnet8", dataset="digits", compile=True, compile_mode="fast").validate()

@@ -33,6 +33,10 @@ __all__ = ["TrainConfig", "load_config", "PRESETS_DIR", "list_presets", "preset_
 
 PRESETS_DIR = Path(__file__).resolve().parent.parent / "presets"
 
+COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
+"""``torch.compile`` modes of ``--compile-mode``; on CUDA the two in :data:`CUDAGRAPH_MODES` replay CUDA graphs."""
+CUDAGRAPH_MODES = ("reduce-overhead", "max-autotune")
+
 
 RUN_KEYS = ("model", "model_kwargs", "dataset", "train_subset", "test_subset", "image_size", "T", "loss", "tet_lambda",
             "tet_means", "label_smoothing", "teacher", "kd_lambda", "kd_tau", "batch_size", "optimizer", "lr",
@@ -108,6 +112,8 @@ class TrainConfig:
     amp: str = _f("none", "autocast on GPU: none | bf16 | fp16", choices=("none", "bf16", "fp16"))
     channels_last: bool = _f(False, "channels_last memory format (GPU)")
     compile: bool = _f(False, "torch.compile the model")
+    compile_mode: str = _f("default", "torch.compile mode with --compile: default | reduce-overhead (CUDA graphs on "
+                                      "CUDA) | max-autotune | max-autotune-no-cudagraphs", choices=COMPILE_MODES)
     sync_bn: bool = _f(False, "synchronise batch-norm statistics across DDP processes (CUDA; time-aware SyncBN)")
     num_workers: int = _f(4, "data-loading workers for folder/event datasets")
     # -- bookkeeping -----------------------------------------------------------------------
@@ -163,6 +169,7 @@ class TrainConfig:
         self._validate_ranges()
         self._validate_model_kwargs()
         self._validate_online()
+        self._validate_compile()
         for name in ("train_subset", "test_subset", "image_size", "eval_batch_size"):
             v = getattr(self, name)
             if v is not None and v < 1:
@@ -215,8 +222,12 @@ class TrainConfig:
         if self.online != "none" and self.amp == "fp16":
             raise ValueError("online training (SLTT) back-propagates inside the step loop and does not support "
                              "amp='fp16' loss scaling; use amp='bf16' or 'none'")
+
+    def _validate_compile(self) -> None:
         if self.online != "none" and self.compile:
             raise ValueError("online training (SLTT) runs the model step by step; compile is not supported with it")
+        if self.compile_mode != "default" and not self.compile:
+            raise ValueError(f"compile_mode={self.compile_mode!r} takes effect only with compile=true: add --compile")
 
 
 def _type_ok(value: Any, kinds: set[str]) -> tuple[bool, str]:

@@ -32,7 +32,7 @@ from ..data import ArrayLoader, BatchAugment, DataBundle, ImageArrays, load_data
 from ..models import create_model, model_info
 from ..online import OnlineStepResult, sltt_step_losses
 from .checkpoint import load_state, load_weights, resolve_resumable, save_checkpoint, unwrap_model
-from .config import TrainConfig, resume_mismatches
+from .config import CUDAGRAPH_MODES, TrainConfig, resume_mismatches
 from .distributed import DistContext, setup_distributed
 from .guards import NonFiniteStateError, first_non_finite, named_state, non_finite_flag
 from .losses import distill_loss, mean_ce_loss, tet_loss
@@ -272,6 +272,7 @@ def evaluate(model: nn.Module, loader: Any, ctx: DistContext | None = None, cfg:
     for i, (x, y) in enumerate(loader):
         if i == 0:
             _check_input_dtype(x, model, cfg, device)
+        _new_step(cfg)
         with amp:
             out = model(x)
         mean = out.float().mean(0)
@@ -437,6 +438,7 @@ def _train_epoch(model: nn.Module, loader: Any, optimizer: torch.optim.Optimizer
             bad_input = _note_first_bad(bad_input, x_finite, step)
         if cfg.channels_last and x.dim() == 4:
             x = x.contiguous(memory_format=torch.channels_last)
+        _new_step(cfg)
         loss, prediction = _optimisation_step(model, x, y, optimizer, scaler, cfg, ctx, teacher, global_step + step)
         scheduler.step()
         with torch.no_grad():
@@ -535,6 +537,9 @@ def train(cfg: TrainConfig, data: DataBundle | None = None) -> TrainResult:
         if cfg.amp != "none" and ctx.device.type != "cuda":
             log.warning("--amp %s is ignored on %s: autocast is used on CUDA only (the run is float32)",
                         cfg.amp, ctx.device)
+        if cfg.compile and cfg.compile_mode in CUDAGRAPH_MODES and ctx.device.type != "cuda":
+            log.warning("--compile-mode %s on %s: CUDA graphs are CUDA-only; the model is compiled without them",
+                        cfg.compile_mode, ctx.device)
         with RunLock(out_dir) if ctx.is_main else nullcontext(), cuda_speed_settings(ctx.device):
             return _train(cfg, data, ctx, t_start, out_dir)
     finally:
@@ -652,8 +657,16 @@ def _runnable(model: nn.Module, cfg: TrainConfig, ctx: DistContext) -> nn.Module
         run_model = nn.parallel.DistributedDataParallel(
             model, device_ids=[ctx.device.index] if ctx.device.type == "cuda" else None)
     if cfg.compile:
-        run_model = torch.compile(run_model)  # type: ignore[assignment]
+        mode = None if cfg.compile_mode == "default" else cfg.compile_mode
+        run_model = torch.compile(run_model, mode=mode)  # type: ignore[assignment]
     return run_model
+
+
+def _new_step(cfg: TrainConfig | None) -> None:
+    """Tell torch's CUDA-graph trees that a new iteration begins (a model compiled in a CUDA-graph mode): the
+    graph outputs of the previous step may be overwritten from here on (the loop has consumed them)."""
+    if cfg is not None and cfg.compile and cfg.compile_mode in CUDAGRAPH_MODES:
+        torch.compiler.cudagraph_mark_step_begin()
 
 
 def _log_epoch(cfg: TrainConfig, epoch: int, stats: dict[str, float], test: dict[str, float],
