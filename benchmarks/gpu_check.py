@@ -177,6 +177,26 @@ def _models(layout: str, T: int) -> dict[str, Callable[[], nn.Module]]:
     return builders
 
 
+def train_step(model: nn.Module, run: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, y: torch.Tensor, *,
+               bf16: bool, ann: bool = False, mark_step: bool = False) -> Callable[[], None]:
+    """One SGD training step of ``model`` called through ``run`` (itself, or a compiled wrapper): cross-entropy of
+    the time-mean logits (of the first output for an ANN on ``B*T`` images), bf16 autocast if asked; with
+    ``mark_step`` it first tells CUDA-graph trees that a new iteration begins."""
+    opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, foreach=True)
+
+    def step() -> None:
+        if mark_step:
+            torch.compiler.cudagraph_mark_step_begin()
+        with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=bf16):
+            out = run(x)
+            loss = F.cross_entropy((out[0] if ann else out.mean(0)).float(), y)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+
+    return step
+
+
 def train_step_table(device: torch.device, layouts: dict[str, tuple[int, int, int]], precisions: list[str],
                      repeats: int, steps: int, deadline: float) -> list[dict[str, Any]]:
     """Rows of (layout, precision, model): ms/step, img/s, peak memory, ratio to the ANN ceiling."""
@@ -197,19 +217,7 @@ def train_step_table(device: torch.device, layouts: dict[str, tuple[int, int, in
                 ann = label.startswith("ann")
                 x = torch.randn(B * T if ann else B, 3, size, size, device=device)
                 y = torch.randint(0, 10, (x.shape[0],), device=device)
-                opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, foreach=True)
-
-                def step(model: nn.Module = model, x: torch.Tensor = x, y: torch.Tensor = y,
-                         opt: torch.optim.Optimizer = opt, ann: bool = ann, bf16: bool = prec == "bf16") -> None:
-                    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
-                        out = model(x)
-                        logits = out[0] if ann else out.mean(0)
-                        loss = F.cross_entropy(logits.float(), y)
-                    opt.zero_grad(set_to_none=True)
-                    loss.backward()
-                    opt.step()
-
-                entries.append((label, step))
+                entries.append((label, train_step(model, model, x, y, bf16=prec == "bf16", ann=ann)))
             samples: dict[str, list[float]] = {label: [] for label, _ in entries}
             peaks: dict[str, float] = {}
             for label, step in entries:  # warm-up, peak memory
@@ -254,16 +262,7 @@ def cuda_graphs(device: torch.device, quick: bool, deadline: float) -> dict[str,
         torch._dynamo.reset()
         model = xorsnn.create_model("xoresnet18_cifar", T=T, num_classes=10).to(device).train()
         run = model if label == "eager" else torch.compile(model, **compile_kwargs)
-        opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, foreach=True)
-
-        def step(run: Any = run, opt: torch.optim.Optimizer = opt, graphs: bool = label != "eager") -> None:
-            if graphs:
-                torch.compiler.cudagraph_mark_step_begin()
-            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cuda):
-                loss = F.cross_entropy(run(x).mean(0).float(), y)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
+        step = train_step(model, run, x, y, bf16=cuda, mark_step=label != "eager")
 
         try:
             t0 = time.time()

@@ -41,7 +41,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from .._checks import check_choice as _check
+from .._checks import check_choice
 from ..ops import spike_and, spike_iand, spike_or, spike_xor
 
 __all__ = [
@@ -79,7 +79,7 @@ class Op:
     name: str = ""
 
     def __post_init__(self) -> None:
-        _check("Op.kind", self.kind, OP_KINDS)
+        check_choice("Op.kind", self.kind, OP_KINDS)
         if (self.kind == "xor_input") != (self.name == ""):
             raise ValueError(f"Op {self.kind!r}: name must be empty exactly for 'xor_input', got {self.name!r}")
 
@@ -104,8 +104,8 @@ class Segment:
     meta: bool = False
 
     def __post_init__(self) -> None:
-        _check("Segment.shortcut", self.shortcut, SHORTCUTS)
-        _check("Segment.merge", self.merge, MERGES)
+        check_choice("Segment.shortcut", self.shortcut, SHORTCUTS)
+        check_choice("Segment.merge", self.merge, MERGES)
         if (self.neuron is None) != (self.merge == "membrane_add"):
             raise ValueError(f"Segment: merge {self.merge!r} {'needs' if self.neuron is None else 'takes no'} neuron")
 
@@ -157,8 +157,8 @@ class BlockSpec:
     downsample: str = "downsample"
 
     def __post_init__(self) -> None:
-        _check("BlockSpec.output_kind", self.output_kind, ("spikes", "graded", "membrane"))
-        _check("BlockSpec.handoff", self.handoff, HANDOFFS)
+        check_choice("BlockSpec.output_kind", self.output_kind, ("spikes", "graded", "membrane"))
+        check_choice("BlockSpec.handoff", self.handoff, HANDOFFS)
         if not self.segments:
             raise ValueError("BlockSpec: at least one segment")
 

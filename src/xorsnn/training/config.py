@@ -28,6 +28,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .._checks import check_choice
+
 __all__ = ["TrainConfig", "load_config", "PRESETS_DIR", "list_presets", "preset_description", "RUN_KEYS",
            "resume_mismatches"]
 
@@ -157,9 +159,8 @@ class TrainConfig:
         """Raise ``ValueError`` naming the first invalid setting and the expected value."""
         self._validate_types()
         for f in dataclasses.fields(self):
-            choices = f.metadata.get("choices")
-            if choices and getattr(self, f.name) not in choices:
-                raise ValueError(f"{f.name} must be one of {choices}, got {getattr(self, f.name)!r}")
+            if f.metadata.get("choices"):
+                check_choice(f.name, getattr(self, f.name), f.metadata["choices"])
         for name in ("epochs", "batch_size", "T", "eval_every", "keep_last", "log_interval"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be a positive integer, got {getattr(self, name)!r}")
