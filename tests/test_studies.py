@@ -25,7 +25,8 @@ def test_output_mode_identity_blocks_get_exactly_zero_gradient_under_zero_init(o
     grads = {}
     for mode in ("output", "input", "none"):
         torch.manual_seed(1)
-        m = xorsnn.create_model("xoresnet20", num_classes=10, T=2, xor_mode=mode, or_form=or_form, xor_form=xor_form)
+        m = xorsnn.create_model("xoresnet20", num_classes=10, T=2, xor_mode=mode, or_form=or_form, xor_form=xor_form,
+                                zero_init_residual=True)
         torch.nn.functional.cross_entropy(m(x).mean(0), y).backward()
         grads[mode] = {n: sum(float(p.grad.abs().sum()) for p in b.parameters() if p.grad is not None)
                        for n, b in find_blocks(m) if b.downsample is None}
@@ -45,7 +46,7 @@ def test_input_mode_xor_blocks_start_with_only_a_bn_shift_gradient():
     active = {"stages.0.1", "stages.0.2", "stages.1.2", "stages.2.2"}  # same-shape predecessor, n = 3
     for mode, expected in (("input", {"bn2.bias"}), ("none", {"bn2.weight", "bn2.bias"})):
         torch.manual_seed(1)
-        m = xorsnn.create_model("xoresnet20", num_classes=10, T=2, xor_mode=mode)
+        m = xorsnn.create_model("xoresnet20", num_classes=10, T=2, xor_mode=mode, zero_init_residual=True)
         torch.nn.functional.cross_entropy(m(x).mean(0), y).backward()
         for name, block in find_blocks(m):
             if name in active:

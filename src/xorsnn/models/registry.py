@@ -243,6 +243,11 @@ _IMAGENET = {
     "152": ("bottleneck", [3, 8, 36, 3]),
 }
 _CIFAR_6N2 = (8, 14, 20, 32, 44, 56, 110, 482)
+# 6n+2 nets up to this depth default to ``zero_init_residual=False``: at convergence (Fashion-MNIST,
+# ResNet-14, T = 2, 15 epochs) zero-init cost XOResNet 0.75 and SEW-ResNet 0.85 points of final test
+# accuracy. Deeper nets keep their family's zero-init: without it XOResNet's gradient at initialisation
+# grows with depth (norm 24 at 44 layers, 3e6 at 110, non-finite at 482; docs/findings.md).
+SHALLOW_ZERO_INIT_OFF = 20
 
 
 def cifar_6n2_layout(depth: int) -> dict[str, Any]:
@@ -294,12 +299,15 @@ def register_family_models(family: BlockFamily) -> list[str]:
         **resnet19_layout(),
     )
     for depth in _CIFAR_6N2:
+        shallow = {"zero_init_residual": False} if depth <= SHALLOW_ZERO_INIT_OFF else {}
         register_model(
             f"{prefix}{depth}",
             SpikingResNet,
-            description=f"{title}-{depth}, CIFAR 6n+2 family (n={(depth - 2) // 6}), widths 16/32/64",
+            description=f"{title}-{depth}, CIFAR 6n+2 family (n={(depth - 2) // 6}), widths 16/32/64"
+            + (", zero-init off" if shallow else ""),
             family=name,
             **cifar_6n2_layout(depth),
+            **shallow,
         )
     return sorted(set(_MODELS) - before)
 
