@@ -95,15 +95,17 @@ def test_run_skip_park_restore_resume_render(cs, monkeypatch):
     assert (cs.RESULTS / "converged_tiny_curves.png").stat().st_size > 1000
 
 
-@pytest.mark.parametrize(("preset_name", "tag"), [("fashion_mnist_oa14", "oa"), ("fashion_mnist_ms14", "ms")])
-def test_the_fashion_mnist_presets_are_the_study_recipe(preset_name, tag):
-    """``xorsnn train --config fashion_mnist_oa14`` / ``_ms14`` train exactly the study's OA / MS row (their
-    headers quote them)."""
+@pytest.mark.parametrize(("study_name", "preset_name", "tag"), [
+    ("FASHION_MNIST", "fashion_mnist_oa14", "oa"), ("FASHION_MNIST", "fashion_mnist_ms14", "ms"),
+    ("CIFAR10", "cifar10_xoresnet14", "xor")])
+def test_the_study_presets_are_the_study_recipe(study_name, preset_name, tag):
+    """``xorsnn train --config fashion_mnist_oa14`` / ``_ms14`` / ``cifar10_xoresnet14`` train exactly the
+    study's row (their headers quote it)."""
     from xorsnn.cli import _config_from_args, build_parser
     from xorsnn.training import TrainConfig, load_config
 
     mod = _load()
-    argv = mod.train_command(mod.FASHION_MNIST, tag, 0)[1:]
+    argv = mod.train_command(getattr(mod, study_name), tag, 0)[1:]
     study = _config_from_args(build_parser().parse_args(argv)).to_dict()
     preset = TrainConfig.from_dict({**load_config(preset_name), "seed": 0}).to_dict()
     ignore = {"out_dir", "progress", "device"}
