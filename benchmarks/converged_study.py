@@ -14,7 +14,9 @@ epoch) and collects each run's per-epoch metrics into ``benchmarks/results/conve
 after every run, then re-renders ``converged_<study>.md`` and ``converged_<study>_curves.png``.
 Run directories are not committed; a session's processes end with it, so ``park`` copies the newest
 checkpoint of every unfinished run into ``benchmarks/inflight/<study>/`` (a few MB, committed), and
-the next ``run`` restores it and resumes. Finished runs live on only as rows of the JSON.
+the next ``run`` restores it and resumes. A finished run lives on as its rows of the JSON and its
+final-epoch weights, ``benchmarks/results/weights/<study>/<tag>_s<seed>/model.safetensors`` (~0.7 MB for a
+ResNet-14, committed; ``xorsnn eval``/``analyze`` take that folder).
 
 Accuracies: ``final`` is the test accuracy after the last epoch (the number to compare); ``best``
 is the maximum over epochs (what PLIF and many SNN papers report) and is labelled as such.
@@ -335,6 +337,11 @@ def render_markdown(study: Study, rows: dict[str, dict[str, Any]], machine: dict
             f"{r['wall_time_s'] / 60:.0f} | {r['train_img_per_s']:.0f} | {r['threads'] or '?'} | {r['device']} | "
             f"{r.get('code') or '?'} | `{r['command']}` |"
         )
+    kept = [k for k in sorted(rows) if (RESULTS / "weights" / study.name / k / "model.safetensors").exists()]
+    if kept:
+        where = f"benchmarks/results/weights/{study.name}/RUN"
+        lines += ["", f"Final-epoch weights kept for {', '.join(kept)} in `{where}/` (`xorsnn eval {where} --dataset "
+                  f"{study.dataset}` reproduces the final column; `xorsnn analyze` takes the same folder)."]
     return "\n".join(lines) + "\n"
 
 
@@ -439,6 +446,30 @@ def restore_inflight(study: Study, tag: str, seed: int) -> bool:
     return True
 
 
+def weights_dir(study: Study, tag: str, seed: int) -> Path:
+    """Where the final-epoch weights of a finished run are kept (committed, unlike ``runs/``)."""
+    return RESULTS / "weights" / study.name / run_id(tag, seed)
+
+
+def keep_final_weights(study: Study, tag: str, seed: int) -> Path | None:
+    """Copy the last epoch's ``model.safetensors`` of a finished run into :func:`weights_dir` (verified;
+    refused if git would not commit it); ``None`` when the run directory is gone (an earlier session's run)."""
+    from xorsnn.training.checkpoint import WEIGHTS, resolve_checkpoint, verify_checkpoint
+
+    d = run_dir(study, tag, seed)
+    if not _has_checkpoint(d):
+        return None
+    ckpt = resolve_checkpoint(d, "LAST")
+    verify_checkpoint(ckpt, with_state=False)
+    dest = weights_dir(study, tag, seed)
+    dest.mkdir(parents=True, exist_ok=True)
+    shutil.copy2(ckpt.weights, dest / WEIGHTS)
+    verify_checkpoint(resolve_checkpoint(dest), with_state=False)
+    if git_ignored([dest / WEIGHTS]):
+        raise SystemExit(f"git ignores {_rel(dest / WEIGHTS)}; add a '!' rule to .gitignore")
+    return dest
+
+
 def is_finished(study: Study, tag: str, seed: int) -> bool:
     row = load_results(study).get(run_id(tag, seed))
     if row is not None and row["finished"] and row["epochs_done"] >= study.epochs:
@@ -531,6 +562,8 @@ def cmd_run(args: argparse.Namespace) -> int:
             tag, seed = todo[0]
             rc = train_one(study, tag, seed, args.threads, snapshot)
         update(study, tag, seed, args.threads, code)
+        if is_finished(study, tag, seed):
+            keep_final_weights(study, tag, seed)
         done += 1
         if rc != 0:
             print(f"run {run_id(tag, seed)} exited with {rc}; see {run_dir(study, tag, seed) / 'train.log'}")
@@ -548,6 +581,7 @@ def cmd_park(args: argparse.Namespace) -> int:
         if is_finished(study, tag, seed):
             if dest.exists():
                 shutil.rmtree(dest)
+            keep_final_weights(study, tag, seed)
             continue
         if not _has_checkpoint(d):
             continue

@@ -56,7 +56,7 @@ def test_train_command_is_a_plain_cli_call(cs):
 
 
 @pytest.mark.slow
-def test_run_skip_park_restore_resume_render(cs, monkeypatch):
+def test_run_skip_park_restore_resume_render(cs, monkeypatch, capsys):
     study1 = _study(cs, 1)
     monkeypatch.setitem(cs.STUDIES, "tiny", study1)
     args = ["run", "--study", "tiny", "--threads", "1"]
@@ -88,10 +88,22 @@ def test_run_skip_park_restore_resume_render(cs, monkeypatch):
     assert row["final_test_acc"] == row["curve"][-1]["test_acc"]
     assert cs.main(["park", "--study", "tiny"]) == 0
     assert not parked.exists()  # finished runs leave inflight
+    # ... and keep their final-epoch weights, committed: evaluating them reproduces the final accuracy
+    kept = cs.weights_dir(study2, "oa", 0)
+    assert sorted(p.name for p in kept.iterdir()) == ["model.safetensors"]
+    if (REPO / ".git").exists():
+        committed = REPO / "benchmarks" / "results" / "weights" / "tiny" / "oa_s0" / "model.safetensors"
+        assert cs.git_ignored([committed]) == []
+    from xorsnn.cli import main as xorsnn_main
+    capsys.readouterr()
+    assert xorsnn_main(["eval", str(kept), "--json"]) == 0
+    res = json.loads(capsys.readouterr().out)
+    assert res["epoch"] == 2 and res["acc"] == pytest.approx(row["final_test_acc"], abs=1e-9)
 
     cs.render(study2)
     md = (cs.RESULTS / "converged_tiny.md").read_text()
     assert "| OA-8 | 1 |" in md and "xorsnn train --model oa_resnet8" in md and "best-epoch" in md
+    assert "Final-epoch weights kept for oa_s0" in md
     assert (cs.RESULTS / "converged_tiny_curves.png").stat().st_size > 1000
 
 
