@@ -21,7 +21,7 @@ from numba.extending import intrinsic
 
 from ..neurons._cpu_kernels import _step as _cpu_step
 
-__all__ = ["pack_spikes", "popcount_conv", "signed_add_conv", "neuron_multistep", "neuron_pack", "fused_conv_bn_neuron",
+__all__ = ["pack_spikes", "popcount_conv", "signed_add_conv", "neuron_pack", "fused_conv_bn_neuron",
            "set_threads"]
 
 
@@ -155,41 +155,10 @@ def signed_add_conv(x, sign, stride, pad, out):  # type: ignore[no-untyped-def]
 
 
 @njit(parallel=True, cache=True)
-def neuron_multistep(x, consts, flags, out):  # type: ignore[no-untyped-def]
-    """Fused multi-step neuron from rest, the same float operations in the same order as
-    :func:`xorsnn.neurons.dynamics.multistep_bptt` (so the spikes are bitwise equal).
-
-    ``x``, ``out``: ``[T, M]``; ``consts`` (dtype of ``x``): ``[k, c, b, v_threshold, v_reset, v_init]``;
-    ``flags``: ``[use_c, use_k, k_is_one, use_b, hard_reset, real_valued]``. Chunks of 2048 neurons
-    keep their membranes in L1 across the ``T`` steps; the inner loop is branch-free (vectorises).
-    """
-    t_n, m_n = x.shape
-    k, c, b, vth, vreset, vinit = consts[0], consts[1], consts[2], consts[3], consts[4], consts[5]
-    use_c, use_k, k_one, use_b, hard, real = flags[0], flags[1], flags[2], flags[3], flags[4], flags[5]
-    zero = consts[0] - consts[0]
-    one = zero + 1
-    chunk = 2048
-    for ci in prange((m_n + chunk - 1) // chunk):
-        lo = ci * chunk
-        hi = min(m_n, lo + chunk)
-        v = np.full(hi - lo, vinit, x.dtype)
-        for t in range(t_n):
-            xt = x[t, lo:hi]
-            ot = out[t, lo:hi]
-            for j in range(hi - lo):
-                fire, h, vn = _neuron_step(xt[j], v[j], k, c, b, vth, vreset, use_c, use_k, k_one, use_b, hard)
-                v[j] = vn
-                if real:
-                    ot[j] = h if fire else h * zero
-                else:
-                    ot[j] = one if fire else zero
-
-
-@njit(parallel=True, cache=True)
 def neuron_pack(x, consts, flags, out, packed):  # type: ignore[no-untyped-def]
     """Binary-spike neuron over ``x`` ``[T, B, C, H, W]`` that also packs its spikes.
 
-    Same float operations as :func:`neuron_multistep` (bitwise-equal spikes in ``out``
+    Same float operations as :func:`xorsnn.neurons.dynamics.multistep_bptt` (bitwise-equal spikes in ``out``
     ``[T, B, C, H, W]``); ``packed`` ``[T*B, H+2, W+2, Cw]`` receives the spikes in the layout of
     :func:`pack_spikes` with padding 1 (its border must be zero). ``x`` may have a leading size of 1
     for an input that is the same at every step (a static image's stem current): ``T`` is then

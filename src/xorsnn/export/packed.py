@@ -140,11 +140,12 @@ class PackedLinear(PackedConv2d):
 class FusedNeuron(nn.Module):
     """Inference form of a :class:`~xorsnn.neurons.SpikingNeuron`: one fused pass over ``[T, B, ...]``.
 
-    The numba kernel keeps the membrane in a register across the ``T`` steps instead of the
-    ~8 whole-tensor PyTorch operations per step of the training form, and performs the same float
-    operations in the same order (constants cast to the input dtype, as PyTorch does), so its
-    output is bitwise equal to the neuron's. Starts from rest (the neuron must not be ``stateful``).
-    Float32 and float64 inputs; other dtypes fall back to the original module.
+    Binary spikes of feature maps (``[T, B, C, H, W]``, float32/float64 on the CPU) take one numba
+    kernel that keeps the membrane in a register across the ``T`` steps, performs the same float
+    operations in the same order as the neuron (constants cast to the input dtype, as PyTorch does),
+    so its spikes are bitwise equal, and packs them for the next packed layer (:class:`PackedSpikes`).
+    Every other input runs the neuron's own forward without autograd (itself the fused CPU kernel where
+    :mod:`xorsnn.neurons.backends` chooses it). Starts from rest (the neuron must not be ``stateful``).
     """
 
     def __init__(self, neuron: SpikingNeuron) -> None:
@@ -156,22 +157,19 @@ class FusedNeuron(nn.Module):
         self._consts64, _ = neuron_kernel_params(neuron, np.float64)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if x.dtype not in (torch.float32, torch.float64) or x.device.type != "cpu" or x.dim() < 2:
-            return self.neuron(x)
-        k = kernels()
+        if x.dtype not in (torch.float32, torch.float64) or x.device.type != "cpu" or x.dim() != 5 or self._flags[5]:
+            with torch.no_grad():  # other shapes, dtypes, devices, real-valued spikes: the neuron's own pass
+                return self.neuron(x)
+        # binary spikes of feature maps: one pass that also packs them (padding 1)
         xs = x.detach()
         out = torch.empty(xs.shape, dtype=xs.dtype)
         consts = self._consts32 if x.dtype == torch.float32 else self._consts64
-        if x.dim() == 5 and not self._flags[5]:  # binary spikes of feature maps: also pack them (padding 1)
-            if x.shape[0] > 1 and x.stride(0) == 0:
-                xs = xs[:1]  # a T-expanded input (static image): the kernel reads its single step T times
-            t_n, b_n, c_n, h_n, w_n = out.shape
-            packed = np.zeros((t_n * b_n, h_n + 2, w_n + 2, (c_n + 63) // 64), np.uint64)
-            k.neuron_pack(xs.contiguous().numpy(), consts, self._flags, out.numpy(), packed)
-            return PackedSpikes.wrap(out, packed)
-        xs = xs.contiguous().view(x.shape[0], -1)
-        k.neuron_multistep(xs.numpy(), consts, self._flags, out.view(x.shape[0], -1).numpy())
-        return out
+        if x.shape[0] > 1 and x.stride(0) == 0:
+            xs = xs[:1]  # a T-expanded input (static image): the kernel reads its single step T times
+        t_n, b_n, c_n, h_n, w_n = out.shape
+        packed = np.zeros((t_n * b_n, h_n + 2, w_n + 2, (c_n + 63) // 64), np.uint64)
+        kernels().neuron_pack(xs.contiguous().numpy(), consts, self._flags, out.numpy(), packed)
+        return PackedSpikes.wrap(out, packed)
 
     def extra_repr(self) -> str:
         return "fused numba kernel"
