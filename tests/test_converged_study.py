@@ -109,9 +109,9 @@ def test_run_skip_park_restore_resume_render(cs, monkeypatch, capsys):
 
 @pytest.mark.parametrize(("study_name", "preset_name", "tag"), [
     ("FASHION_MNIST", "fashion_mnist_oa14", "oa"), ("FASHION_MNIST", "fashion_mnist_ms14", "ms"),
-    ("CIFAR10", "cifar10_xoresnet14", "xor")])
+    ("CIFAR10", "cifar10_xoresnet14", "xor"), ("CIFAR10", "cifar10_ms14", "ms")])
 def test_the_study_presets_are_the_study_recipe(study_name, preset_name, tag):
-    """``xorsnn train --config fashion_mnist_oa14`` / ``_ms14`` / ``cifar10_xoresnet14`` train exactly the
+    """``xorsnn train --config fashion_mnist_oa14`` / ``_ms14`` / ``cifar10_xoresnet14`` / ``_ms14`` train exactly the
     study's row (their headers quote it)."""
     from xorsnn.cli import _config_from_args, build_parser
     from xorsnn.training import TrainConfig, load_config
