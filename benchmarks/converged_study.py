@@ -42,6 +42,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from xorsnn.training.checkpoint import WEIGHTS
+
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results"
 INFLIGHT = ROOT / "benchmarks" / "inflight"
@@ -337,7 +339,7 @@ def render_markdown(study: Study, rows: dict[str, dict[str, Any]], machine: dict
             f"{r['wall_time_s'] / 60:.0f} | {r['train_img_per_s']:.0f} | {r['threads'] or '?'} | {r['device']} | "
             f"{r.get('code') or '?'} | `{r['command']}` |"
         )
-    kept = [k for k in sorted(rows) if (RESULTS / "weights" / study.name / k / "model.safetensors").exists()]
+    kept = [k for k in sorted(rows) if (weights_dir(study, rows[k]["tag"], rows[k]["seed"]) / WEIGHTS).exists()]
     if kept:
         where = f"benchmarks/results/weights/{study.name}/RUN"
         lines += ["", f"Final-epoch weights kept for {', '.join(kept)} in `{where}/` (`xorsnn eval {where} --dataset "
@@ -454,17 +456,16 @@ def weights_dir(study: Study, tag: str, seed: int) -> Path:
 def keep_final_weights(study: Study, tag: str, seed: int) -> Path | None:
     """Copy the last epoch's ``model.safetensors`` of a finished run into :func:`weights_dir` (verified;
     refused if git would not commit it); ``None`` when the run directory is gone (an earlier session's run)."""
-    from xorsnn.training.checkpoint import WEIGHTS, resolve_checkpoint, verify_checkpoint
+    from xorsnn.training.checkpoint import resolve_checkpoint, verify_checkpoint
 
     d = run_dir(study, tag, seed)
     if not _has_checkpoint(d):
         return None
     ckpt = resolve_checkpoint(d, "LAST")
-    verify_checkpoint(ckpt, with_state=False)
+    verify_checkpoint(ckpt, with_state=False)  # checksums and finiteness, read once, before anything is copied
     dest = weights_dir(study, tag, seed)
     dest.mkdir(parents=True, exist_ok=True)
     shutil.copy2(ckpt.weights, dest / WEIGHTS)
-    verify_checkpoint(resolve_checkpoint(dest), with_state=False)
     if git_ignored([dest / WEIGHTS]):
         raise SystemExit(f"git ignores {_rel(dest / WEIGHTS)}; add a '!' rule to .gitignore")
     return dest
